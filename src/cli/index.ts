@@ -1,0 +1,97 @@
+/**
+ * Argument parsing and dispatch. Each command returns its exit code, or undefined when it keeps
+ * running until a signal (serve, stack, demo).
+ */
+import { parseArgs } from 'node:util';
+import { checkConfig } from './check-config.js';
+
+const USAGE = `usage: tollgate <command> [options]
+
+commands:
+  serve --config FILE                          run the gRPC sidecar (ext_authz, ext_proc, health) and /metrics
+  check-config FILE                            validate a configuration file; exit 1 when invalid
+  stack --config FILE --upstream URL [--port N] run Envoy and the sidecar together on this machine
+  demo [--port N]                              the whole thing on embedded defaults (dev issuer + dev upstream)
+  token [--sub S] [--email E] [--groups a,b] [--tenant T]
+                                               mint a token from the demo issuer (development only)
+`;
+
+export class UsageError extends Error {}
+
+/** Parses string-valued options only (every flag of ours takes a value). */
+function options<K extends string>(args: string[], spec: Record<K, { type: 'string'; short?: string }>) {
+  try {
+    const parsed = parseArgs({ args, options: spec, allowPositionals: true, strict: true });
+    return { values: parsed.values as Partial<Record<K, string>>, positionals: parsed.positionals };
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+}
+
+function port(value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`--port must be 0..65535, got ${value}`);
+  return n;
+}
+
+export async function main(argv: string[]): Promise<number | undefined> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'serve': {
+        const { values } = options(rest, { config: { type: 'string', short: 'c' } });
+        if (!values.config) throw new UsageError('serve needs --config FILE');
+        const { serve } = await import('./serve.js');
+        return await serve(values.config);
+      }
+      case 'check-config': {
+        const { positionals, values } = options(rest, { config: { type: 'string', short: 'c' } });
+        const file = positionals[0] ?? values.config;
+        if (!file) throw new UsageError('check-config needs FILE');
+        return await checkConfig(file, process.stdout, process.stderr);
+      }
+      case 'stack': {
+        const { values } = options(rest, {
+          config: { type: 'string', short: 'c' },
+          upstream: { type: 'string' },
+          port: { type: 'string', short: 'p' },
+        });
+        if (!values.config) throw new UsageError('stack needs --config FILE');
+        if (!values.upstream) throw new UsageError('stack needs --upstream URL');
+        const { stackCommand } = await import('./stack.js');
+        return await stackCommand(values.config, values.upstream, port(values.port, 10000));
+      }
+      case 'demo': {
+        const { values } = options(rest, { port: { type: 'string', short: 'p' } });
+        const { demo } = await import('./demo.js');
+        return await demo(port(values.port, 10000));
+      }
+      case 'token': {
+        const { values } = options(rest, {
+          sub: { type: 'string' },
+          email: { type: 'string' },
+          groups: { type: 'string' },
+          tenant: { type: 'string' },
+          'expires-in': { type: 'string' },
+        });
+        const { token } = await import('./token.js');
+        return await token(values);
+      }
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command: ${command}`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`tollgate: ${err.message}\n\n${USAGE}`);
+      return 2;
+    }
+    throw err;
+  }
+}

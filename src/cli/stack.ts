@@ -1,0 +1,21 @@
+/** `tollgate stack --config FILE --upstream URL [--port N]`. */
+import { runStack, readyLine } from '../stack/run.js';
+import { createLogger } from '../telemetry/logger.js';
+import { guardProcess, loadOrReport, reloadOnChange } from './serve.js';
+import { untilSignal } from './signals.js';
+
+export async function stackCommand(file: string, upstreamUrl: string, port: number): Promise<number> {
+  const config = await loadOrReport(file);
+  if (!config) return 1;
+  // stdout carries only the ready line; logs go to stderr.
+  const logger = createLogger({ level: config.logging.level, destination: process.stderr });
+  guardProcess(logger);
+  const stack = await runStack({ config, upstreamUrl, port, logger });
+  const watcher = reloadOnChange(file, stack.app);
+  process.stdout.write(readyLine(stack));
+  const signal = await untilSignal();
+  logger.info({ signal }, 'stopping stack');
+  watcher.close();
+  await stack.stop();
+  return 0;
+}

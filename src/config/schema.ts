@@ -1,0 +1,137 @@
+/**
+ * The validated, frozen configuration that running code reads. `load.ts` turns YAML into
+ * this shape (or a ConfigError listing every problem); nothing else parses config.
+ */
+
+export type SecretRef = { readonly env: string } | { readonly file: string };
+
+export type Algorithm = 'RS256' | 'RS384' | 'RS512' | 'PS256' | 'PS384' | 'PS512' | 'ES256' | 'ES384' | 'ES512' | 'EdDSA';
+export const ALGORITHMS: readonly Algorithm[] = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
+export const DEFAULT_ALGORITHMS: readonly Algorithm[] = ['RS256', 'ES256', 'PS256', 'EdDSA'];
+
+export interface ClaimMapping {
+  /** Claim path naming the user (default `email`, falling back to `sub` when absent). */
+  readonly user: string;
+  /** Claim path of the group list (default `groups`). */
+  readonly groups: string;
+  /** Claim path of the tenant (default `tenant_id`). */
+  readonly tenant: string;
+}
+
+export interface ProviderConfig {
+  readonly name: string;
+  readonly issuer: string;
+  /** Accepted audiences: `clientId` plus `audiences`. At least one. */
+  readonly audiences: readonly string[];
+  readonly jwksUri?: string;
+  readonly algorithms: readonly Algorithm[];
+  readonly clockSkewSeconds: number;
+  readonly maxTokenBytes: number;
+  readonly claims: ClaimMapping;
+  /** Minimum seconds between two JWKS refetches triggered by an unknown `kid`. */
+  readonly jwksCooldownSeconds: number;
+  /** Seconds a fetched key set is considered fresh before a background refresh. */
+  readonly jwksCacheMaxAgeSeconds: number;
+  /** Timeout of one discovery or JWKS HTTP call. */
+  readonly jwksTimeoutMs: number;
+}
+
+export interface ServerConfig {
+  /** host:port of the gRPC listener (ext_authz + ext_proc + health). Port 0 = any free port. */
+  readonly grpc: string;
+  /** host:port of the metrics HTTP listener; absent = disabled. */
+  readonly metrics?: string;
+  /** Seconds to let in-flight calls finish on SIGTERM before forcing shutdown. */
+  readonly shutdownGraceSeconds: number;
+}
+
+export interface UpstreamConfig {
+  readonly apiKey?: SecretRef;
+  readonly tenants: Readonly<Record<string, { readonly apiKey: SecretRef; readonly project?: string; readonly organization?: string }>>;
+}
+
+/** Header name (lower-case) → claim path. */
+export type IdentityHeaders = Readonly<Record<string, string>>;
+
+/** Glob matchers per claim key; a key is `user`, `groups`, `tenant` or a claim path. */
+export type ClaimMatch = Readonly<Record<string, readonly string[]>>;
+
+export interface RequestMatch {
+  /** Exact path, or a prefix when it ends with `*`. Absent = any path. */
+  readonly path?: string;
+  readonly methods?: readonly string[];
+  readonly models?: readonly string[];
+  readonly claims: ClaimMatch;
+}
+
+export interface AuthorizationRule {
+  readonly name: string;
+  readonly match: RequestMatch;
+  readonly action: 'allow' | 'deny';
+  readonly mode: 'enforce' | 'shadow';
+}
+
+export interface AuthorizationConfig {
+  readonly default: 'allow' | 'deny';
+  readonly mode: 'enforce' | 'shadow';
+  readonly rules: readonly AuthorizationRule[];
+}
+
+export type RateUnit = 'second' | 'minute' | 'hour' | 'day';
+
+export interface RateLimitConfig {
+  readonly name: string;
+  readonly match: RequestMatch;
+  readonly requestsPerUnit: number;
+  readonly unit: RateUnit;
+  /** Claim key naming the bucket (`user`, `tenant`, `groups` or a claim path). */
+  readonly key: string;
+}
+
+export type BudgetPeriod = 'hour' | 'day' | 'week' | 'month';
+
+export interface TokenBudgetConfig {
+  /** Exactly one of tenant / group / user names the subject charged. */
+  readonly tenant?: string;
+  readonly group?: string;
+  readonly user?: string;
+  readonly maxTokens: number;
+  readonly period: BudgetPeriod;
+  /** IANA time zone for calendar alignment; default UTC. */
+  readonly timeZone: string;
+}
+
+export interface MeteringConfig {
+  /** Output tokens reserved at admission when the request names no max_tokens. */
+  readonly defaultMaxOutputTokens: number;
+}
+
+export type OnUnavailable = 'closed' | 'open' | 'local';
+
+export interface RedisStoreConfig {
+  readonly url: string;
+  readonly timeoutMs: number;
+  readonly onUnavailable: OnUnavailable;
+  readonly keyPrefix: string;
+}
+
+export interface StoreConfig {
+  readonly redis?: RedisStoreConfig;
+}
+
+export interface LoggingConfig {
+  readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+}
+
+export interface Config {
+  readonly server: ServerConfig;
+  readonly authentication: readonly ProviderConfig[];
+  readonly upstream: UpstreamConfig;
+  readonly identityHeaders: IdentityHeaders;
+  readonly authorization: AuthorizationConfig;
+  readonly rateLimits: readonly RateLimitConfig[];
+  readonly tokenBudgets: readonly TokenBudgetConfig[];
+  readonly metering: MeteringConfig;
+  readonly store: StoreConfig;
+  readonly logging: LoggingConfig;
+}

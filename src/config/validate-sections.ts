@@ -1,0 +1,222 @@
+/** The infrastructure sections: server, upstream, identityHeaders, metering, store, logging. */
+import { isMap, isScalar } from 'yaml';
+import type {
+  IdentityHeaders,
+  LoggingConfig,
+  MeteringConfig,
+  OnUnavailable,
+  RedisStoreConfig,
+  SecretRef,
+  ServerConfig,
+  StoreConfig,
+  UpstreamConfig,
+} from './schema.js';
+import {
+  checkUnique,
+  isNull,
+  keyPath,
+  readEnum,
+  readInt,
+  readMap,
+  readString,
+  report,
+  required,
+  setOwn,
+} from './validate-core.js';
+import type { Cursor } from './validate-core.js';
+
+const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(\d{1,5})$/;
+
+function readHostPort(cur: Cursor | undefined): string | undefined {
+  const s = readString(cur);
+  if (s === undefined || cur === undefined) return undefined;
+  const m = HOST_PORT.exec(s);
+  if (m === null || Number(m[2]) > 65535) {
+    report(cur, `expected host:port (port 0-65535, 0 = any free port), got ${JSON.stringify(s)}`);
+    return undefined;
+  }
+  return s;
+}
+
+export function readServer(cur: Cursor | undefined): ServerConfig {
+  const defaults: ServerConfig = {
+    grpc: '0.0.0.0:9001',
+    metrics: '0.0.0.0:9464',
+    shutdownGraceSeconds: 10,
+  };
+  if (cur === undefined) return defaults;
+  const f = readMap(cur, ['grpc', 'metrics', 'shutdownGraceSeconds'], true);
+  if (f === undefined) return defaults;
+  const metricsCur = f.get('metrics');
+  let metrics: string | undefined = defaults.metrics;
+  if (metricsCur !== undefined) {
+    // `metrics: false` (or an empty value) turns the endpoint off; `true` would be ambiguous.
+    const disabled =
+      isNull(metricsCur) || (isScalar(metricsCur.node) && metricsCur.node.value === false);
+    metrics = disabled ? undefined : readHostPort(metricsCur);
+  }
+  return {
+    grpc: readHostPort(f.get('grpc')) ?? defaults.grpc,
+    ...(metrics !== undefined ? { metrics } : {}),
+    shutdownGraceSeconds:
+      readInt(f.get('shutdownGraceSeconds'), 0, 3600) ?? defaults.shutdownGraceSeconds,
+  };
+}
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+export function readSecretRef(cur: Cursor): SecretRef | undefined {
+  const f = readMap(cur, ['env', 'file']);
+  if (f === undefined) return undefined;
+  if (f.size !== 1) {
+    // An empty result after an unknown key (`envv:`) was already reported with a suggestion.
+    const unknownOnly = f.size === 0 && isMap(cur.node) && cur.node.items.length > 0;
+    if (!unknownOnly) report(cur, 'needs exactly one of `env` (variable name) or `file` (path)');
+    return undefined;
+  }
+  const envCur = f.get('env');
+  if (envCur !== undefined) {
+    const env = readString(envCur);
+    if (env === undefined) return undefined;
+    if (!ENV_NAME.test(env)) {
+      report(envCur, `not a valid environment variable name: ${JSON.stringify(env)}`);
+      return undefined;
+    }
+    return { env };
+  }
+  const file = readString(f.get('file'));
+  return file === undefined ? undefined : { file };
+}
+
+export function readUpstream(cur: Cursor | undefined): UpstreamConfig {
+  if (cur === undefined) return { tenants: {} };
+  const f = readMap(cur, ['apiKey', 'tenants'], true);
+  if (f === undefined) return { tenants: {} };
+  const apiKeyCur = f.get('apiKey');
+  const apiKey = apiKeyCur !== undefined ? readSecretRef(apiKeyCur) : undefined;
+  const tenants: Record<string, UpstreamConfig['tenants'][string]> = {};
+  const tenantsCur = f.get('tenants');
+  const entries = tenantsCur !== undefined ? readMap(tenantsCur, undefined, true) : undefined;
+  for (const [name, tcur] of entries ?? []) {
+    const t = readMap(tcur, ['apiKey', 'project', 'organization']);
+    if (t === undefined) continue;
+    const keyCur = required(tcur, t, 'apiKey');
+    const ref = keyCur !== undefined ? readSecretRef(keyCur) : undefined;
+    const project = readString(t.get('project'));
+    const organization = readString(t.get('organization'));
+    if (ref === undefined) continue;
+    setOwn(tenants, name, {
+      apiKey: ref,
+      ...(project !== undefined ? { project } : {}),
+      ...(organization !== undefined ? { organization } : {}),
+    });
+  }
+  return { ...(apiKey !== undefined ? { apiKey } : {}), tenants };
+}
+
+// RFC 9110 token characters (lower-cased).
+const HEADER_TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+// Headers Envoy or the upstream connection own: overwriting them would break routing, framing
+// or the upstream credential that Tollgate itself sets.
+const RESERVED_HEADERS = new Set([
+  'authorization',
+  'host',
+  'content-length',
+  'content-type',
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'te',
+  'upgrade',
+  'proxy-authorization',
+  'proxy-connection',
+]);
+
+export function readIdentityHeaders(cur: Cursor | undefined): IdentityHeaders {
+  if (cur === undefined) return {};
+  const f = readMap(cur, undefined, true);
+  if (f === undefined) return {};
+  const out: Record<string, string> = {};
+  const names: { value: string | undefined; cur: Cursor }[] = [];
+  for (const [raw, vcur] of f) {
+    const name = raw.toLowerCase();
+    const claim = readString(vcur);
+    const where = { ctx: vcur.ctx, path: keyPath(cur.path, raw), line: vcur.line };
+    if (name.startsWith(':')) report(where, 'HTTP/2 pseudo-headers cannot be identity headers');
+    else if (!HEADER_TOKEN.test(name))
+      report(where, `not a valid HTTP header name: ${JSON.stringify(raw)}`);
+    else if (RESERVED_HEADERS.has(name))
+      report(where, `\`${name}\` is reserved and cannot carry identity`);
+    else if (name.startsWith('x-envoy-'))
+      report(where, 'x-envoy-* headers belong to Envoy and cannot carry identity');
+    else {
+      names.push({ value: name, cur: vcur });
+      if (claim !== undefined) setOwn(out, name, claim);
+    }
+  }
+  // `X-User` and `x-user` are the same header once lower-cased.
+  checkUnique(names, 'header');
+  return out;
+}
+
+export function readMetering(cur: Cursor | undefined): MeteringConfig {
+  const defaults: MeteringConfig = { defaultMaxOutputTokens: 4096 };
+  if (cur === undefined) return defaults;
+  const f = readMap(cur, ['defaultMaxOutputTokens'], true);
+  if (f === undefined) return defaults;
+  return {
+    defaultMaxOutputTokens:
+      readInt(f.get('defaultMaxOutputTokens'), 1, 10_000_000) ?? defaults.defaultMaxOutputTokens,
+  };
+}
+
+const ON_UNAVAILABLE: readonly OnUnavailable[] = ['closed', 'open', 'local'];
+
+export function readStore(cur: Cursor | undefined): StoreConfig {
+  if (cur === undefined) return {};
+  const f = readMap(cur, ['redis'], true);
+  const rcur = f?.get('redis');
+  if (rcur === undefined) return {};
+  const r = readMap(rcur, ['url', 'timeoutMs', 'onUnavailable', 'keyPrefix']);
+  if (r === undefined) return {};
+  const redis: RedisStoreConfig = {
+    url: readRedisUrl(required(rcur, r, 'url')) ?? '',
+    timeoutMs: readInt(r.get('timeoutMs'), 1, 60000) ?? 50,
+    onUnavailable: readEnum(r.get('onUnavailable'), ON_UNAVAILABLE) ?? 'closed',
+    keyPrefix: readString(r.get('keyPrefix'), { allowEmpty: true }) ?? 'tollgate:',
+  };
+  return { redis };
+}
+
+function readRedisUrl(cur: Cursor | undefined): string | undefined {
+  const s = readString(cur);
+  if (s === undefined || cur === undefined) return undefined;
+  let ok = false;
+  try {
+    const url = new URL(s);
+    ok = (url.protocol === 'redis:' || url.protocol === 'rediss:') && url.hostname !== '';
+  } catch {
+    ok = false;
+  }
+  if (!ok) {
+    report(cur, `expected a redis:// or rediss:// URL with a host, got ${JSON.stringify(s)}`);
+    return undefined;
+  }
+  return s;
+}
+
+const LEVELS: readonly LoggingConfig['level'][] = [
+  'trace',
+  'debug',
+  'info',
+  'warn',
+  'error',
+  'fatal',
+  'silent',
+];
+
+export function readLogging(cur: Cursor | undefined): LoggingConfig {
+  if (cur === undefined) return { level: 'info' };
+  const f = readMap(cur, ['level'], true);
+  return { level: readEnum(f?.get('level'), LEVELS) ?? 'info' };
+}

@@ -1,0 +1,249 @@
+/**
+ * A local OpenAI-compatible upstream for `tollgate demo` and the tests. It answers chat
+ * completions (JSON and SSE, with usage when asked), legacy completions, embeddings, the
+ * Responses API and the model list, and records every request it received so tests can check
+ * what really reached the upstream.
+ *
+ * Test controls travel as request headers (the SDK's per-request `headers` option):
+ * `x-dev-prompt-tokens` / `x-dev-completion-tokens` fix the reported usage, `x-dev-chunks`
+ * sets the number of content chunks, `x-dev-chunk-delay-ms` slows a stream, `x-dev-status`
+ * answers with that error status, `x-dev-gzip: 1` gzips the body.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { gzipSync, createGzip } from 'node:zlib';
+
+export interface ReceivedRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: string;
+}
+
+export const DEV_MODELS = ['gpt-4o', 'gpt-4o-mini', 'gpt-4.1', 'o3-mini', 'text-embedding-3-small'];
+
+const WORDS = 'Hello from the Tollgate development upstream . Every token here is counted .'.split(' ');
+
+interface Controls {
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  readonly chunks: number;
+  readonly delayMs: number;
+  readonly status?: number;
+  readonly gzip: boolean;
+}
+
+function num(value: string | undefined, fallback: number): number {
+  const n = value === undefined ? NaN : Number(value);
+  return Number.isFinite(n) && n >= 0 ? n : fallback;
+}
+
+function controls(headers: Record<string, string>, body: Record<string, unknown>): Controls {
+  const messages = Array.isArray(body['messages']) ? body['messages'].length : 1;
+  const status = num(headers['x-dev-status'], 0);
+  return {
+    promptTokens: num(headers['x-dev-prompt-tokens'], 8 + 5 * messages),
+    completionTokens: num(headers['x-dev-completion-tokens'], 12),
+    chunks: Math.max(1, num(headers['x-dev-chunks'], 4)),
+    delayMs: num(headers['x-dev-chunk-delay-ms'], 0),
+    ...(status >= 400 ? { status } : {}),
+    gzip: headers['x-dev-gzip'] === '1',
+  };
+}
+
+function flatHeaders(req: IncomingMessage): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(req.headers)) {
+    if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v;
+  }
+  return out;
+}
+
+function contentFor(chunks: number): string[] {
+  return Array.from({ length: chunks }, (_, i) => `${WORDS[i % WORDS.length]} `);
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export class DevUpstream {
+  readonly received: ReceivedRequest[] = [];
+  private readonly server: Server;
+  readonly url: string;
+  private constructor(server: Server, url: string) {
+    this.server = server;
+    this.url = url;
+  }
+
+  static async start(opts: { port?: number; host?: string } = {}): Promise<DevUpstream> {
+    const host = opts.host ?? '127.0.0.1';
+    let self: DevUpstream | undefined;
+    const server = createServer((req, res) => {
+      if (self) self.handle(req, res).catch(() => res.destroy());
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(opts.port ?? 0, host, () => resolve());
+    });
+    const { port } = server.address() as AddressInfo;
+    self = new DevUpstream(server, `http://${host}:${port}`);
+    return self;
+  }
+
+  /** Requests received at `path`, oldest first. */
+  requests(path?: string): ReceivedRequest[] {
+    return path === undefined ? [...this.received] : this.received.filter((r) => r.path === path);
+  }
+
+  async close(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const raw = Buffer.concat(chunks).toString('utf8');
+    const headers = flatHeaders(req);
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    this.received.push({ method: req.method ?? 'GET', path, headers, body: raw });
+
+    let body: Record<string, unknown> = {};
+    if (raw.length > 0) {
+      try {
+        const parsed: unknown = JSON.parse(raw);
+        if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) body = parsed as Record<string, unknown>;
+      } catch {
+        return this.json(res, 400, errorBody('We could not parse the JSON body of your request.'), false);
+      }
+    }
+    const c = controls(headers, body);
+    if (c.status !== undefined) {
+      return this.json(res, c.status, errorBody(`dev upstream was asked to fail with ${c.status}`), c.gzip);
+    }
+    const model = typeof body['model'] === 'string' ? body['model'] : 'gpt-4o-mini';
+    if (req.method === 'GET' && path === '/v1/models') {
+      return this.json(res, 200, { object: 'list', data: DEV_MODELS.map((id) => ({ id, object: 'model', created: 1700000000, owned_by: 'tollgate-dev' })) }, c.gzip);
+    }
+    if (req.method !== 'POST') return this.json(res, 404, errorBody(`unknown path ${path}`), false);
+    switch (path) {
+      case '/v1/chat/completions':
+        return body['stream'] === true ? this.chatStream(res, body, model, c) : this.json(res, 200, chatCompletion(model, c), c.gzip);
+      case '/v1/completions':
+        return this.json(res, 200, textCompletion(model, c), c.gzip);
+      case '/v1/embeddings':
+        return this.json(res, 200, embeddings(model, body, c), c.gzip);
+      case '/v1/responses':
+        return this.json(res, 200, responsesResult(model, c), c.gzip);
+      default:
+        return this.json(res, 404, errorBody(`unknown path ${path}`), false);
+    }
+  }
+
+  private json(res: ServerResponse, status: number, payload: unknown, gzip: boolean): void {
+    const text = Buffer.from(JSON.stringify(payload));
+    const headers: Record<string, string> = { 'content-type': 'application/json', 'x-request-id': `dev-${Date.now()}` };
+    const out = gzip ? gzipSync(text) : text;
+    if (gzip) headers['content-encoding'] = 'gzip';
+    headers['content-length'] = String(out.length);
+    res.writeHead(status, headers);
+    res.end(out);
+  }
+
+  private async chatStream(res: ServerResponse, body: Record<string, unknown>, model: string, c: Controls): Promise<void> {
+    const opts = body['stream_options'];
+    const includeUsage = !!opts && typeof opts === 'object' && (opts as Record<string, unknown>)['include_usage'] === true;
+    const headers: Record<string, string> = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' };
+    if (c.gzip) headers['content-encoding'] = 'gzip';
+    res.writeHead(200, headers);
+    const gz = c.gzip ? createGzip() : undefined;
+    if (gz) gz.pipe(res);
+    const write = async (text: string) => {
+      if (res.destroyed) return;
+      if (gz) {
+        gz.write(text);
+        await new Promise<void>((r) => gz.flush(() => r()));
+      } else res.write(text);
+    };
+    const id = `chatcmpl-dev${Date.now()}`;
+    const base = { id, object: 'chat.completion.chunk', created: Math.floor(Date.now() / 1000), model };
+    const extra = includeUsage ? { usage: null } : {};
+    await write(`data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }], ...extra })}\n\n`);
+    for (const piece of contentFor(c.chunks)) {
+      if (c.delayMs > 0) await sleep(c.delayMs);
+      if (res.destroyed) return;
+      await write(`data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: { content: piece }, finish_reason: null }], ...extra })}\n\n`);
+    }
+    await write(`data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }], ...extra })}\n\n`);
+    if (includeUsage) {
+      await write(`data: ${JSON.stringify({ ...base, choices: [], usage: usageOf(c) })}\n\n`);
+    }
+    await write('data: [DONE]\n\n');
+    if (gz) gz.end();
+    else res.end();
+  }
+}
+
+function errorBody(message: string): unknown {
+  return { error: { message, type: 'invalid_request_error', param: null, code: null } };
+}
+
+function usageOf(c: Controls) {
+  return {
+    prompt_tokens: c.promptTokens,
+    completion_tokens: c.completionTokens,
+    total_tokens: c.promptTokens + c.completionTokens,
+    prompt_tokens_details: { cached_tokens: 0 },
+    completion_tokens_details: { reasoning_tokens: 0 },
+  };
+}
+
+function chatCompletion(model: string, c: Controls): unknown {
+  return {
+    id: `chatcmpl-dev${Date.now()}`,
+    object: 'chat.completion',
+    created: Math.floor(Date.now() / 1000),
+    model,
+    choices: [{ index: 0, message: { role: 'assistant', content: contentFor(c.chunks).join('').trim() }, finish_reason: 'stop' }],
+    usage: usageOf(c),
+  };
+}
+
+function textCompletion(model: string, c: Controls): unknown {
+  return {
+    id: `cmpl-dev${Date.now()}`,
+    object: 'text_completion',
+    created: Math.floor(Date.now() / 1000),
+    model,
+    choices: [{ index: 0, text: contentFor(c.chunks).join(''), finish_reason: 'stop', logprobs: null }],
+    usage: { prompt_tokens: c.promptTokens, completion_tokens: c.completionTokens, total_tokens: c.promptTokens + c.completionTokens },
+  };
+}
+
+function embeddings(model: string, body: Record<string, unknown>, c: Controls): unknown {
+  const input = body['input'];
+  const count = Array.isArray(input) ? input.length : 1;
+  return {
+    object: 'list',
+    model,
+    data: Array.from({ length: count }, (_, index) => ({ object: 'embedding', index, embedding: [0.1, 0.2, 0.3] })),
+    usage: { prompt_tokens: c.promptTokens, total_tokens: c.promptTokens },
+  };
+}
+
+function responsesResult(model: string, c: Controls): unknown {
+  return {
+    id: `resp_dev${Date.now()}`,
+    object: 'response',
+    created_at: Math.floor(Date.now() / 1000),
+    status: 'completed',
+    model,
+    output: [{ type: 'message', id: 'msg_dev', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: contentFor(c.chunks).join('').trim(), annotations: [] }] }],
+    usage: {
+      input_tokens: c.promptTokens,
+      input_tokens_details: { cached_tokens: 0 },
+      output_tokens: c.completionTokens,
+      output_tokens_details: { reasoning_tokens: 0 },
+      total_tokens: c.promptTokens + c.completionTokens,
+    },
+  };
+}

@@ -1,0 +1,62 @@
+/**
+ * The authorize stage: ordered rules, first match wins, then `authorization.default`.
+ * The policy itself (matching, shadow semantics) lives in `src/policy/`; this stage only turns
+ * its outcome into a denial or into metadata for the audit log.
+ */
+import type { AuthorizationConfig } from '../config/schema.js';
+import {
+  allowedModels,
+  compilePolicy,
+  evaluatePolicy,
+  type CompiledPolicy,
+} from '../policy/rules.js';
+import { deny } from './denials.js';
+import type { Identity } from './types.js';
+import type { RequestContext, Stage, StageResult } from './stage.js';
+
+export { allowedModels, DEFAULT_RULE } from '../policy/rules.js';
+
+/**
+ * Metadata an allowed request carries:
+ * - `authz: { matchedRule, claimsUsed }` — the deciding rule (null = default) and the claim
+ *   values that made it match, for the audit line;
+ * - `shadowDenied: { rule, reason }` — present when a shadow rule or shadow mode would have
+ *   denied this request; the caller logs and counts it.
+ */
+export class AuthorizeStage implements Stage {
+  readonly name = 'authorize';
+  private readonly policy: CompiledPolicy;
+
+  /** Compiles every rule; build once per config. */
+  constructor(config: AuthorizationConfig) {
+    this.policy = compilePolicy(config);
+  }
+
+  run(ctx: RequestContext): Promise<StageResult> {
+    const outcome = evaluatePolicy(this.policy, {
+      path: ctx.request.path,
+      method: ctx.request.method,
+      identity: ctx.identity,
+      ...(ctx.model !== undefined ? { model: ctx.model } : {}),
+    });
+    if (!outcome.allowed) {
+      const { denial } = outcome;
+      return Promise.resolve({ deny: deny(denial.reason, denial.message, { rule: denial.rule }) });
+    }
+    const metadata: Record<string, unknown> = {
+      authz: { matchedRule: outcome.matchedRule, claimsUsed: outcome.claimsUsed },
+    };
+    if (outcome.shadowDenied !== undefined) {
+      metadata['shadowDenied'] = {
+        rule: outcome.shadowDenied.rule,
+        reason: outcome.shadowDenied.reason,
+      };
+    }
+    return Promise.resolve({ ok: { metadata } });
+  }
+
+  /** `allowedModels` with this stage's compiled rules (no recompilation). */
+  allowedModels(identity: Identity, candidates: readonly string[]): string[] {
+    return allowedModels(this.policy, identity, candidates);
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * Reason → HTTP status, OpenAI error envelope and extra headers. The one place that shapes a
+ * refusal, so every deny looks alike to SDKs and operators.
+ */
+import type { ReasonCode } from '../errors.js';
+import type { Denial } from './types.js';
+
+interface Shape {
+  readonly status: Denial['status'];
+  readonly type: string;
+  readonly code: string;
+}
+
+const SHAPES: Readonly<Record<ReasonCode, Shape>> = {
+  missing_token: { status: 401, type: 'invalid_request_error', code: 'invalid_api_key' },
+  malformed_token: { status: 401, type: 'invalid_request_error', code: 'invalid_api_key' },
+  token_too_large: { status: 401, type: 'invalid_request_error', code: 'invalid_api_key' },
+  unknown_issuer: { status: 401, type: 'invalid_request_error', code: 'invalid_api_key' },
+  alg_not_allowed: { status: 401, type: 'invalid_request_error', code: 'invalid_api_key' },
+  unknown_kid: { status: 401, type: 'invalid_request_error', code: 'invalid_api_key' },
+  bad_signature: { status: 401, type: 'invalid_request_error', code: 'invalid_api_key' },
+  token_expired: { status: 401, type: 'invalid_request_error', code: 'invalid_api_key' },
+  token_not_yet_valid: { status: 401, type: 'invalid_request_error', code: 'invalid_api_key' },
+  bad_audience: { status: 401, type: 'invalid_request_error', code: 'invalid_api_key' },
+  missing_claim: { status: 401, type: 'invalid_request_error', code: 'invalid_api_key' },
+  jwks_unavailable: { status: 401, type: 'invalid_request_error', code: 'invalid_api_key' },
+  access_denied: { status: 403, type: 'permission_denied', code: 'access_denied' },
+  model_not_allowed: { status: 403, type: 'permission_denied', code: 'model_not_allowed' },
+  invalid_body: { status: 400, type: 'invalid_request_error', code: 'invalid_body' },
+  body_too_large: { status: 413, type: 'invalid_request_error', code: 'request_too_large' },
+  rate_limited: { status: 429, type: 'requests', code: 'rate_limit_exceeded' },
+  budget_exhausted: { status: 429, type: 'insufficient_quota', code: 'insufficient_quota' },
+  store_unavailable: { status: 503, type: 'server_error', code: 'service_unavailable' },
+  internal_error: { status: 500, type: 'server_error', code: 'internal_error' },
+};
+
+/** Quote a value for an RFC 6750 auth-param (no CR/LF, quotes and backslashes escaped). */
+function quoteParam(value: string): string {
+  return value.replace(/[\r\n]+/g, ' ').replace(/["\\]/g, (c) => `\\${c}`);
+}
+
+/**
+ * Build a Denial for `reason`. 401s get `www-authenticate` per RFC 6750; extra headers
+ * (retry-after, x-ratelimit-*, x-should-retry) are passed by the caller.
+ * Every 401 carries the full challenge, the missing-token case included (DESIGN 1.4).
+ */
+export function deny(
+  reason: ReasonCode,
+  message: string,
+  extra: { headers?: Readonly<Record<string, string>>; rule?: string } = {},
+): Denial {
+  const shape = SHAPES[reason];
+  const headers: Record<string, string> = { ...extra.headers };
+  if (shape.status === 401) {
+    // DESIGN 1.4 lists the missing token in the same row, so it gets the same challenge.
+    headers['www-authenticate'] =
+      `Bearer realm="tollgate", error="invalid_token", error_description="${quoteParam(message)}"`;
+  }
+  return {
+    status: shape.status,
+    reason,
+    type: shape.type,
+    code: shape.code,
+    message,
+    headers,
+    ...(extra.rule !== undefined ? { rule: extra.rule } : {}),
+  };
+}
+
+/** The OpenAI error envelope body for a denial. */
+export function envelope(denial: Denial): string {
+  return JSON.stringify({
+    error: { message: denial.message, type: denial.type, param: null, code: denial.code },
+  });
+}

@@ -1,0 +1,58 @@
+/**
+ * The last step of an allowed request: identity headers from verified claims, the upstream
+ * API key in place of the caller's token, and the metadata Envoy hands on to ext_proc.
+ * Everything that depends only on the configuration is prepared once, at construction.
+ */
+import type { Config } from '../config/schema.js';
+import { claimHeaderValue, getClaim } from '../identity/claims.js';
+import type { Identity } from './types.js';
+
+/** Resolved upstream credentials: the default key and per-tenant overrides. */
+export interface UpstreamCredentials {
+  readonly apiKey?: string;
+  readonly tenants: Readonly<Record<string, { readonly apiKey: string; readonly project?: string; readonly organization?: string }>>;
+}
+
+/** Mapped claim keys name the provider's mapping, like everywhere else in the config. */
+function identityValue(identity: Identity, claim: string): unknown {
+  switch (claim) {
+    case 'user':
+      return identity.user;
+    case 'groups':
+      return identity.groups;
+    case 'tenant':
+      return identity.tenant;
+    default:
+      return getClaim(identity.claims, claim);
+  }
+}
+
+export class Responder {
+  private readonly headers: readonly (readonly [string, string])[];
+  private readonly credentials: UpstreamCredentials;
+
+  constructor(config: Config, credentials: UpstreamCredentials) {
+    this.credentials = credentials;
+    this.headers = Object.entries(config.identityHeaders);
+  }
+
+  /** Header mutations toward the upstream for a verified identity. */
+  upstreamHeaders(identity: Identity): { set: Record<string, string>; remove: string[] } {
+    const set: Record<string, string> = {};
+    const remove: string[] = [];
+    for (const [header, claim] of this.headers) {
+      const value = claimHeaderValue(identityValue(identity, claim));
+      // An absent claim must still erase whatever the caller sent under that name.
+      if (value === undefined || value === '') remove.push(header);
+      else set[header] = value;
+    }
+    const tenantCreds = identity.tenant !== undefined ? this.credentials.tenants[identity.tenant] : undefined;
+    const key = tenantCreds?.apiKey ?? this.credentials.apiKey;
+    // The caller's JWT never travels upstream: replaced by the key, or removed when none is set.
+    if (key !== undefined) set['authorization'] = `Bearer ${key}`;
+    else remove.push('authorization');
+    if (tenantCreds?.project !== undefined) set['openai-project'] = tenantCreds.project;
+    if (tenantCreds?.organization !== undefined) set['openai-organization'] = tenantCreds.organization;
+    return { set, remove };
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * `match:` blocks (authorization rules and rate limits) compiled once into predicates.
+ *
+ * A match is a conjunction: path, methods, models and every listed claim must all match; a
+ * missing key means "any". Lists are "any of": a method, a model glob, a claim glob. An empty
+ * list therefore matches nothing (fail closed rather than silently meaning "any").
+ */
+import type { RequestMatch } from '../config/schema.js';
+import { claimStrings, getClaim } from '../identity/claims.js';
+import type { Identity } from '../pipeline/types.js';
+import { compileGlobs, type GlobMatcher } from './glob.js';
+
+/** What a match is evaluated against. */
+export interface MatchInput {
+  /** Request path without the query string. */
+  readonly path: string;
+  readonly method: string;
+  /** The JSON body's `model`, when it has one. */
+  readonly model?: string;
+  readonly identity: Identity;
+}
+
+/**
+ * The outcome of one match. When matched, `claimsUsed` maps every claim key of the rule to
+ * the caller's value that satisfied it (the first matching element of a list claim), so the
+ * audit line can say why a rule applied.
+ */
+export type MatchResult =
+  | { readonly matched: true; readonly claimsUsed: Readonly<Record<string, string>> }
+  | { readonly matched: false };
+
+export type CompiledMatch = (input: MatchInput) => MatchResult;
+
+const NO_MATCH: MatchResult = Object.freeze({ matched: false });
+
+/**
+ * The caller's values for a claim key: `user`, `groups` and `tenant` are the provider's mapped
+ * claims (already resolved at authentication); any other key is a claim path in the token.
+ * An absent claim yields `[]`, which no glob matches (not even `*`).
+ */
+export function claimValues(identity: Identity, key: string): readonly string[] {
+  switch (key) {
+    case 'user':
+      return [identity.user];
+    case 'groups':
+      return identity.groups;
+    case 'tenant':
+      return identity.tenant !== undefined ? [identity.tenant] : [];
+    default:
+      return claimStrings(getClaim(identity.claims, key));
+  }
+}
+
+function compilePath(path: string | undefined): ((p: string) => boolean) | undefined {
+  if (path === undefined) return undefined;
+  if (path.endsWith('*')) {
+    const prefix = path.slice(0, -1);
+    return (p) => p.startsWith(prefix);
+  }
+  return (p) => p === path;
+}
+
+function compileMethods(
+  methods: readonly string[] | undefined,
+): ((m: string) => boolean) | undefined {
+  if (methods === undefined) return undefined;
+  const allowed = new Set(methods.map((m) => m.toUpperCase()));
+  return (m) => allowed.has(m.toUpperCase());
+}
+
+/** Compile a `match:` block into a predicate. Call once per config, not per request. */
+export function compileMatch(match: RequestMatch): CompiledMatch {
+  const pathOk = compilePath(match.path);
+  const methodOk = compileMethods(match.methods);
+  const modelOk: GlobMatcher | undefined =
+    match.models !== undefined ? compileGlobs(match.models) : undefined;
+  const claims: ReadonlyArray<readonly [string, GlobMatcher]> = Object.entries(match.claims).map(
+    ([key, globs]) => [key, compileGlobs(globs)] as const,
+  );
+
+  return (input) => {
+    // Cheapest checks first; claim paths may walk nested token objects.
+    if (pathOk !== undefined && !pathOk(input.path)) return NO_MATCH;
+    if (methodOk !== undefined && !methodOk(input.method)) return NO_MATCH;
+    if (modelOk !== undefined && (input.model === undefined || !modelOk(input.model)))
+      return NO_MATCH;
+    const used: Array<[string, string]> = [];
+    for (const [key, ok] of claims) {
+      const hit = claimValues(input.identity, key).find((value) => ok(value));
+      if (hit === undefined) return NO_MATCH;
+      used.push([key, hit]);
+    }
+    // fromEntries defines own properties, so even a claim key like `__proto__` is recorded.
+    return { matched: true, claimsUsed: Object.fromEntries(used) };
+  };
+}

@@ -1,0 +1,142 @@
+/**
+ * One gRPC server on one port: ext_authz (Check), ext_proc (Process) and grpc.health.v1.
+ * Shutdown is polite, gentlest first: health flips to NOT_SERVING, tryShutdown lets calls in
+ * flight finish, forceShutdown cancels what is left after the grace period.
+ */
+import { Server, ServerCredentials, status as GrpcStatus } from '@grpc/grpc-js';
+import type { sendUnaryData, ServerDuplexStream, ServerUnaryCall } from '@grpc/grpc-js';
+import { internalErrorResponse, toCheckResponse, toGatewayRequest } from '../edge/authz-adapter.js';
+import { serveProcessStream } from '../edge/extproc-adapter.js';
+import type { ExchangeProcessor } from '../edge/extproc-adapter.js';
+import type { ProcessingModeSpec } from '../edge/processing-mode.js';
+import { SERVICE_NAMES, services } from '../edge/protos.js';
+import type {
+  CheckRequest,
+  CheckResponse,
+  ProcessingRequest,
+  ProcessingResponse,
+} from '../edge/protos.js';
+import type { Decision, GatewayRequest } from '../pipeline/types.js';
+import { HealthState } from './health.js';
+
+/** Envoy buffers request bodies up to 1 MiB for Check; grpc-js would refuse over 4 MiB. */
+const MAX_RECEIVE_BYTES = 8 * 1024 * 1024;
+
+export interface GrpcServerOptions {
+  /** host:port; port 0 takes a free port (the handle reports the real one). */
+  readonly address: string;
+  authorize(req: GatewayRequest): Promise<Decision>;
+  /** A fresh processor for each ext_proc stream (one per HTTP request). */
+  newExchange(): ExchangeProcessor;
+  readonly health?: { ready(): boolean };
+  /** The ext_proc mode configured in Envoy; per-request overrides are merged onto it. */
+  readonly processingMode?: ProcessingModeSpec;
+  /** Told about failures that were answered on the wire (500 deny, INTERNAL stream close). */
+  onError?(err: unknown, where: 'authorize' | 'process'): void;
+}
+
+export interface GrpcServerHandle {
+  readonly port: number;
+  /** host:port with the real port. */
+  readonly address: string;
+  setServing(serving: boolean): void;
+  /** Flip health, drain calls in flight, force-close after `graceMs`. Idempotent. */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+function splitAddress(address: string): { host: string; port: string } {
+  const at = address.lastIndexOf(':');
+  if (at <= 0) throw new Error(`invalid gRPC address "${address}" (want host:port)`);
+  return { host: address.slice(0, at), port: address.slice(at + 1) };
+}
+
+export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServerHandle> {
+  const { host } = splitAddress(options.address);
+  const defs = services();
+  const report = (where: 'authorize' | 'process') => (err: unknown) => {
+    try {
+      options.onError?.(err, where);
+    } catch {
+      // a failing reporter must not turn into an unanswered call
+    }
+  };
+  const probe = options.health;
+  const health = new HealthState(
+    [SERVICE_NAMES.authorization, SERVICE_NAMES.externalProcessor, SERVICE_NAMES.health],
+    probe ? () => probe.ready() : undefined,
+  );
+
+  const server = new Server({ 'grpc.max_receive_message_length': MAX_RECEIVE_BYTES });
+
+  server.addService(defs.authorization, {
+    Check: (
+      call: ServerUnaryCall<CheckRequest, CheckResponse>,
+      callback: sendUnaryData<CheckResponse>,
+    ) => {
+      void check(call.request).then((response) => callback(null, response));
+    },
+  });
+
+  // Any failure becomes a normal 500 deny: an RPC error would make Envoy answer status_on_error
+  // with an empty body instead of the OpenAI envelope.
+  const check = async (request: CheckRequest): Promise<CheckResponse> => {
+    try {
+      return toCheckResponse(await options.authorize(toGatewayRequest(request)));
+    } catch (err) {
+      report('authorize')(err);
+      return internalErrorResponse();
+    }
+  };
+
+  server.addService(defs.externalProcessor, {
+    Process: (call: ServerDuplexStream<ProcessingRequest, ProcessingResponse>) => {
+      let processor: ExchangeProcessor;
+      try {
+        processor = options.newExchange();
+      } catch (err) {
+        report('process')(err);
+        // grpc-js turns an 'error' event on a server stream into the call's final status.
+        call.emit('error', {
+          code: GrpcStatus.INTERNAL,
+          details: 'tollgate: external processing failed',
+        });
+        return;
+      }
+      serveProcessStream(call, processor, {
+        ...(options.processingMode !== undefined ? { baseMode: options.processingMode } : {}),
+        onError: report('process'),
+      });
+    },
+  });
+
+  server.addService(defs.health, health.implementation());
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(options.address, ServerCredentials.createInsecure(), (err, bound) =>
+      err ? reject(err) : resolve(bound),
+    );
+  });
+
+  let stopping: Promise<void> | undefined;
+  return {
+    port,
+    address: `${host}:${port}`,
+    setServing: (serving) => health.setServing(serving),
+    shutdown: (graceMs) => {
+      stopping ??= new Promise<void>((resolve) => {
+        health.setServing(false);
+        health.closeWatches();
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        timer.unref();
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,172 @@
+/**
+ * Renders `envoy/local.yaml`. Each {{NAME}} placeholder is replaced by a JSON value: JSON is
+ * valid YAML, so no header name, host or path can break out of its place in the document.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DEFAULT_PROCESSING_MODE, toModeConfig } from '../edge/processing-mode.js';
+import type { ProcessingModeSpec } from '../edge/processing-mode.js';
+
+export interface BootstrapOptions {
+  /** Tollgate's gRPC port (ext_authz + ext_proc). */
+  readonly grpcPort: number;
+  /** Host of Tollgate's gRPC server; default 127.0.0.1. Must be an IP literal. */
+  readonly grpcHost?: string;
+  /** `http://host:port` or `https://host[:port]`: an origin, no path. */
+  readonly upstreamUrl: string;
+  /** Listener port; 0 (default) = any free port. */
+  readonly port?: number;
+  /** Listener address; default 127.0.0.1. */
+  readonly listenAddress?: string;
+  /** Identity header names: any client-sent value is dropped before ext_authz runs. */
+  readonly identityHeaders?: readonly string[];
+  /** ext_proc mode; default DEFAULT_PROCESSING_MODE (headers only). */
+  readonly processingMode?: ProcessingModeSpec;
+  /** CA bundle for an https upstream; default SSL_CERT_FILE or the system bundle. */
+  readonly caFile?: string;
+}
+
+/** Common locations of the system CA bundle (Debian/Ubuntu/Alpine, RHEL/Fedora, macOS/BSD). */
+const CA_BUNDLES = [
+  '/etc/ssl/certs/ca-certificates.crt',
+  '/etc/pki/tls/certs/ca-bundle.crt',
+  '/etc/ssl/cert.pem',
+];
+
+/**
+ * Envoy refuses SAN verification without a trusted CA file (`system_root_certs` does not
+ * count), so find the system bundle on disk.
+ */
+export function systemCaFile(env: NodeJS.ProcessEnv = process.env): string {
+  const fromEnv = env['SSL_CERT_FILE'];
+  if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
+  const found = CA_BUNDLES.find((file) => existsSync(file));
+  if (found === undefined) {
+    throw new Error(
+      `no system CA bundle found (looked in ${CA_BUNDLES.join(', ')}); set SSL_CERT_FILE`,
+    );
+  }
+  return found;
+}
+
+/** The project root: the nearest ancestor of this module holding `envoy/local.yaml`. */
+export function projectRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, 'envoy', 'local.yaml'))) return dir;
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error('tollgate: cannot find envoy/local.yaml');
+    dir = parent;
+  }
+}
+
+export function templatePath(): string {
+  return join(projectRoot(), 'envoy', 'local.yaml');
+}
+
+interface Upstream {
+  /** The `upstream` cluster, as Envoy JSON. */
+  readonly cluster: Record<string, unknown>;
+  /** The Host header the upstream expects (host, plus the port when not the default). */
+  readonly host: string;
+}
+
+/** `http(s)://host[:port]` → the Envoy cluster that reaches it. */
+export function upstreamCluster(rawUrl: string, caFile?: string): Upstream {
+  let url: URL;
+  try {
+    url = new URL(rawUrl);
+  } catch {
+    throw new Error(`upstream URL is not a URL: ${rawUrl}`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new Error(`upstream URL must be http:// or https://, got ${rawUrl}`);
+  }
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.username !== '') {
+    // Clients keep their /v1 prefix; a path here would be silently dropped.
+    throw new Error(
+      `upstream URL must be an origin (scheme://host[:port]) without a path, got ${rawUrl}`,
+    );
+  }
+  const tls = url.protocol === 'https:';
+  const address = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  const port = url.port !== '' ? Number(url.port) : tls ? 443 : 80;
+  const literal = isIP(address) !== 0;
+  const cluster: Record<string, unknown> = {
+    name: 'upstream',
+    type: literal ? 'STATIC' : 'STRICT_DNS',
+    connect_timeout: '5s',
+    // localhost resolves to ::1 first on some hosts while dev servers listen on IPv4.
+    ...(literal ? {} : { dns_lookup_family: 'V4_PREFERRED' }),
+    load_assignment: {
+      cluster_name: 'upstream',
+      endpoints: [
+        {
+          lb_endpoints: [
+            { endpoint: { address: { socket_address: { address, port_value: port } } } },
+          ],
+        },
+      ],
+    },
+  };
+  if (tls) {
+    cluster['transport_socket'] = {
+      name: 'envoy.transport_sockets.tls',
+      typed_config: {
+        '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+        // SNI must be a host name; IP literals are verified by SAN only.
+        ...(literal ? {} : { sni: address }),
+        common_tls_context: {
+          validation_context: {
+            trusted_ca: { filename: caFile ?? systemCaFile() },
+            match_typed_subject_alt_names: [
+              { san_type: literal ? 'IP_ADDRESS' : 'DNS', matcher: { exact: address } },
+            ],
+          },
+        },
+      },
+    };
+  }
+  return { cluster, host: url.host };
+}
+
+function earlyHeaderMutations(headers: readonly string[]): unknown[] {
+  const names = [...new Set(headers.map((h) => h.toLowerCase()))];
+  if (names.length === 0) return [];
+  return [
+    {
+      name: 'envoy.http.early_header_mutation.header_mutation',
+      typed_config: {
+        '@type':
+          'type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation',
+        mutations: names.map((remove) => ({ remove })),
+      },
+    },
+  ];
+}
+
+/** Renders a bootstrap template (default: `envoy/local.yaml`) with the given options. */
+export function renderBootstrap(
+  options: BootstrapOptions,
+  template = readFileSync(templatePath(), 'utf8'),
+): string {
+  const grpcHost = options.grpcHost ?? '127.0.0.1';
+  if (isIP(grpcHost) === 0) throw new Error(`grpcHost must be an IP address, got ${grpcHost}`);
+  const upstream = upstreamCluster(options.upstreamUrl, options.caFile);
+  const values: Record<string, unknown> = {
+    LISTEN_ADDRESS: options.listenAddress ?? '127.0.0.1',
+    LISTEN_PORT: options.port ?? 0,
+    GRPC_ADDRESS: grpcHost,
+    GRPC_PORT: options.grpcPort,
+    EARLY_HEADER_MUTATIONS: earlyHeaderMutations(options.identityHeaders ?? []),
+    PROCESSING_MODE: toModeConfig(options.processingMode ?? DEFAULT_PROCESSING_MODE),
+    UPSTREAM_CLUSTER: upstream.cluster,
+    UPSTREAM_HOST: upstream.host,
+  };
+  return template.replace(/\{\{([A-Z_]+)\}\}/g, (_match, name: string) => {
+    if (!(name in values)) throw new Error(`unknown placeholder {{${name}}} in the Envoy template`);
+    return JSON.stringify(values[name]);
+  });
+}

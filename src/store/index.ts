@@ -1,0 +1,37 @@
+/**
+ * Builds the store a config asks for: in-memory counters by default (one replica), or Redis
+ * behind the guard (timeout, circuit breaker, `onUnavailable` policy) with `store.redis`.
+ */
+import type { StoreConfig } from '../config/schema.js';
+import { GuardedStore, type GuardedStoreOptions } from './guarded.js';
+import { MemoryStore } from './memory.js';
+import { RedisStore } from './redis.js';
+import type { Store } from './store.js';
+
+export type { Store } from './store.js';
+export { GuardedStore } from './guarded.js';
+export { MemoryStore } from './memory.js';
+export { RedisStore } from './redis.js';
+
+export interface CreatedStore {
+  readonly store: Store;
+  /** Present with `store.redis`: breaker state and counters for metrics. */
+  readonly guarded?: GuardedStore;
+  /** Present with `store.redis`: the client, e.g. to await `ready()` at start-up. */
+  readonly redis?: RedisStore;
+}
+
+export function createStore(
+  config: StoreConfig,
+  options: Pick<GuardedStoreOptions, 'onStateChange' | 'failureThreshold' | 'probeIntervalMs'> = {},
+): CreatedStore {
+  const r = config.redis;
+  if (r === undefined) return { store: new MemoryStore() };
+  const redis = new RedisStore({ url: r.url, timeoutMs: r.timeoutMs, keyPrefix: r.keyPrefix });
+  const guarded = new GuardedStore(redis, {
+    ...options,
+    timeoutMs: r.timeoutMs,
+    onUnavailable: r.onUnavailable,
+  });
+  return { store: guarded, guarded, redis };
+}

@@ -1,0 +1,284 @@
+import { expect } from 'chai';
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import type { Client, ClientDuplexStream, ServiceError } from '@grpc/grpc-js';
+import type { ExchangeProcessor } from '../../../src/edge/extproc-adapter.js';
+import { startGrpcServer } from '../../../src/server/grpc.js';
+import type { GrpcServerHandle } from '../../../src/server/grpc.js';
+import { extProcClient } from './clients.js';
+
+interface WireHeaderOption {
+  header: { key: string; value: string; raw_value: Buffer };
+  append: { value: boolean } | null;
+}
+interface WireCommon {
+  status: number;
+  header_mutation: { set_headers: WireHeaderOption[]; remove_headers: string[] } | null;
+  body_mutation: { body?: Buffer; mutation?: string } | null;
+}
+interface WireResponse {
+  response?: string;
+  request_headers?: { response: WireCommon };
+  response_headers?: { response: WireCommon };
+  request_body?: { response: WireCommon };
+  response_body?: { response: WireCommon };
+  mode_override: Record<string, number> | null;
+}
+
+type Duplex = ClientDuplexStream<unknown, WireResponse>;
+
+function headers(map: Record<string, string>, endOfStream = false): unknown {
+  return {
+    headers: {
+      headers: Object.entries(map).map(([key, v]) => ({ key, raw_value: Buffer.from(v) })),
+    },
+    end_of_stream: endOfStream,
+  };
+}
+
+const authzMetadata = {
+  filter_metadata: {
+    'envoy.filters.http.ext_authz': {
+      fields: { tenant: { stringValue: 'marketing' }, reserved: { numberValue: 1200 } },
+    },
+  },
+};
+
+/** One Process stream with a helper that sends a message and awaits the single answer. */
+function open(client: Client): {
+  call: Duplex;
+  ask(msg: unknown): Promise<WireResponse>;
+  status: Promise<ServiceError | null>;
+} {
+  const fn = (client as unknown as Record<string, () => Duplex>)['Process'];
+  if (fn === undefined) throw new Error('no Process');
+  const call = fn.call(client);
+  const answers: WireResponse[] = [];
+  const waiting: Array<(r: WireResponse) => void> = [];
+  call.on('data', (r: WireResponse) => {
+    const w = waiting.shift();
+    if (w) w(r);
+    else answers.push(r);
+  });
+  const status = new Promise<ServiceError | null>((resolve) => {
+    call.on('error', (err: ServiceError) => resolve(err));
+    call.on('end', () => resolve(null));
+  });
+  return {
+    call,
+    status,
+    ask(msg) {
+      call.write(msg);
+      const queued = answers.shift();
+      return queued ? Promise.resolve(queued) : new Promise((resolve) => waiting.push(resolve));
+    },
+  };
+}
+
+describe('ext_proc over gRPC', () => {
+  let server: GrpcServerHandle;
+  let client: Client;
+  let factory: () => ExchangeProcessor = () => ({});
+  const errors: unknown[] = [];
+
+  before(async () => {
+    server = await startGrpcServer({
+      address: '127.0.0.1:0',
+      authorize: () => Promise.reject(new Error('unused')),
+      newExchange: () => factory(),
+      onError: (err) => errors.push(err),
+    });
+    client = extProcClient(server.address);
+  });
+  after(async () => {
+    client.close();
+    await server.shutdown(0);
+  });
+  beforeEach(() => {
+    errors.length = 0;
+  });
+
+  it('answers each message kind with the matching case and reports a complete exchange', async () => {
+    const calls: unknown[][] = [];
+    const ended: string[] = [];
+    factory = () => ({
+      requestHeaders: (h, metadata, eos) => {
+        calls.push(['requestHeaders', h, metadata, eos]);
+        return {
+          setHeaders: { 'x-tollgate-tenant': 'marketing' },
+          removeHeaders: ['accept-encoding'],
+          modeOverride: { responseBody: 'streamed' },
+        };
+      },
+      requestBody: (chunk, eos) => {
+        calls.push(['requestBody', chunk.toString(), eos]);
+        return { body: Buffer.from('{"model":"gpt-4o","stream_options":{"include_usage":true}}') };
+      },
+      responseHeaders: (h, eos) => {
+        calls.push(['responseHeaders', h[':status'], eos]);
+      },
+      responseBody: async (chunk, eos) => {
+        calls.push(['responseBody', chunk.toString(), eos]);
+        return eos ? { body: Buffer.alloc(0) } : undefined;
+      },
+      end: (outcome) => {
+        ended.push(outcome);
+      },
+    });
+    const s = open(client);
+
+    const rh = await s.ask({
+      request_headers: headers({ ':path': '/v1/chat', 'Accept-Encoding': 'gzip' }),
+      metadata_context: authzMetadata,
+    });
+    expect(rh.response).to.equal('request_headers');
+    const set = rh.request_headers?.response.header_mutation?.set_headers ?? [];
+    expect(
+      set.map((o) => [o.header.key, o.header.raw_value.toString(), o.header.value, o.append]),
+    ).to.deep.equal([['x-tollgate-tenant', 'marketing', '', { value: false }]]);
+    expect(rh.request_headers?.response.header_mutation?.remove_headers).to.deep.equal([
+      'accept-encoding',
+    ]);
+    // A complete mode: the override merged onto the configured default.
+    expect(rh.mode_override).to.deep.equal({
+      request_header_mode: 1,
+      response_header_mode: 1,
+      request_body_mode: 0,
+      response_body_mode: 1,
+      request_trailer_mode: 2,
+      response_trailer_mode: 2,
+    });
+
+    const rb = await s.ask({
+      request_body: { body: Buffer.from('{"model":"gpt-4o"}'), end_of_stream: true },
+    });
+    expect(rb.response).to.equal('request_body');
+    expect(rb.request_body?.response.body_mutation?.body?.toString()).to.contain('include_usage');
+
+    const rt = await s.ask({ request_trailers: { trailers: {} } });
+    expect(rt.response).to.equal('request_trailers');
+
+    const sh = await s.ask({ response_headers: headers({ ':status': '200' }) });
+    expect(sh.response).to.equal('response_headers');
+    expect(sh.response_headers?.response.header_mutation).to.equal(null);
+    expect(sh.mode_override).to.equal(null);
+
+    const b1 = await s.ask({
+      response_body: { body: Buffer.from('data: 1\n\n'), end_of_stream: false },
+    });
+    expect(b1.response).to.equal('response_body');
+    expect(b1.response_body?.response.body_mutation).to.equal(null);
+    expect(ended).to.deep.equal([]);
+
+    const b2 = await s.ask({
+      response_body: { body: Buffer.from('data: [DONE]\n\n'), end_of_stream: true },
+    });
+    expect(b2.response).to.equal('response_body');
+    expect(b2.response_body?.response.body_mutation?.body).to.have.length(0);
+    expect(ended).to.deep.equal(['complete']);
+
+    expect(calls).to.deep.equal([
+      [
+        'requestHeaders',
+        { ':path': '/v1/chat', 'accept-encoding': 'gzip' },
+        { tenant: 'marketing', reserved: 1200 },
+        false,
+      ],
+      ['requestBody', '{"model":"gpt-4o"}', true],
+      ['responseHeaders', '200', false],
+      ['responseBody', 'data: 1\n\n', false],
+      ['responseBody', 'data: [DONE]\n\n', true],
+    ]);
+
+    s.call.end();
+    expect(await s.status).to.equal(null);
+    expect(ended).to.deep.equal(['complete']);
+  });
+
+  it('passes everything through with a processor that has no methods', async () => {
+    factory = () => ({});
+    const s = open(client);
+    const rh = await s.ask({ request_headers: headers({ ':path': '/' }, true) });
+    expect(rh.response).to.equal('request_headers');
+    expect(rh.request_headers?.response.header_mutation).to.equal(null);
+    expect(rh.mode_override).to.equal(null);
+    const st = await s.ask({ response_trailers: { trailers: {} } });
+    expect(st.response).to.equal('response_trailers');
+    s.call.end();
+    expect(await s.status).to.equal(null);
+  });
+
+  it('tells the processor "aborted" exactly once when the client cancels mid-response', async () => {
+    const ended: string[] = [];
+    let signalEnd!: () => void;
+    const endCalled = new Promise<void>((resolve) => (signalEnd = resolve));
+    factory = () => ({
+      requestHeaders: () => ({ modeOverride: { responseBody: 'streamed' } }),
+      end: (outcome) => {
+        ended.push(outcome);
+        signalEnd();
+      },
+    });
+    const s = open(client);
+    await s.ask({ request_headers: headers({ ':path': '/' }) });
+    await s.ask({ response_headers: headers({ ':status': '200' }) });
+    await s.ask({ response_body: { body: Buffer.from('data: 1\n\n'), end_of_stream: false } });
+    expect(ended).to.deep.equal([]);
+    s.call.cancel();
+    await endCalled;
+    expect(ended).to.deep.equal(['aborted']);
+  });
+
+  it('calls the exchange complete after the response headers when no body is sent to us', async () => {
+    const ended: string[] = [];
+    factory = () => ({ end: (outcome) => void ended.push(outcome) });
+    const s = open(client);
+    await s.ask({ request_headers: headers({ ':path': '/' }) });
+    await s.ask({ response_headers: headers({ ':status': '200' }) });
+    expect(ended).to.deep.equal(['complete']);
+    // Envoy then resets the stream; the outcome stays "complete".
+    s.call.cancel();
+    await s.status;
+    expect(ended).to.deep.equal(['complete']);
+  });
+
+  it('ends the stream with INTERNAL when the processor throws, and says "aborted"', async () => {
+    const ended: string[] = [];
+    factory = () => ({
+      responseHeaders: () => {
+        throw new Error('processor bug');
+      },
+      end: (outcome) => {
+        ended.push(outcome);
+      },
+    });
+    const s = open(client);
+    s.call.write({ response_headers: headers({ ':status': '200' }) });
+    const err = await s.status;
+    expect(err?.code).to.equal(GrpcStatus.INTERNAL);
+    expect(ended).to.deep.equal(['aborted']);
+    expect(errors.map((e) => (e as Error).message)).to.deep.equal(['processor bug']);
+  });
+
+  it('ends the stream with INTERNAL when creating the processor fails', async () => {
+    factory = () => {
+      throw new Error('no processor');
+    };
+    const s = open(client);
+    s.call.write({ request_headers: headers({ ':path': '/' }) });
+    expect((await s.status)?.code).to.equal(GrpcStatus.INTERNAL);
+    expect(errors.map((e) => (e as Error).message)).to.deep.equal(['no processor']);
+  });
+
+  it('does not answer in observability mode', async () => {
+    const seen: string[] = [];
+    factory = () => ({ requestHeaders: () => void seen.push('headers') });
+    const s = open(client);
+    const answers: unknown[] = [];
+    s.call.on('data', (r) => answers.push(r));
+    s.call.write({ request_headers: headers({ ':path': '/' }), observability_mode: true });
+    s.call.end();
+    expect(await s.status).to.equal(null);
+    expect(seen).to.deep.equal(['headers']);
+    expect(answers).to.deep.equal([]);
+  });
+});

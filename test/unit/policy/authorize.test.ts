@@ -1,0 +1,202 @@
+import { expect } from 'chai';
+import { AuthorizeStage, allowedModels } from '../../../src/pipeline/authorize.js';
+import type { StageGrant, StageResult } from '../../../src/pipeline/stage.js';
+import type { Denial } from '../../../src/pipeline/types.js';
+import { authz, context, identity, rule } from './helpers.js';
+
+function denial(result: StageResult): Denial {
+  if (!('deny' in result)) throw new Error(`expected a denial, got ${JSON.stringify(result)}`);
+  return result.deny;
+}
+
+function grant(result: StageResult): StageGrant {
+  if (!('ok' in result)) throw new Error(`expected an allow, got ${JSON.stringify(result)}`);
+  return result.ok;
+}
+
+// The example from DESIGN section 2.
+const designExample = authz([
+  rule('ml-team-may-use-gpt4', 'allow', {
+    path: '/v1/chat/completions',
+    models: ['gpt-4o*'],
+    claims: { groups: ['ml-team'] },
+  }),
+  rule('nobody-else-gpt4', 'deny', { models: ['gpt-4o*'] }),
+]);
+const mlTeam = identity({ groups: ['ml-team'] });
+const sales = identity({ user: 'sam@myorg.com', groups: ['sales'] });
+
+describe('pipeline/authorize', () => {
+  it('first matching rule wins: the ML team may use gpt-4o', async () => {
+    const stage = new AuthorizeStage(designExample);
+    const ok = grant(
+      await stage.run(context(designExample, { who: mlTeam, model: 'gpt-4o-mini' })),
+    );
+    expect(ok.metadata).to.deep.equal({
+      authz: { matchedRule: 'ml-team-may-use-gpt4', claimsUsed: { groups: 'ml-team' } },
+    });
+  });
+
+  it('a deny rule with models answers model_not_allowed naming the rule and the model', async () => {
+    const stage = new AuthorizeStage(designExample);
+    const d = denial(await stage.run(context(designExample, { who: sales, model: 'gpt-4o' })));
+    expect(d.status).to.equal(403);
+    expect(d.reason).to.equal('model_not_allowed');
+    expect(d.type).to.equal('permission_denied');
+    expect(d.code).to.equal('model_not_allowed');
+    expect(d.rule).to.equal('nobody-else-gpt4');
+    expect(d.message).to.contain('"gpt-4o"').and.to.contain('nobody-else-gpt4');
+  });
+
+  it('requests matching no rule fall to the default', async () => {
+    const stage = new AuthorizeStage(designExample);
+    const ok = grant(
+      await stage.run(context(designExample, { who: sales, model: 'gpt-3.5-turbo' })),
+    );
+    expect(ok.metadata).to.deep.equal({ authz: { matchedRule: null, claimsUsed: {} } });
+    // A request without a model is not caught by model rules either.
+    grant(
+      await stage.run(context(designExample, { who: sales, path: '/v1/models', method: 'GET' })),
+    );
+  });
+
+  it('default deny answers access_denied with rule "default"', async () => {
+    const config = authz([rule('staff', 'allow', { claims: { user: ['*@myorg.com'] } })], {
+      default: 'deny',
+    });
+    const stage = new AuthorizeStage(config);
+    grant(await stage.run(context(config)));
+    const d = denial(await stage.run(context(config, { who: identity({ user: 'eve@evil.com' }) })));
+    expect(d).to.include({
+      status: 403,
+      reason: 'access_denied',
+      code: 'access_denied',
+      rule: 'default',
+    });
+    expect(d.message).to.contain('no authorization rule allows');
+  });
+
+  it('a deny rule without models answers access_denied naming the rule', async () => {
+    const config = authz([
+      rule('contractors-out', 'deny', { claims: { groups: ['contractors'] } }),
+    ]);
+    const d = denial(
+      await new AuthorizeStage(config).run(
+        context(config, { who: identity({ groups: ['contractors'] }), model: 'gpt-4o' }),
+      ),
+    );
+    expect(d).to.include({ reason: 'access_denied', rule: 'contractors-out' });
+    expect(d.message).to.contain('"contractors-out"');
+  });
+
+  it('respects rule order: an earlier deny beats a later allow', async () => {
+    const config = authz(
+      [rule('block-embeddings', 'deny', { path: '/v1/embeddings' }), rule('everyone', 'allow', {})],
+      { default: 'deny' },
+    );
+    const stage = new AuthorizeStage(config);
+    expect(denial(await stage.run(context(config, { path: '/v1/embeddings' }))).rule).to.equal(
+      'block-embeddings',
+    );
+    expect(grant(await stage.run(context(config))).metadata).to.deep.include({
+      authz: { matchedRule: 'everyone', claimsUsed: {} },
+    });
+  });
+
+  it('caps a huge caller-supplied model in the message', async () => {
+    const config = authz([rule('no', 'deny', { models: ['*'] })]);
+    const d = denial(
+      await new AuthorizeStage(config).run(context(config, { model: 'x'.repeat(10_000) })),
+    );
+    expect(d.message.length).to.be.lessThan(300);
+  });
+
+  describe('shadow', () => {
+    it('a shadow deny rule records the would-be denial and evaluation continues', async () => {
+      const config = authz(
+        [
+          rule('trial-block-gpt4', 'deny', { models: ['gpt-4o*'] }, 'shadow'),
+          rule('ml-only', 'allow', { claims: { groups: ['ml-team'] } }),
+        ],
+        { default: 'deny' },
+      );
+      const stage = new AuthorizeStage(config);
+      const ok = grant(await stage.run(context(config, { who: mlTeam, model: 'gpt-4o' })));
+      expect(ok.metadata).to.deep.equal({
+        authz: { matchedRule: 'ml-only', claimsUsed: { groups: 'ml-team' } },
+        shadowDenied: { rule: 'trial-block-gpt4', reason: 'model_not_allowed' },
+      });
+      // The enforced default still decides for everyone else, with no shadow record.
+      const d = denial(await stage.run(context(config, { who: sales, model: 'gpt-4o' })));
+      expect(d.rule).to.equal('default');
+    });
+
+    it('a shadow allow rule never decides', async () => {
+      const config = authz([rule('maybe-allow', 'allow', {}, 'shadow')], { default: 'deny' });
+      expect(denial(await new AuthorizeStage(config).run(context(config))).rule).to.equal(
+        'default',
+      );
+    });
+
+    it('a shadow rule that does not match records nothing', async () => {
+      const config = authz([
+        rule('trial', 'deny', { claims: { groups: ['contractors'] } }, 'shadow'),
+      ]);
+      const ok = grant(await new AuthorizeStage(config).run(context(config, { who: mlTeam })));
+      expect(ok.metadata).to.not.have.property('shadowDenied');
+    });
+
+    it('authorization.mode shadow allows what enforce mode would deny and records it', async () => {
+      const config = authz([...designExample.rules], { mode: 'shadow', default: 'deny' });
+      const stage = new AuthorizeStage(config);
+      const ok = grant(await stage.run(context(config, { who: sales, model: 'gpt-4o' })));
+      expect(ok.metadata).to.deep.equal({
+        authz: { matchedRule: 'nobody-else-gpt4', claimsUsed: {} },
+        shadowDenied: { rule: 'nobody-else-gpt4', reason: 'model_not_allowed' },
+      });
+      const byDefault = grant(
+        await stage.run(context(config, { who: sales, model: 'gpt-3.5-turbo' })),
+      );
+      expect(byDefault.metadata).to.deep.include({
+        shadowDenied: { rule: 'default', reason: 'access_denied' },
+      });
+      const allowed = grant(await stage.run(context(config, { who: mlTeam, model: 'gpt-4o' })));
+      expect(allowed.metadata).to.not.have.property('shadowDenied');
+    });
+  });
+
+  describe('allowedModels', () => {
+    const candidates = ['gpt-4o', 'gpt-4o-mini', 'gpt-3.5-turbo', 'o1'];
+
+    it('filters the model list per caller as a chat completion would be judged', () => {
+      expect(allowedModels(designExample, mlTeam, candidates)).to.deep.equal(candidates);
+      expect(allowedModels(designExample, sales, candidates)).to.deep.equal([
+        'gpt-3.5-turbo',
+        'o1',
+      ]);
+    });
+
+    it('honours path-specific rules and default deny', () => {
+      const config = authz(
+        [
+          rule('embeddings-only-model', 'allow', { path: '/v1/embeddings', models: ['*'] }),
+          rule('small-models', 'allow', { path: '/v1/chat/*', models: ['*-mini', 'gpt-3.5*'] }),
+        ],
+        { default: 'deny' },
+      );
+      expect(allowedModels(config, sales, candidates)).to.deep.equal([
+        'gpt-4o-mini',
+        'gpt-3.5-turbo',
+      ]);
+      expect(new AuthorizeStage(config).allowedModels(sales, candidates)).to.deep.equal([
+        'gpt-4o-mini',
+        'gpt-3.5-turbo',
+      ]);
+    });
+
+    it('lists every model in shadow mode, since every model would be served', () => {
+      const config = authz([...designExample.rules], { mode: 'shadow' });
+      expect(allowedModels(config, sales, candidates)).to.deep.equal(candidates);
+    });
+  });
+});

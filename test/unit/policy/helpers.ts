@@ -1,0 +1,78 @@
+/** Hand-built identities, rules and request contexts for the policy tests. */
+import type {
+  AuthorizationConfig,
+  AuthorizationRule,
+  Config,
+  RequestMatch,
+} from '../../../src/config/schema.js';
+import type { RequestContext } from '../../../src/pipeline/stage.js';
+import type { GatewayRequest, Identity } from '../../../src/pipeline/types.js';
+
+export function identity(overrides: Partial<Identity> = {}): Identity {
+  return {
+    provider: 'oidc-auth',
+    issuer: 'https://auth.myorg.com',
+    subject: 'user-1',
+    user: 'alice@myorg.com',
+    groups: [],
+    claims: {},
+    expiresAt: 2_000_000_000,
+    ...overrides,
+  };
+}
+
+/** A `match:` block; `claims` defaults to none, like the config loader's output. */
+export function match(m: Partial<RequestMatch> = {}): RequestMatch {
+  return { claims: {}, ...m };
+}
+
+export function rule(
+  name: string,
+  action: 'allow' | 'deny',
+  m: Partial<RequestMatch> = {},
+  mode: 'enforce' | 'shadow' = 'enforce',
+): AuthorizationRule {
+  return { name, action, mode, match: match(m) };
+}
+
+export function authz(
+  rules: AuthorizationRule[],
+  options: { default?: 'allow' | 'deny'; mode?: 'enforce' | 'shadow' } = {},
+): AuthorizationConfig {
+  return { default: options.default ?? 'allow', mode: options.mode ?? 'enforce', rules };
+}
+
+export function request(overrides: Partial<GatewayRequest> = {}): GatewayRequest {
+  return { id: 'req-1', method: 'POST', path: '/v1/chat/completions', headers: {}, ...overrides };
+}
+
+function config(authorization: AuthorizationConfig): Config {
+  return {
+    server: { grpc: '127.0.0.1:0', shutdownGraceSeconds: 1 },
+    authentication: [],
+    upstream: { tenants: {} },
+    identityHeaders: {},
+    authorization,
+    rateLimits: [],
+    tokenBudgets: [],
+    metering: { defaultMaxOutputTokens: 1024 },
+    store: {},
+    logging: { level: 'silent' },
+  };
+}
+
+export function context(
+  authorization: AuthorizationConfig,
+  options: { who?: Identity; path?: string; method?: string; model?: string } = {},
+): RequestContext {
+  return {
+    request: request({
+      path: options.path ?? '/v1/chat/completions',
+      method: options.method ?? 'POST',
+    }),
+    identity: options.who ?? identity(),
+    ...(options.model !== undefined ? { model: options.model } : {}),
+    now: 0,
+    config: config(authorization),
+  };
+}

@@ -1,0 +1,174 @@
+import { expect } from 'chai';
+import { TollgateError } from '../../../src/errors.js';
+import { GuardedStore, type BreakerState } from '../../../src/store/guarded.js';
+import { MemoryStore } from '../../../src/store/memory.js';
+import type { Store } from '../../../src/store/store.js';
+
+type Mode = 'ok' | 'fail' | 'hang';
+
+/** A primary store that works (backed by memory), fails at once, or never answers. */
+function fakePrimary(): { store: Store; setMode(m: Mode): void; calls(): number } {
+  const inner = new MemoryStore();
+  let mode: Mode = 'ok';
+  let calls = 0;
+  const wrap =
+    <A extends unknown[], R>(fn: (...args: A) => Promise<R>) =>
+    (...args: A): Promise<R> => {
+      calls += 1;
+      if (mode === 'fail') return Promise.reject(new Error('connection refused'));
+      if (mode === 'hang') return new Promise<R>(() => undefined);
+      return fn(...args);
+    };
+  const store: Store = {
+    hitWindows: wrap(inner.hitWindows.bind(inner)),
+    reserve: wrap(inner.reserve.bind(inner)),
+    settle: wrap(inner.settle.bind(inner)),
+    release: wrap(inner.release.bind(inner)),
+    readBudget: wrap(inner.readBudget.bind(inner)),
+    close: () => inner.close(),
+  };
+  return { store, setMode: (m) => (mode = m), calls: () => calls };
+}
+
+const HIT = [{ key: 'k', limit: 2, windowMs: 60_000 }];
+const BUDGET = [{ key: 'b', limit: 100, amount: 10, expiresAtMs: 2e12 }];
+
+describe('GuardedStore', () => {
+  let clock = 0;
+  const options = { timeoutMs: 20, failureThreshold: 3, probeIntervalMs: 1000, clock: () => clock };
+  beforeEach(() => {
+    clock = 0;
+  });
+
+  it('passes calls through while the primary answers', async () => {
+    const p = fakePrimary();
+    const g = new GuardedStore(p.store, { ...options, onUnavailable: 'closed' });
+    expect((await g.hitWindows(HIT, 0)).results[0]?.remaining).to.equal(1);
+    expect((await g.hitWindows(HIT, 0)).degraded).to.equal(undefined);
+    expect(g.stats()).to.deep.equal({ state: 'closed', errors: 0, timeouts: 0, fallbacks: 0 });
+  });
+
+  it('closed: a failure becomes TollgateError(store_unavailable)', async () => {
+    const p = fakePrimary();
+    p.setMode('fail');
+    const g = new GuardedStore(p.store, { ...options, onUnavailable: 'closed' });
+    const err: unknown = await g.hitWindows(HIT, 0).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).to.be.instanceOf(TollgateError);
+    expect((err as TollgateError).code).to.equal('store_unavailable');
+    expect(g.stats()).to.include({ errors: 1, fallbacks: 1 });
+  });
+
+  it('open: allows and counts nothing, flagged degraded', async () => {
+    const p = fakePrimary();
+    p.setMode('fail');
+    const g = new GuardedStore(p.store, { ...options, onUnavailable: 'open' });
+    for (let i = 0; i < 5; i += 1) {
+      const r = await g.hitWindows(HIT, 0);
+      expect(r).to.deep.equal({
+        allowed: true,
+        results: [{ limit: 2, remaining: 2, resetMs: 60_000 }],
+        degraded: 'open',
+      });
+    }
+    expect(await g.reserve(BUDGET, 'r', 1000, 0)).to.deep.equal({
+      allowed: true,
+      reserved: [0],
+      remaining: [100],
+      degraded: 'open',
+    });
+    expect(await g.settle(BUDGET, 'r', 50, 0)).to.deep.equal({ used: [0], degraded: 'open' });
+  });
+
+  it('local: counts per replica while the primary is down', async () => {
+    const p = fakePrimary();
+    p.setMode('fail');
+    const g = new GuardedStore(p.store, { ...options, onUnavailable: 'local' });
+    const r1 = await g.hitWindows(HIT, 0);
+    const r2 = await g.hitWindows(HIT, 0);
+    const r3 = await g.hitWindows(HIT, 0);
+    expect([r1.allowed, r2.allowed, r3.allowed]).to.deep.equal([true, true, false]);
+    expect(r3.degraded).to.equal('local');
+    expect((await g.reserve(BUDGET, 'r', 1000, 0)).reserved).to.deep.equal([10]);
+    expect(await g.readBudget('b', 0)).to.deep.equal({ used: 0, reserved: 10 });
+  });
+
+  it('a hanging primary costs at most timeoutMs per call', async () => {
+    const p = fakePrimary();
+    p.setMode('hang');
+    const g = new GuardedStore(p.store, { ...options, onUnavailable: 'open' });
+    const started = performance.now();
+    const r = await g.hitWindows(HIT, 0);
+    expect(performance.now() - started).to.be.below(200);
+    expect(r.degraded).to.equal('open');
+    expect(g.stats()).to.include({ errors: 1, timeouts: 1 });
+  });
+
+  it('opens after N consecutive failures, then probes at most once per interval', async () => {
+    const p = fakePrimary();
+    const states: BreakerState[] = [];
+    const g = new GuardedStore(p.store, {
+      ...options,
+      onUnavailable: 'open',
+      onStateChange: (s) => states.push(s),
+    });
+    p.setMode('hang');
+    await Promise.all([g.hitWindows(HIT, 0), g.hitWindows(HIT, 0), g.hitWindows(HIT, 0)]);
+    expect(g.stats().state).to.equal('open');
+    expect(p.calls()).to.equal(3);
+    // skipped entirely while open: no timeout paid
+    const started = performance.now();
+    for (let i = 0; i < 20; i += 1) await g.hitWindows(HIT, 0);
+    expect(performance.now() - started).to.be.below(50);
+    expect(p.calls()).to.equal(3);
+
+    clock = 1000; // one probe, concurrent calls do not pile onto it
+    await Promise.all([g.hitWindows(HIT, 0), g.hitWindows(HIT, 0), g.hitWindows(HIT, 0)]);
+    expect(p.calls()).to.equal(4);
+    expect(g.stats().state).to.equal('open');
+    clock = 1999;
+    await g.hitWindows(HIT, 0);
+    expect(p.calls()).to.equal(4);
+
+    p.setMode('ok');
+    clock = 2000;
+    expect((await g.hitWindows(HIT, 0)).degraded).to.equal(undefined);
+    expect(g.stats()).to.deep.equal({ state: 'closed', errors: 4, timeouts: 4, fallbacks: 27 });
+    expect(states).to.deep.equal(['open', 'half-open', 'open', 'half-open', 'closed']);
+  });
+
+  it('a success in between resets the consecutive-failure count', async () => {
+    const p = fakePrimary();
+    const g = new GuardedStore(p.store, { ...options, onUnavailable: 'open' });
+    p.setMode('fail');
+    await g.hitWindows(HIT, 0);
+    await g.hitWindows(HIT, 0);
+    p.setMode('ok');
+    await g.hitWindows(HIT, 0);
+    p.setMode('fail');
+    await g.hitWindows(HIT, 0);
+    await g.hitWindows(HIT, 0);
+    expect(g.stats().state).to.equal('closed');
+    await g.hitWindows(HIT, 0);
+    expect(g.stats().state).to.equal('open');
+  });
+
+  it('closed policy with the breaker open refuses without touching the primary', async () => {
+    const p = fakePrimary();
+    p.setMode('fail');
+    const g = new GuardedStore(p.store, {
+      ...options,
+      onUnavailable: 'closed',
+      failureThreshold: 1,
+    });
+    await g.readBudget('b', 0).catch(() => undefined);
+    const err: unknown = await g.readBudget('b', 0).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((err as TollgateError).code).to.equal('store_unavailable');
+    expect(p.calls()).to.equal(1);
+  });
+});
