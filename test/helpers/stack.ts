@@ -9,7 +9,13 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
+/** The built executable, as installed (`npm test` builds first). */
 export const MAIN = join(ROOT, 'dist', 'src', 'main.js');
+/**
+ * End-to-end stacks run the TypeScript sources through tsx, so a test never sees a stale or
+ * half-written `dist/`; `test/e2e/cli.test.ts` covers the built executable itself.
+ */
+export const SOURCE_CLI = ['--import', 'tsx', join(ROOT, 'src', 'main.ts')];
 
 export interface ReadyLine {
   event: 'ready';
@@ -44,8 +50,8 @@ export async function startStack(opts: {
   await writeFile(configPath, opts.config);
   const proc = spawn(
     process.execPath,
-    [MAIN, 'stack', '--config', configPath, '--upstream', opts.upstream, '--port', String(opts.port ?? 0)],
-    { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] },
+    [...SOURCE_CLI, 'stack', '--config', configPath, '--upstream', opts.upstream, '--port', String(opts.port ?? 0)],
+    { cwd: ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const logs: string[] = [];
   createInterface({ input: proc.stderr! }).on('line', (l) => logs.push(l));

@@ -1,0 +1,79 @@
+/**
+ * Hands what ext_authz learned about a request (identity, model, body, budget reservation) to
+ * the same request's ext_proc stream. One Tollgate serves one Envoy, so both calls reach this
+ * process; the admission id travels in ext_authz dynamic metadata (`admission`), which Envoy
+ * forwards to ext_proc. Entries left behind (a request that never reached ext_proc) are swept
+ * after `ttlMs`; their budget reservations also expire in the store on their own.
+ */
+import type { BudgetRef } from '../store/store.js';
+import type { Identity } from '../pipeline/types.js';
+
+/** Tokens reserved at admission in every applicable budget. */
+export interface Reservation {
+  /** Reservation id in the store (equals the admission id). */
+  readonly id: string;
+  /** The budgets it was reserved in (store keys with their period end). */
+  readonly budgets: readonly BudgetRef[];
+  /** Human names of those budgets for logs, e.g. `tenant:marketing`. */
+  readonly names: readonly string[];
+  /** Tokens reserved (the clamped estimate) in each budget, same order as `budgets`. */
+  readonly reserved: readonly number[];
+}
+
+export interface Admission {
+  readonly id: string;
+  readonly requestId: string;
+  readonly identity: Identity;
+  readonly method: string;
+  readonly path: string;
+  readonly model?: string;
+  /** The parsed JSON request body, when it was JSON. */
+  readonly body?: unknown;
+  /** The raw request body as Envoy buffered it for ext_authz. */
+  readonly rawBody?: string;
+  /** Prompt tokens estimated at admission (0 when the endpoint is not metered). */
+  readonly promptEstimate: number;
+  readonly reservation?: Reservation;
+  /** Epoch ms of the Check. */
+  readonly admittedAt: number;
+}
+
+export class Admissions {
+  private readonly entries = new Map<string, { admission: Admission; expiresAt: number }>();
+  private readonly ttlMs: number;
+  private readonly now: () => number;
+  private readonly onExpire: ((admission: Admission) => void) | undefined;
+
+  constructor(opts: { ttlMs?: number; now?: () => number; onExpire?: (admission: Admission) => void } = {}) {
+    this.ttlMs = opts.ttlMs ?? 10 * 60_000;
+    this.now = opts.now ?? Date.now;
+    this.onExpire = opts.onExpire;
+  }
+
+  put(admission: Admission): void {
+    this.sweep();
+    this.entries.set(admission.id, { admission, expiresAt: this.now() + this.ttlMs });
+  }
+
+  /** Removes and returns the admission; a second take of the same id returns undefined. */
+  take(id: string): Admission | undefined {
+    const entry = this.entries.get(id);
+    if (!entry) return undefined;
+    this.entries.delete(id);
+    return entry.admission;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Drops expired entries. Map order is insertion order, so the scan stops at the first live one. */
+  sweep(): void {
+    const now = this.now();
+    for (const [id, entry] of this.entries) {
+      if (entry.expiresAt > now) break;
+      this.entries.delete(id);
+      this.onExpire?.(entry.admission);
+    }
+  }
+}

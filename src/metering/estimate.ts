@@ -1,0 +1,233 @@
+/**
+ * Admission-time estimates (DESIGN 1.6): the prompt's tokens, counted with the model's
+ * tokenizer, plus the most output the request may produce. Budgets reserve this total and
+ * settle to the provider's real usage afterwards, so the estimate only needs to be close and
+ * should err high. Never throws: a body we cannot read estimates to 0 prompt tokens.
+ */
+import { endpointForPath } from './endpoint.js';
+import { BudgetedCounter } from './tokenizer.js';
+
+/** Cookbook rule (gpt-3.5-turbo-0613 and later, gpt-4o family): tokens per message… */
+const TOKENS_PER_MESSAGE = 3;
+/** …one more when the message has a `name`… */
+const TOKENS_PER_NAME = 1;
+/** …and 3 to prime the assistant's reply. */
+const REPLY_PRIMING = 3;
+/** Images: a 512-px tile grid at high detail for a ~1024² image (gpt-4o: 85 + 4 × 170). */
+const IMAGE_TOKENS = 765;
+/** Images with `detail: low` cost a flat 85 on gpt-4o models. */
+const IMAGE_LOW_TOKENS = 85;
+/** Audio and files have no cheap size rule; reserve a margin and settle to real usage. */
+const OTHER_PART_TOKENS = 1000;
+/** The API refuses `n` above 128; a larger value must not inflate the reservation. */
+const MAX_CHOICES = 128;
+
+type Obj = Record<string, unknown>;
+
+function isObject(value: unknown): value is Obj {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function str(value: unknown, tk: BudgetedCounter): number {
+  return typeof value === 'string' ? tk.count(value) : 0;
+}
+
+/** Tool definitions and schemas are sent to the model as text of about their JSON size. */
+function json(value: unknown, tk: BudgetedCounter): number {
+  if (value === undefined || value === null) return 0;
+  try {
+    return tk.count(JSON.stringify(value) ?? '');
+  } catch {
+    return 0;
+  }
+}
+
+/** A content part of a chat message or a Responses input item. */
+function part(p: unknown, tk: BudgetedCounter): number {
+  if (typeof p === 'string') return tk.count(p);
+  if (!isObject(p)) return 0;
+  const type = p['type'];
+  if (type === 'image_url' || type === 'input_image') {
+    const image = isObject(p['image_url']) ? p['image_url'] : p;
+    return image['detail'] === 'low' ? IMAGE_LOW_TOKENS : IMAGE_TOKENS;
+  }
+  if (type === 'input_audio' || type === 'file' || type === 'input_file') return OTHER_PART_TOKENS;
+  if (typeof p['text'] === 'string') return tk.count(p['text']);
+  if (typeof p['refusal'] === 'string') return tk.count(p['refusal']);
+  return 0;
+}
+
+function content(value: unknown, tk: BudgetedCounter): number {
+  if (typeof value === 'string') return tk.count(value);
+  if (!Array.isArray(value)) return 0;
+  let n = 0;
+  for (const p of value) n += part(p, tk);
+  return n;
+}
+
+function functionCall(call: unknown, tk: BudgetedCounter): number {
+  if (!isObject(call)) return 0;
+  const fn = isObject(call['function']) ? call['function'] : call;
+  return str(fn['name'], tk) + str(fn['arguments'], tk);
+}
+
+/** One chat message: 3 + every string field (role, content, name, …) + 1 for a name. */
+function chatMessage(message: unknown, tk: BudgetedCounter): number {
+  if (!isObject(message)) return 0;
+  let n = TOKENS_PER_MESSAGE;
+  for (const [key, value] of Object.entries(message)) {
+    if (typeof value === 'string') {
+      n += tk.count(value);
+      if (key === 'name') n += TOKENS_PER_NAME;
+    } else if (key === 'content') n += content(value, tk);
+    else if (key === 'tool_calls' && Array.isArray(value)) {
+      for (const call of value) n += functionCall(call, tk);
+    } else if (key === 'function_call') n += functionCall(value, tk);
+  }
+  return n;
+}
+
+function chatPrompt(body: Obj, tk: BudgetedCounter): number {
+  let n = REPLY_PRIMING;
+  if (Array.isArray(body['messages'])) for (const m of body['messages']) n += chatMessage(m, tk);
+  return (
+    n + json(body['tools'], tk) + json(body['functions'], tk) + json(body['response_format'], tk)
+  );
+}
+
+/** Completions `prompt` / embeddings `input`: a string, strings, token ids, or lists of token ids. */
+function textsOrTokenIds(value: unknown, tk: BudgetedCounter): number {
+  if (typeof value === 'string') return tk.count(value);
+  if (!Array.isArray(value)) return 0;
+  let n = 0;
+  for (const item of value) {
+    if (typeof item === 'number') n += 1;
+    else if (typeof item === 'string') n += tk.count(item);
+    else if (Array.isArray(item)) n += item.length;
+  }
+  return n;
+}
+
+/** One Responses API input item: a message, a function call or its output, or a reference. */
+function responsesItem(item: unknown, tk: BudgetedCounter): number {
+  if (typeof item === 'string') return TOKENS_PER_MESSAGE + tk.count(item);
+  if (!isObject(item)) return 0;
+  const type = item['type'];
+  if (type === 'function_call') return TOKENS_PER_MESSAGE + functionCall(item, tk);
+  if (type === 'function_call_output') {
+    const out = item['output'];
+    return TOKENS_PER_MESSAGE + (typeof out === 'string' ? tk.count(out) : content(out, tk));
+  }
+  if (type === undefined || type === 'message') {
+    return TOKENS_PER_MESSAGE + str(item['role'], tk) + content(item['content'], tk);
+  }
+  // Reasoning items (opaque encrypted text), item references, tool-call records: their real
+  // size is unknown here; a fixed overhead keeps them cheap to estimate.
+  return TOKENS_PER_MESSAGE;
+}
+
+function responsesPrompt(body: Obj, tk: BudgetedCounter): number {
+  let n = REPLY_PRIMING;
+  const input = body['input'];
+  if (typeof input === 'string') n += TOKENS_PER_MESSAGE + tk.count('user') + tk.count(input);
+  else if (Array.isArray(input)) for (const item of input) n += responsesItem(item, tk);
+  if (typeof body['instructions'] === 'string') {
+    n += TOKENS_PER_MESSAGE + tk.count('system') + tk.count(body['instructions']);
+  }
+  const text = body['text'];
+  return n + json(body['tools'], tk) + (isObject(text) ? json(text['format'], tk) : 0);
+}
+
+/** Tuning for huge prompts (see BudgetedCounter). */
+export interface EstimateOptions {
+  /** Characters tokenized exactly per request; the rest is extrapolated. Default 32768. */
+  exactChars?: number;
+}
+
+/** About 30 ms of js-tiktoken on a slow core: a bound on the time admission spends counting. */
+const DEFAULT_EXACT_CHARS = 32_768;
+
+/**
+ * Estimated prompt tokens of a request body (already parsed JSON). With
+ * `previous_response_id` the earlier conversation is invisible here; settlement corrects it.
+ */
+export function estimatePrompt(
+  path: string,
+  body: unknown,
+  model: string,
+  opts: EstimateOptions = {},
+): number {
+  if (!isObject(body)) return 0;
+  try {
+    const tk = new BudgetedCounter(model, opts.exactChars ?? DEFAULT_EXACT_CHARS);
+    switch (endpointForPath(path)) {
+      case 'chat':
+        return chatPrompt(body, tk);
+      case 'completions':
+        return textsOrTokenIds(body['prompt'], tk) + str(body['suffix'], tk);
+      case 'embeddings':
+        return textsOrTokenIds(body['input'], tk);
+      case 'responses':
+        return responsesPrompt(body, tk);
+      case 'other':
+        return 0;
+    }
+  } catch {
+    return 0;
+  }
+}
+
+function nonNegativeInt(value: unknown): number | undefined {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) return undefined;
+  return Math.min(Math.ceil(value), Number.MAX_SAFE_INTEGER);
+}
+
+/** What admission reserves: prompt estimate + the output cap × the number of generations. */
+export interface Reservation {
+  prompt: number;
+  maxOutput: number;
+  total: number;
+}
+
+/**
+ * Output cap: `max_completion_tokens` / `max_tokens` (chat), `max_tokens` (completions),
+ * `max_output_tokens` (responses), else `defaultMaxOutputTokens`. Chat multiplies by `n`;
+ * completions by the larger of `n` and `best_of` (every candidate is billed). Embeddings
+ * produce no output; other endpoints reserve nothing.
+ */
+export function estimateReservation(
+  path: string,
+  body: unknown,
+  model: string,
+  defaultMaxOutputTokens: number,
+  opts: EstimateOptions = {},
+): Reservation {
+  const prompt = estimatePrompt(path, body, model, opts);
+  const b = isObject(body) ? body : {};
+  const fallback = nonNegativeInt(defaultMaxOutputTokens) ?? 0;
+  const choices = Math.min(nonNegativeInt(b['n']) || 1, MAX_CHOICES);
+  let maxOutput = 0;
+  switch (endpointForPath(path)) {
+    case 'chat':
+      maxOutput =
+        (nonNegativeInt(b['max_completion_tokens']) ??
+          nonNegativeInt(b['max_tokens']) ??
+          fallback) * choices;
+      break;
+    case 'completions': {
+      const candidates = Math.min(
+        Math.max(choices, nonNegativeInt(b['best_of']) || 1),
+        MAX_CHOICES,
+      );
+      maxOutput = (nonNegativeInt(b['max_tokens']) ?? fallback) * candidates;
+      break;
+    }
+    case 'responses':
+      maxOutput = nonNegativeInt(b['max_output_tokens']) ?? fallback;
+      break;
+    case 'embeddings':
+    case 'other':
+      break;
+  }
+  return { prompt, maxOutput, total: prompt + maxOutput };
+}

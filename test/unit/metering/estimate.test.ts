@@ -1,0 +1,261 @@
+import { expect } from 'chai';
+import fc from 'fast-check';
+import { estimatePrompt, estimateReservation } from '../../../src/metering/estimate.js';
+import { countTokens } from '../../../src/metering/tokenizer.js';
+
+const CHAT = '/v1/chat/completions';
+
+/** The example conversation of OpenAI's cookbook "How to count tokens with tiktoken". */
+const COOKBOOK_MESSAGES: Array<Record<string, string>> = [
+  {
+    role: 'system',
+    content:
+      'You are a helpful, pattern-following assistant that translates corporate jargon into plain English.',
+  },
+  {
+    role: 'system',
+    name: 'example_user',
+    content: 'New synergies will help drive top-line growth.',
+  },
+  {
+    role: 'system',
+    name: 'example_assistant',
+    content: 'Things working well together will increase revenue.',
+  },
+  {
+    role: 'system',
+    name: 'example_user',
+    content:
+      "Let's circle back when we have more bandwidth to touch base on opportunities for increased leverage.",
+  },
+  {
+    role: 'system',
+    name: 'example_assistant',
+    content: "Let's talk later when we're less busy about how to do better.",
+  },
+  {
+    role: 'user',
+    content:
+      "This late pivot means we don't have time to boil the ocean for the client deliverable.",
+  },
+];
+
+/** The cookbook rule written out independently: 3 per message, its strings, +1 per name, +3. */
+function cookbookRule(messages: Array<Record<string, string>>, model: string): number {
+  let n = 3;
+  for (const m of messages) {
+    n += 3;
+    for (const [key, value] of Object.entries(m))
+      n += countTokens(value, model) + (key === 'name' ? 1 : 0);
+  }
+  return n;
+}
+
+describe('metering/estimate', () => {
+  it('applies the cookbook rule to chat messages', () => {
+    for (const model of ['gpt-4', 'gpt-4o']) {
+      expect(estimatePrompt(CHAT, { model, messages: COOKBOOK_MESSAGES }, model), model).to.equal(
+        cookbookRule(COOKBOOK_MESSAGES, model),
+      );
+    }
+    // The cookbook prints 129 for gpt-3.5-turbo / gpt-4 — the count the API reported.
+    expect(estimatePrompt(CHAT, { messages: COOKBOOK_MESSAGES }, 'gpt-4-0613')).to.equal(129);
+  });
+
+  it('counts text parts of content arrays and a margin per image', () => {
+    const model = 'gpt-4o';
+    const text = 'What is in this picture?';
+    const body = {
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text },
+            { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA', detail: 'high' } },
+            { type: 'image_url', image_url: { url: 'https://x/y.png', detail: 'low' } },
+          ],
+        },
+      ],
+    };
+    const base = 3 + 3 + countTokens('user', model) + countTokens(text, model);
+    expect(estimatePrompt(CHAT, body, model)).to.equal(base + 765 + 85);
+  });
+
+  it('adds tool definitions, response_format and assistant tool calls as JSON text', () => {
+    const model = 'gpt-4o';
+    const tools = [
+      {
+        type: 'function',
+        function: {
+          name: 'get_weather',
+          parameters: { type: 'object', properties: { city: { type: 'string' } } },
+        },
+      },
+    ];
+    const responseFormat = {
+      type: 'json_schema',
+      json_schema: { name: 'x', schema: { type: 'object' } },
+    };
+    const messages = [{ role: 'user', content: 'hi' }];
+    const plain = estimatePrompt(CHAT, { messages }, model);
+    const withTools = estimatePrompt(
+      CHAT,
+      { messages, tools, response_format: responseFormat },
+      model,
+    );
+    expect(withTools - plain).to.equal(
+      countTokens(JSON.stringify(tools), model) +
+        countTokens(JSON.stringify(responseFormat), model),
+    );
+
+    const call = {
+      role: 'assistant',
+      content: null,
+      tool_calls: [
+        {
+          id: 'c1',
+          type: 'function',
+          function: { name: 'get_weather', arguments: '{"city":"Paris"}' },
+        },
+      ],
+    };
+    const withCall = estimatePrompt(CHAT, { messages: [...messages, call] }, model);
+    expect(withCall - plain).to.equal(
+      3 +
+        countTokens('assistant', model) +
+        countTokens('get_weather', model) +
+        countTokens('{"city":"Paris"}', model),
+    );
+  });
+
+  it('counts completions prompts: a string, strings, token ids', () => {
+    const model = 'gpt-3.5-turbo-instruct';
+    const path = '/v1/completions';
+    expect(estimatePrompt(path, { prompt: 'Say this is a test' }, model)).to.equal(
+      countTokens('Say this is a test', model),
+    );
+    expect(estimatePrompt(path, { prompt: ['a b', 'c d e'] }, model)).to.equal(
+      countTokens('a b', model) + countTokens('c d e', model),
+    );
+    expect(estimatePrompt(path, { prompt: [1, 2, 3] }, model)).to.equal(3);
+    expect(estimatePrompt(path, { prompt: [[1, 2], [3]] }, model)).to.equal(3);
+  });
+
+  it('sums embeddings inputs without overhead', () => {
+    const model = 'text-embedding-3-small';
+    const path = '/v1/embeddings';
+    expect(estimatePrompt(path, { input: 'The food was delicious' }, model)).to.equal(
+      countTokens('The food was delicious', model),
+    );
+    expect(estimatePrompt(path, { input: ['one', 'two three'] }, model)).to.equal(
+      countTokens('one', model) + countTokens('two three', model),
+    );
+    expect(estimatePrompt(path, { input: [[10, 20, 30], [40]] }, model)).to.equal(4);
+  });
+
+  it('counts Responses API input and instructions', () => {
+    const model = 'gpt-4o';
+    const path = '/v1/responses';
+    const asString = estimatePrompt(
+      path,
+      { input: 'Tell me a joke', instructions: 'Be brief.' },
+      model,
+    );
+    const expected =
+      3 +
+      (3 + countTokens('user', model) + countTokens('Tell me a joke', model)) +
+      (3 + countTokens('system', model) + countTokens('Be brief.', model));
+    expect(asString).to.equal(expected);
+    const items = estimatePrompt(
+      path,
+      { input: [{ role: 'user', content: [{ type: 'input_text', text: 'Tell me a joke' }] }] },
+      model,
+    );
+    expect(items).to.equal(
+      3 + 3 + countTokens('user', model) + countTokens('Tell me a joke', model),
+    );
+  });
+
+  it('reserves the output cap times n (and best_of), or the default', () => {
+    const messages = [{ role: 'user', content: 'hi' }];
+    const prompt = estimatePrompt(CHAT, { messages }, 'gpt-4o');
+    expect(estimateReservation(CHAT, { messages }, 'gpt-4o', 1000)).to.deep.equal({
+      prompt,
+      maxOutput: 1000,
+      total: prompt + 1000,
+    });
+    expect(
+      estimateReservation(CHAT, { messages, max_tokens: 50, n: 3 }, 'gpt-4o', 1000).maxOutput,
+    ).to.equal(150);
+    expect(
+      estimateReservation(
+        CHAT,
+        { messages, max_completion_tokens: 70, max_tokens: 50 },
+        'gpt-4o',
+        1000,
+      ).maxOutput,
+    ).to.equal(70);
+    expect(
+      estimateReservation(
+        '/v1/completions',
+        { prompt: 'x', max_tokens: 20, n: 2, best_of: 5 },
+        'gpt-3.5-turbo-instruct',
+        1000,
+      ).maxOutput,
+    ).to.equal(100);
+    expect(
+      estimateReservation('/v1/responses', { input: 'x', max_output_tokens: 300 }, 'gpt-4o', 1000)
+        .maxOutput,
+    ).to.equal(300);
+    expect(
+      estimateReservation('/v1/embeddings', { input: 'x' }, 'text-embedding-3-small', 1000)
+        .maxOutput,
+    ).to.equal(0);
+    expect(estimateReservation('/v1/models', {}, 'gpt-4o', 1000)).to.deep.equal({
+      prompt: 0,
+      maxOutput: 0,
+      total: 0,
+    });
+    // Garbage caps fall back to the default; an absurd n is capped at the API's 128.
+    expect(
+      estimateReservation(CHAT, { messages, max_tokens: 'lots', n: -2 }, 'gpt-4o', 1000).maxOutput,
+    ).to.equal(1000);
+    expect(
+      estimateReservation(CHAT, { messages, max_tokens: 10, n: 1e9 }, 'gpt-4o', 1000).maxOutput,
+    ).to.equal(1280);
+  });
+
+  it('bounds the time spent on a huge prompt and still estimates it closely', () => {
+    const content = 'All work and no play makes Jack a dull boy. '.repeat(20_000); // 880 KB
+    let started = performance.now();
+    const exact = countTokens(content, 'gpt-4o');
+    const fullMs = performance.now() - started;
+    started = performance.now();
+    const estimate = estimatePrompt(CHAT, { messages: [{ role: 'user', content }] }, 'gpt-4o');
+    // Only the first 32 K characters are tokenized: ~1/27 of the work, asserted loosely.
+    expect(performance.now() - started).to.be.below(fullMs / 3);
+    expect(estimate).to.be.within(exact * 0.95, exact * 1.05);
+  });
+
+  it('never throws on garbage bodies', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(CHAT, '/v1/completions', '/v1/embeddings', '/v1/responses', '/x'),
+        fc.anything(),
+        fc.anything(),
+        (path, body, messages) => {
+          const a = estimatePrompt(path, body, 'gpt-4o');
+          const b = estimateReservation(
+            path,
+            { messages, input: messages, prompt: messages, n: body },
+            'gpt-4o',
+            10,
+          );
+          expect(a).to.be.at.least(0);
+          expect(b.total).to.equal(b.prompt + b.maxOutput);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
