@@ -25,14 +25,34 @@ export function guardProcess(logger: Logger): void {
   process.on('uncaughtException', (err) => logger.error({ err }, 'uncaught exception'));
 }
 
-/** Watches `file` and reloads `app` on every valid change; invalid ones are logged and ignored. */
+/**
+ * Watches `file` and reloads `app` on every valid change; invalid ones are logged with every
+ * problem, counted, and ignored. Reloads run one after another: two quick edits must not race,
+ * or the older file could finish building last and win.
+ */
 export function reloadOnChange(file: string, app: App): { close(): void } {
+  let queue: Promise<void> = Promise.resolve();
   return watchConfig(
     file,
     (config) => {
-      app.reload(config).catch((err: unknown) => app.logger.error({ err }, 'reload failed; previous configuration stays'));
+      queue = queue.then(() =>
+        app.reload(config).then(
+          () => app.metrics.recordReload('success'),
+          (err: unknown) => {
+            app.metrics.recordReload('rejected');
+            app.logger.error({ err, file }, 'reload failed; previous configuration stays');
+          },
+        ),
+      );
     },
-    (err) => app.logger.error({ problems: err.problems }, 'configuration change refused; previous configuration stays'),
+    (err) => {
+      app.metrics.recordReload('rejected');
+      // `problems` for machines, `error` as check-config prints it (path:line per problem).
+      app.logger.error(
+        { file, problems: err.problems, error: err.message },
+        'configuration change refused; previous configuration stays',
+      );
+    },
   );
 }
 
@@ -44,9 +64,14 @@ export async function serve(file: string): Promise<number> {
   const app = await App.start({ config, logger });
   const watcher = reloadOnChange(file, app);
   const signal = await untilSignal();
-  logger.info({ signal }, 'shutting down');
+  const graceMs = app.config.server.shutdownGraceSeconds * 1000;
+  logger.info({ signal, graceSeconds: graceMs / 1000 }, 'shutting down');
+  // The grace period is a promise to the orchestrator: should anything keep the event loop
+  // alive after stop(), leave anyway (a second later, once stop() had its full grace).
+  setTimeout(() => process.exit(process.exitCode ?? 0), graceMs + 1000).unref();
   watcher.close();
-  await app.stop();
-  logger.flush();
+  await app.stop(graceMs);
+  logger.info({ signal }, 'stopped');
+  await new Promise<void>((resolve) => logger.flush(() => resolve()));
   return 0;
 }

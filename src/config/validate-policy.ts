@@ -107,7 +107,9 @@ export function readAuthorization(cur: Cursor | undefined): AuthorizationConfig 
         name: name ?? '',
         match: readMatch(r.get('match')),
         action: readEnum(required(item, r, 'action'), ACTIONS) ?? 'deny',
-        mode: readEnum(r.get('mode'), MODES) ?? mode,
+        // A rule's own mode; `authorization.mode: shadow` is applied to the whole decision in
+        // policy/rules.ts, so rules must not inherit it (allow rules would stop deciding).
+        mode: readEnum(r.get('mode'), MODES) ?? 'enforce',
       },
     });
   }

@@ -157,3 +157,16 @@ export function describeValue(value: unknown): string {
   const clean = sanitizeHeaderValue(text, 80).replace(/["\\]/g, '');
   return `"${clean}"`;
 }
+
+/**
+ * A claim as policy may trust it: `getClaim`, except that an `email` the IdP itself marks
+ * unverified (`email_verified: false`, as Google and Keycloak send) reads as absent. Used for
+ * the user mapping, rule matching and identity headers alike.
+ */
+export function trustedClaim(claims: Readonly<Record<string, unknown>>, path: string): unknown {
+  if (path === 'email') {
+    const verified = claims['email_verified'];
+    if (verified === false || verified === 'false') return undefined;
+  }
+  return getClaim(claims, path);
+}

@@ -5,7 +5,7 @@ import type { JWTPayload } from 'jose';
 import type { ProviderConfig } from '../config/schema.js';
 import { AuthenticationError } from '../errors.js';
 import type { Identity } from '../pipeline/types.js';
-import { claimStrings, describeValue, getClaim } from './claims.js';
+import { claimStrings, describeValue, getClaim, trustedClaim } from './claims.js';
 
 function deepFreeze<T>(value: T): T {
   if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
@@ -17,10 +17,7 @@ function deepFreeze<T>(value: T): T {
 
 /** The user claim, except an e-mail the IdP itself marks unverified (Google, Keycloak). */
 function userClaim(config: ProviderConfig, payload: JWTPayload): string | undefined {
-  const path = config.claims.user;
-  const verified = payload.email_verified;
-  if (path === 'email' && (verified === false || verified === 'false')) return undefined;
-  const value = getClaim(payload, path);
+  const value = trustedClaim(payload, config.claims.user);
   if (typeof value === 'string' && value !== '') return value;
   if (typeof value === 'number' && Number.isFinite(value)) return String(value);
   return undefined;
@@ -48,7 +45,7 @@ export function toIdentity(config: ProviderConfig, payload: JWTPayload): Identit
     user,
     groups: claimStrings(getClaim(payload, config.claims.groups)),
     ...(tenant !== undefined ? { tenant } : {}),
-    claims: payload as Record<string, unknown>,
+    claims: payload,
     expiresAt: payload.exp as number,
   });
 }

@@ -6,7 +6,7 @@
  * list therefore matches nothing (fail closed rather than silently meaning "any").
  */
 import type { RequestMatch } from '../config/schema.js';
-import { claimStrings, getClaim } from '../identity/claims.js';
+import { claimStrings, trustedClaim } from '../identity/claims.js';
 import type { Identity } from '../pipeline/types.js';
 import { compileGlobs, type GlobMatcher } from './glob.js';
 
@@ -47,7 +47,7 @@ export function claimValues(identity: Identity, key: string): readonly string[] 
     case 'tenant':
       return identity.tenant !== undefined ? [identity.tenant] : [];
     default:
-      return claimStrings(getClaim(identity.claims, key));
+      return claimStrings(trustedClaim(identity.claims, key));
   }
 }
 

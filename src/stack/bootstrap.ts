@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_PROCESSING_MODE, toModeConfig } from '../edge/processing-mode.js';
 import type { ProcessingModeSpec } from '../edge/processing-mode.js';
+import { deny, envelope } from '../pipeline/denials.js';
 
 export interface BootstrapOptions {
   /** Tollgate's gRPC port (ext_authz + ext_proc). */
@@ -147,6 +148,89 @@ function earlyHeaderMutations(headers: readonly string[]): unknown[] {
   ];
 }
 
+/**
+ * The largest request body Envoy buffers and hands to ext_authz (so model rules can read it).
+ * A larger body is answered 413 by Envoy itself, before Tollgate sees the request.
+ */
+export const MAX_REQUEST_BYTES = 1024 * 1024;
+
+/** An access-log CEL filter: how a local-reply mapper picks out one kind of reply. */
+function celFilter(expression: string): Record<string, unknown> {
+  return {
+    extension_filter: {
+      name: 'envoy.access_loggers.extension_filters.cel',
+      typed_config: {
+        '@type':
+          'type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter',
+        expression,
+      },
+    },
+  };
+}
+
+function envelopeMapper(
+  expression: string,
+  body: string,
+  headers: Readonly<Record<string, string>>,
+  status?: number,
+): Record<string, unknown> {
+  // Envoy reads `%` in a body format as a command; our messages never contain one.
+  if (body.includes('%')) throw new Error('local reply body must not contain %');
+  return {
+    filter: celFilter(expression),
+    ...(status !== undefined ? { status_code: status } : {}),
+    headers_to_add: Object.entries(headers).map(([key, value]) => ({
+      header: { key, value },
+      append_action: 'OVERWRITE_IF_EXISTS_OR_ADD',
+    })),
+    body_format_override: {
+      content_type: 'application/json',
+      text_format_source: { inline_string: body },
+    },
+  };
+}
+
+/**
+ * Envoy's `local_reply_config`: the replies Envoy makes on its own, in the OpenAI envelope with
+ * `x-tollgate-reason`, so SDKs and operators see them like Tollgate's denies. Each mapper keys
+ * on Envoy's response-code details, never on the status alone: Tollgate's denies are local
+ * replies too (details `ext_authz_denied`) and already carry the envelope, so they must not be
+ * rewritten. Checked against Envoy 1.40:
+ * - `request_payload_too_large`: a body over `maxRequestBytes` while ext_authz buffers it → 413;
+ * - `ext_authz_error` (Check failed or timed out) and `ext_proc_error_gRPC_error_14…` (the
+ *   ext_proc stream could not connect) mean Tollgate is unreachable → 503 instead of Envoy's
+ *   bare 503/500. When Tollgate is down both happen: ext_proc fails on the ext_authz reply.
+ */
+export function localReplyConfig(maxRequestBytes = MAX_REQUEST_BYTES): Record<string, unknown> {
+  const tooLarge = deny(
+    'body_too_large',
+    `The request body is larger than ${maxRequestBytes} bytes, the most this gateway accepts.`,
+  );
+  const unavailable = {
+    ...deny(
+      'internal_error',
+      'The gateway could not reach its authorization service. Please retry shortly.',
+    ),
+    status: 503 as const,
+    code: 'service_unavailable',
+  };
+  return {
+    mappers: [
+      envelopeMapper(
+        `response.code == 413 && response.code_details == 'request_payload_too_large'`,
+        envelope(tooLarge),
+        { 'x-tollgate-reason': tooLarge.reason },
+      ),
+      envelopeMapper(
+        `response.code_details == 'ext_authz_error' || response.code_details.startsWith('ext_proc_error_gRPC_error_14')`,
+        envelope(unavailable),
+        { 'x-tollgate-reason': unavailable.reason, 'retry-after': '1' },
+        unavailable.status,
+      ),
+    ],
+  };
+}
+
 /** Renders a bootstrap template (default: `envoy/local.yaml`) with the given options. */
 export function renderBootstrap(
   options: BootstrapOptions,
@@ -164,6 +248,8 @@ export function renderBootstrap(
     PROCESSING_MODE: toModeConfig(options.processingMode ?? DEFAULT_PROCESSING_MODE),
     UPSTREAM_CLUSTER: upstream.cluster,
     UPSTREAM_HOST: upstream.host,
+    MAX_REQUEST_BYTES,
+    LOCAL_REPLY_CONFIG: localReplyConfig(),
   };
   return template.replace(/\{\{([A-Z_]+)\}\}/g, (_match, name: string) => {
     if (!(name in values)) throw new Error(`unknown placeholder {{${name}}} in the Envoy template`);

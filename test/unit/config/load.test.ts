@@ -101,12 +101,13 @@ describe('config/load: valid files', () => {
       claims: { groups: ['admins', 'ml-team'], 'https://example.com/tier': ['gold'] },
     });
     expect(admins?.mode).to.equal('enforce');
-    // A rule without `mode` inherits the section's mode; without `match` it matches everything.
+    // A rule without `mode` is enforced (the section's shadow mode applies to the whole
+    // decision, not to each rule); without `match` it matches everything.
     expect(rest).to.deep.equal({
       name: 'everyone-else',
       match: { claims: {} },
       action: 'deny',
-      mode: 'shadow',
+      mode: 'enforce',
     });
     expect(cfg.rateLimits[0]?.key).to.equal('tenant');
     expect(
