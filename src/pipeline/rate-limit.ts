@@ -1,6 +1,8 @@
 /**
- * Request rate limits (`rateLimits:`): every matching entry applies, and all of its windows
- * are hit in one all-or-nothing store call, so a refused request consumes from no limit.
+ * Request rate limits (`rateLimits:`): every matching entry applies. This planner decides
+ * which windows a request hits and words the outcome (headers, 429); the admission stage
+ * (admit.ts) hits them in the request's one all-or-nothing store call, together with its token
+ * budgets, so a refused request consumes from no limit.
  *
  * Buckets. A limit's `key` (`user`, `tenant`, `groups` or a claim path) names the bucket:
  * `rl:<limit>:<value>`. A list-valued key (`groups`, or a list claim) gives one bucket per
@@ -15,10 +17,11 @@ import { createHash } from 'node:crypto';
 import type { Config, RateLimitConfig, RateUnit } from '../config/schema.js';
 import { compileGlobs, type GlobMatcher } from '../policy/glob.js';
 import { claimValues, compileMatch, type CompiledMatch } from '../policy/match.js';
-import type { HitResult, Store, WindowHit, WindowState } from '../store/store.js';
+import type { WindowHit, WindowState } from '../store/store.js';
+import { nothingToCount, type CounterPlan, type PlanAnswer, type Planner } from './admit.js';
 import { deny } from './denials.js';
 import { formatResetDuration, retryAfterSeconds } from './rate-headers.js';
-import type { RequestContext, Stage, StageResult } from './stage.js';
+import type { RequestContext, StageResult } from './stage.js';
 import type { Identity } from './types.js';
 
 export const UNIT_MS: Readonly<Record<RateUnit, number>> = {
@@ -30,6 +33,18 @@ export const UNIT_MS: Readonly<Record<RateUnit, number>> = {
 
 /** Longest encoded bucket value kept verbatim; longer ones are hashed to bound key size. */
 const MAX_VALUE_LENGTH = 128;
+
+/** Per matching limit and request: admitted, refused by this limit, or store unavailable. */
+export type RateLimitResult = 'allowed' | 'limited' | 'unavailable';
+
+export interface RateLimitOptions {
+  /**
+   * Told once per matching limit per request (metrics). A refused request reports only the
+   * limit that refused it; a request refused by a token budget reports nothing, since it
+   * consumed nothing from any limit.
+   */
+  readonly onOutcome?: (limitName: string, result: RateLimitResult) => void;
+}
 
 interface CompiledLimit {
   readonly config: RateLimitConfig;
@@ -49,14 +64,13 @@ export function bucketKey(limitName: string, value: string | undefined): string 
   return `rl:${name}:${v}`;
 }
 
-export class RateLimitStage implements Stage {
-  readonly name = 'rate-limit';
+export class RateLimitPlanner implements Planner {
   private readonly limits: readonly CompiledLimit[];
-  private readonly store: Store;
+  private readonly onOutcome: RateLimitOptions['onOutcome'];
 
-  /** Compiles every limit's match once; build a new stage when the config changes. */
-  constructor(config: Pick<Config, 'rateLimits'>, store: Store) {
-    this.store = store;
+  /** Compiles every limit's match once; build a new planner when the config changes. */
+  constructor(config: Pick<Config, 'rateLimits'>, options: RateLimitOptions = {}) {
+    this.onOutcome = options.onOutcome;
     this.limits = config.rateLimits.map((limit) => {
       const globs = limit.match.claims[limit.key];
       return {
@@ -68,8 +82,8 @@ export class RateLimitStage implements Stage {
     });
   }
 
-  async run(ctx: RequestContext): Promise<StageResult> {
-    const hits: WindowHit[] = [];
+  plan(ctx: RequestContext): CounterPlan {
+    const windows: WindowHit[] = [];
     const owners: CompiledLimit[] = [];
     const input = {
       path: ctx.request.path,
@@ -80,28 +94,31 @@ export class RateLimitStage implements Stage {
     for (const limit of this.limits) {
       if (!limit.matches(input).matched) continue;
       for (const key of bucketKeys(limit, ctx.identity)) {
-        hits.push({ key, limit: limit.config.requestsPerUnit, windowMs: limit.windowMs });
+        windows.push({ key, limit: limit.config.requestsPerUnit, windowMs: limit.windowMs });
         owners.push(limit);
       }
     }
-    if (hits.length === 0) return { ok: {} };
+    if (windows.length === 0) return nothingToCount();
+    return {
+      windows,
+      budgets: [],
+      render: (answer) => this.render(owners, answer),
+      unavailable: () => {
+        this.report(owners, 'unavailable');
+        const message = 'The rate-limit store is unavailable. Please try again shortly.';
+        return deny('store_unavailable', message, { headers: { 'retry-after': '1' } });
+      },
+    };
+  }
 
-    let outcome: HitResult;
-    try {
-      outcome = await this.store.hitWindows(hits, ctx.now);
-    } catch {
-      // Whatever broke (the guarded store's closed policy, or an unguarded store), refuse:
-      // admitting without counting is only done when the operator chose `open`.
-      const message = 'The rate-limit store is unavailable. Please try again shortly.';
-      return { deny: deny('store_unavailable', message, { headers: { 'retry-after': '1' } }) };
-    }
-
-    if (!outcome.allowed) {
-      const i = outcome.deniedIndex ?? 0;
-      const limit = owners[i]?.config;
-      const state = outcome.results[i];
+  private render(owners: readonly CompiledLimit[], answer: PlanAnswer): StageResult {
+    const refused = answer.refusedBy;
+    if (refused !== undefined) {
+      const limit = refused.kind === 'window' ? owners[refused.index]?.config : undefined;
+      const state = answer.windows[refused.index];
       if (limit === undefined || state === undefined)
         throw new Error('store denied an unknown window');
+      this.onOutcome?.(limit.name, 'limited');
       return {
         deny: deny(
           'rate_limited',
@@ -115,16 +132,23 @@ export class RateLimitStage implements Stage {
       };
     }
 
+    this.report(owners, 'allowed');
     const metadata =
-      outcome.degraded !== undefined ? { rateLimitDegraded: outcome.degraded } : undefined;
+      answer.degraded !== undefined ? { rateLimitDegraded: answer.degraded } : undefined;
     // With `open` nothing was counted, so there is no truthful remaining count to advertise.
-    const tightest = outcome.degraded === 'open' ? undefined : tightestOf(outcome.results);
+    const tightest = answer.degraded === 'open' ? undefined : tightestOf(answer.windows);
     return {
       ok: {
         ...(tightest !== undefined ? { responseHeaders: rateHeaders(tightest) } : {}),
         ...(metadata !== undefined ? { metadata } : {}),
       },
     };
+  }
+
+  private report(owners: readonly CompiledLimit[], result: RateLimitResult): void {
+    if (this.onOutcome === undefined) return;
+    // A groups-keyed limit owns one window per group; it is one limit for metrics.
+    for (const name of new Set(owners.map((o) => o.config.name))) this.onOutcome(name, result);
   }
 }
 

@@ -19,14 +19,12 @@ import { TollgateError } from '../errors.js';
 import type { OnUnavailable } from '../config/schema.js';
 import { MemoryStore } from './memory.js';
 import type {
-  BudgetItem,
+  AdmitRequest,
+  AdmitResult,
   BudgetRef,
   BudgetState,
-  HitResult,
-  ReserveResult,
   SettleResult,
   Store,
-  WindowHit,
 } from './store.js';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
@@ -44,6 +42,10 @@ export interface GuardedStoreOptions {
   readonly local?: Store;
   /** Told about every breaker transition, e.g. to log it. */
   readonly onStateChange?: (state: BreakerState, cause?: unknown) => void;
+  /** Told about every failed or timed-out call to the primary store (for metrics). */
+  readonly onError?: (err: unknown, timedOut: boolean) => void;
+  /** Told about every call answered by the `onUnavailable` policy instead (for metrics). */
+  readonly onFallback?: (policy: OnUnavailable) => void;
 }
 
 /** Counters for metrics. */
@@ -71,12 +73,14 @@ function isTimeout(err: unknown): boolean {
 
 export class GuardedStore implements Store {
   private readonly timeoutMs: number;
-  private readonly policy: OnUnavailable;
+  private readonly onUnavailable: OnUnavailable;
   private readonly threshold: number;
   private readonly probeIntervalMs: number;
   private readonly clock: () => number;
   private readonly local: Store | undefined;
   private readonly onStateChange: ((state: BreakerState, cause?: unknown) => void) | undefined;
+  private readonly onError: ((err: unknown, timedOut: boolean) => void) | undefined;
+  private readonly onFallback: ((policy: OnUnavailable) => void) | undefined;
   private state: BreakerState = 'closed';
   private consecutiveFailures = 0;
   private nextProbeAt = 0;
@@ -89,13 +93,20 @@ export class GuardedStore implements Store {
   constructor(primary: Store, options: GuardedStoreOptions) {
     this.primary = primary;
     this.timeoutMs = options.timeoutMs;
-    this.policy = options.onUnavailable;
+    this.onUnavailable = options.onUnavailable;
     this.threshold = Math.max(1, options.failureThreshold ?? 3);
     this.probeIntervalMs = options.probeIntervalMs ?? 1000;
     this.clock = options.clock ?? Date.now;
     this.local =
       options.onUnavailable === 'local' ? (options.local ?? new MemoryStore()) : undefined;
     this.onStateChange = options.onStateChange;
+    this.onError = options.onError;
+    this.onFallback = options.onFallback;
+  }
+
+  /** The configured `onUnavailable` policy. */
+  get policy(): OnUnavailable {
+    return this.onUnavailable;
   }
 
   stats(): GuardStats {
@@ -107,34 +118,19 @@ export class GuardedStore implements Store {
     };
   }
 
-  hitWindows(hits: readonly WindowHit[], now: number): Promise<HitResult> {
+  admit(request: AdmitRequest, now: number): Promise<AdmitResult> {
     return this.guard(
-      () => this.primary.hitWindows(hits, now),
-      async (local) => ({ ...(await local.hitWindows(hits, now)), degraded: 'local' }),
+      () => this.primary.admit(request, now),
+      async (local) => ({ ...(await local.admit(request, now)), degraded: 'local' }),
       () => ({
         allowed: true,
-        results: hits.map((h) => ({ limit: h.limit, remaining: h.limit, resetMs: h.windowMs })),
-        degraded: 'open',
-      }),
-    );
-  }
-
-  reserve(
-    items: readonly BudgetItem[],
-    reservationId: string,
-    ttlMs: number,
-    now: number,
-  ): Promise<ReserveResult> {
-    return this.guard(
-      () => this.primary.reserve(items, reservationId, ttlMs, now),
-      async (local) => ({
-        ...(await local.reserve(items, reservationId, ttlMs, now)),
-        degraded: 'local',
-      }),
-      () => ({
-        allowed: true,
-        reserved: items.map(() => 0),
-        remaining: items.map((it) => it.limit),
+        windows: request.windows.map((h) => ({
+          limit: h.limit,
+          remaining: h.limit,
+          resetMs: h.windowMs,
+        })),
+        reserved: request.budgets.map(() => 0),
+        remaining: request.budgets.map((b) => b.limit),
         degraded: 'open',
       }),
     );
@@ -193,8 +189,9 @@ export class GuardedStore implements Store {
       }
     }
     this.fallbacks += 1;
+    this.onFallback?.(this.onUnavailable);
     if (this.local) return viaLocal(this.local);
-    if (this.policy === 'open') return open();
+    if (this.onUnavailable === 'open') return open();
     throw new TollgateError('store_unavailable', 'The counter store (Redis) is unavailable.', {
       cause,
     });
@@ -217,7 +214,9 @@ export class GuardedStore implements Store {
 
   private failed(err: unknown): void {
     this.errors += 1;
-    if (isTimeout(err)) this.timeouts += 1;
+    const timedOut = isTimeout(err);
+    if (timedOut) this.timeouts += 1;
+    this.onError?.(err, timedOut);
     this.consecutiveFailures += 1;
     // A failed probe reopens at once; otherwise wait for the threshold. Calls already in
     // flight when the breaker opened only push the next probe later.

@@ -9,7 +9,7 @@ import { RedisStore } from './redis.js';
 import type { Store } from './store.js';
 
 export type { Store } from './store.js';
-export { GuardedStore } from './guarded.js';
+export { GuardedStore, type BreakerState } from './guarded.js';
 export { MemoryStore } from './memory.js';
 export { RedisStore } from './redis.js';
 
@@ -23,7 +23,10 @@ export interface CreatedStore {
 
 export function createStore(
   config: StoreConfig,
-  options: Pick<GuardedStoreOptions, 'onStateChange' | 'failureThreshold' | 'probeIntervalMs'> = {},
+  options: Pick<
+    GuardedStoreOptions,
+    'onStateChange' | 'onError' | 'onFallback' | 'failureThreshold' | 'probeIntervalMs'
+  > = {},
 ): CreatedStore {
   const r = config.redis;
   if (r === undefined) return { store: new MemoryStore() };

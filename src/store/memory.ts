@@ -3,22 +3,21 @@
  * of the guarded store. Time comes only from the callers' `now`, so tests run on a fake clock.
  *
  * Why not rate-limiter-flexible's RateLimiterMemory here: it consumes one key per call and
- * counts a rejected attempt too, so an all-or-nothing hit on several windows would need
- * compensating `reward` calls; and it reads Date.now() and arms a timer per key, so a fake
+ * counts a rejected attempt too, so an all-or-nothing admission over several windows and
+ * budgets would need compensating `reward` calls; and it reads Date.now() and arms a timer per key, so a fake
  * clock cannot drive it. A Map of plain counters checked and then updated in one synchronous
  * step is exact and simpler.
  */
 import {
   BUDGET_KEY_GRACE_MS,
   wholeTokens,
-  type BudgetItem,
+  type AdmitRequest,
+  type AdmitResult,
   type BudgetRef,
   type BudgetState,
-  type HitResult,
-  type ReserveResult,
+  type Refusal,
   type SettleResult,
   type Store,
-  type WindowHit,
   type WindowState,
 } from './store.js';
 
@@ -42,24 +41,47 @@ export class MemoryStore implements Store {
   private lastSweep = -Infinity;
 
   // Every method body is synchronous: no other call can interleave between check and consume.
-  hitWindows(hits: readonly WindowHit[], now: number): Promise<HitResult> {
+  admit(request: AdmitRequest, now: number): Promise<AdmitResult> {
     this.sweep(now);
+    const { windows: hits, budgets: items, reservationId, ttlMs } = request;
+    // Check everything first, against live state only (a refused call creates no entries).
     const pending = new Map<string, number>();
-    let deniedIndex: number | undefined;
-    hits.forEach((hit, i) => {
-      const w = this.liveWindow(hit.key, now);
+    const fullWindow = hits.findIndex((hit) => {
       const before = pending.get(hit.key) ?? 0;
-      if (deniedIndex === undefined && (w?.count ?? 0) + before >= hit.limit) deniedIndex = i;
       pending.set(hit.key, before + 1);
+      return (this.liveWindow(hit.key, now)?.count ?? 0) + before >= hit.limit;
     });
-    if (deniedIndex === undefined) {
+    // A retried reservation id replaces its earlier amount rather than adding to it.
+    const roomOf = (b: Budget | undefined, limit: number): number =>
+      b === undefined
+        ? limit
+        : limit - b.used - reservedTotal(b) + (b.reservations.get(reservationId)?.amount ?? 0);
+    const fullBudget = items.findIndex(
+      (item) => roomOf(this.liveBudget(item.key, now), item.limit) <= 0,
+    );
+    const refusedBy: Refusal | undefined =
+      fullWindow !== -1
+        ? { kind: 'window', index: fullWindow }
+        : fullBudget !== -1
+          ? { kind: 'budget', index: fullBudget }
+          : undefined;
+
+    if (refusedBy === undefined) {
       for (const hit of hits) {
         const w = this.liveWindow(hit.key, now) ?? { count: 0, endsAt: now + hit.windowMs };
         w.count += 1;
         this.windows.set(hit.key, w);
       }
     }
-    const results = hits.map((hit): WindowState => {
+    const reserved = items.map((item) => {
+      if (refusedBy !== undefined) return 0;
+      const b = this.budget(item.key, item.expiresAtMs, now);
+      const amount = Math.min(wholeTokens(item.amount), roomOf(b, item.limit));
+      b.reservations.set(reservationId, { amount, expiresAt: now + ttlMs });
+      return amount;
+    });
+
+    const windows = hits.map((hit): WindowState => {
       const w = this.liveWindow(hit.key, now);
       return {
         limit: hit.limit,
@@ -67,40 +89,14 @@ export class MemoryStore implements Store {
         resetMs: w ? w.endsAt - now : hit.windowMs,
       };
     });
-    return Promise.resolve(
-      deniedIndex === undefined
-        ? { allowed: true, results }
-        : { allowed: false, results, deniedIndex },
-    );
-  }
-
-  reserve(
-    items: readonly BudgetItem[],
-    reservationId: string,
-    ttlMs: number,
-    now: number,
-  ): Promise<ReserveResult> {
-    this.sweep(now);
-    const budgets = items.map((item) => this.budget(item.key, item.expiresAtMs, now));
-    // A retried reservation id replaces its earlier amount rather than adding to it.
-    const roomOf = (b: Budget, limit: number): number =>
-      limit - b.used - reservedTotal(b) + (b.reservations.get(reservationId)?.amount ?? 0);
-    const deniedIndex = items.findIndex((item, i) => roomOf(budgets[i] as Budget, item.limit) <= 0);
-    const reserved = items.map((item, i) => {
-      if (deniedIndex !== -1) return 0;
-      const b = budgets[i] as Budget;
-      const amount = Math.min(wholeTokens(item.amount), roomOf(b, item.limit));
-      b.reservations.set(reservationId, { amount, expiresAt: now + ttlMs });
-      return amount;
-    });
-    const remaining = items.map((item, i) => {
-      const b = budgets[i] as Budget;
-      return Math.max(0, item.limit - b.used - reservedTotal(b));
+    const remaining = items.map((item) => {
+      const b = this.liveBudget(item.key, now);
+      return Math.max(0, item.limit - (b ? b.used + reservedTotal(b) : 0));
     });
     return Promise.resolve(
-      deniedIndex === -1
-        ? { allowed: true, reserved, remaining }
-        : { allowed: false, reserved, remaining, deniedIndex },
+      refusedBy === undefined
+        ? { allowed: true, windows, reserved, remaining }
+        : { allowed: false, windows, reserved, remaining, refusedBy },
     );
   }
 

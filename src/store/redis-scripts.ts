@@ -2,49 +2,13 @@
  * Lua scripts of the Redis store, one per operation. Each takes every key of one admission
  * (or settlement), checks all of them, and only then writes: all-or-nothing in one round trip.
  *
+ * Window layout: a string `<key>` holding the count, with PEXPIRE set at the window's first hit.
  * Budget layout: a hash `<key>` with fields `used`, `reserved` (sum of live reservations) and
  * `r:<reservationId>` (that reservation's amount), plus a sorted set `<key>:exp` of
  * reservation ids scored by their expiry, so purging expired ones costs O(log n + expired).
- * Both are passed as KEYS, two per budget, so a script touches only declared keys.
+ * All are passed as KEYS (one per window, two per budget), so a script touches only declared
+ * keys.
  */
-
-/**
- * KEYS: one window key per hit. ARGV: limit, windowMs per hit.
- * Returns { deniedIndex (1-based, 0 = allowed), then count, pttl per hit }.
- */
-export const HIT_WINDOWS = `
-local n = #KEYS
-local pending = {}
-local denied = 0
-for i = 1, n do
-  local k = KEYS[i]
-  local c = tonumber(redis.call('GET', k) or '0') + (pending[k] or 0)
-  if denied == 0 and c >= tonumber(ARGV[2 * i - 1]) then denied = i end
-  pending[k] = (pending[k] or 0) + 1
-end
-local out = { denied }
-for i = 1, n do
-  local k = KEYS[i]
-  local windowMs = tonumber(ARGV[2 * i])
-  local c, ttl
-  if denied == 0 then
-    c = redis.call('INCR', k)
-    ttl = redis.call('PTTL', k)
-    -- the window starts at the first hit; a key without expiry (never expected) is repaired
-    if ttl < 0 then
-      redis.call('PEXPIRE', k, windowMs)
-      ttl = windowMs
-    end
-  else
-    c = tonumber(redis.call('GET', k) or '0')
-    ttl = redis.call('PTTL', k)
-    if ttl < 0 then ttl = windowMs end
-  end
-  out[#out + 1] = c
-  out[#out + 1] = ttl
-end
-return out
-`;
 
 const PURGE = `
 local function purge(h, z, now)
@@ -60,40 +24,77 @@ end
 `;
 
 /**
- * KEYS: hash, zset per budget. ARGV: reservationId, ttlMs, now, then limit, amount,
- * keyExpireAtMs per budget. Returns { deniedIndex (1-based, 0 = allowed), then reserved,
- * remaining per budget }.
+ * One admission: hit every window and reserve in every budget, or do neither.
+ * KEYS: one key per window, then hash, zset per budget.
+ * ARGV: windowCount, reservationId, ttlMs, now, then limit, windowMs per window, then limit,
+ * amount, keyExpireAtMs per budget.
+ * Returns { refusedKind (0 = admitted, 1 = window, 2 = budget), refusedIndex (1-based, 0 when
+ * admitted), then count, pttl per window, then reserved, remaining per budget }.
  */
-export const RESERVE = `${PURGE}
-local id, ttl, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+export const ADMIT = `${PURGE}
+local nw = tonumber(ARGV[1])
+local id, ttl, now = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local field = 'r:' .. id
-local n = #KEYS / 2
+local nb = (#KEYS - nw) / 2
+local wa, ba = 4, 4 + 2 * nw -- ARGV offsets of the window and budget triples
+local kind, index = 0, 0
+
+-- check every window (a key named twice counts twice) ...
+local pending = {}
+for i = 1, nw do
+  local k = KEYS[i]
+  local c = tonumber(redis.call('GET', k) or '0') + (pending[k] or 0)
+  if kind == 0 and c >= tonumber(ARGV[wa + 2 * i - 1]) then kind, index = 1, i end
+  pending[k] = (pending[k] or 0) + 1
+end
+-- ... and every budget, before writing anything
 local room = {}
-local denied = 0
-for i = 1, n do
-  local h = KEYS[2 * i - 1]
-  purge(h, KEYS[2 * i], now)
+for j = 1, nb do
+  local h = KEYS[nw + 2 * j - 1]
+  purge(h, KEYS[nw + 2 * j], now)
   local v = redis.call('HMGET', h, 'used', 'reserved', field)
   -- a retried reservation id replaces its earlier amount rather than adding to it
-  room[i] = tonumber(ARGV[3 * i + 1]) - (tonumber(v[1]) or 0) - (tonumber(v[2]) or 0) + (tonumber(v[3]) or 0)
-  if denied == 0 and room[i] <= 0 then denied = i end
+  room[j] = tonumber(ARGV[ba + 3 * j - 2]) - (tonumber(v[1]) or 0) - (tonumber(v[2]) or 0) + (tonumber(v[3]) or 0)
+  if kind == 0 and room[j] <= 0 then kind, index = 2, j end
 end
-local out = { denied }
-for i = 1, n do
-  local h, z = KEYS[2 * i - 1], KEYS[2 * i]
+
+local out = { kind, index }
+for i = 1, nw do
+  local k = KEYS[i]
+  local windowMs = tonumber(ARGV[wa + 2 * i])
+  local c, pttl
+  if kind == 0 then
+    c = redis.call('INCR', k)
+    pttl = redis.call('PTTL', k)
+    -- the window starts at the first hit; a key without expiry (never expected) is repaired
+    if pttl < 0 then
+      redis.call('PEXPIRE', k, windowMs)
+      pttl = windowMs
+    end
+  else
+    c = tonumber(redis.call('GET', k) or '0')
+    pttl = redis.call('PTTL', k)
+    if pttl < 0 then pttl = windowMs end
+  end
+  out[#out + 1] = c
+  out[#out + 1] = pttl
+end
+for j = 1, nb do
+  local h, z = KEYS[nw + 2 * j - 1], KEYS[nw + 2 * j]
+  local limit = tonumber(ARGV[ba + 3 * j - 2])
   local amt = 0
-  if denied == 0 then
-    amt = math.min(tonumber(ARGV[3 * i + 2]), room[i])
+  if kind == 0 then
+    amt = math.min(tonumber(ARGV[ba + 3 * j - 1]), room[j])
     local prev = tonumber(redis.call('HGET', h, field) or '0')
     redis.call('HSET', h, field, amt)
     redis.call('HINCRBY', h, 'reserved', amt - prev)
     redis.call('ZADD', z, now + ttl, id)
-    redis.call('PEXPIREAT', h, ARGV[3 * i + 3])
-    redis.call('PEXPIREAT', z, ARGV[3 * i + 3])
+    redis.call('PEXPIREAT', h, ARGV[ba + 3 * j])
+    redis.call('PEXPIREAT', z, ARGV[ba + 3 * j])
   end
   local v = redis.call('HMGET', h, 'used', 'reserved')
   out[#out + 1] = amt
-  out[#out + 1] = math.max(0, tonumber(ARGV[3 * i + 1]) - (tonumber(v[1]) or 0) - (tonumber(v[2]) or 0))
+  out[#out + 1] = math.max(0, limit - (tonumber(v[1]) or 0) - (tonumber(v[2]) or 0))
 end
 return out
 `;

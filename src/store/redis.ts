@@ -2,9 +2,10 @@
  * Shared counters in Redis: every replica sees the same windows and budgets (DESIGN 1.7).
  *
  * Why custom scripts rather than rate-limiter-flexible's RateLimiterRedis: that limiter
- * consumes one key per call, so a request under three limits would cost three round trips
- * and could consume from the first two before the third refuses. Our scripts check every key
- * of an admission and then consume from all or none, in one EVALSHA.
+ * consumes one key per call, so a request under three limits and two budgets would cost five
+ * round trips and could consume from the first ones before a later one refuses. Our admission
+ * script checks every window and budget of a request and then writes to all or none, in one
+ * EVALSHA: one round trip however many limits and budgets apply.
  *
  * The client is set up to fail fast rather than queue: no offline queue, no retried
  * commands (a resent INCR would count twice), a command timeout of `timeoutMs`. The guarded
@@ -12,18 +13,16 @@
  */
 import { isIP } from 'node:net';
 import { Redis, type RedisOptions } from 'ioredis';
-import { HIT_WINDOWS, READ_BUDGET, RESERVE, SETTLE } from './redis-scripts.js';
+import { ADMIT, READ_BUDGET, SETTLE } from './redis-scripts.js';
 import {
   BUDGET_KEY_GRACE_MS,
   wholeTokens,
-  type BudgetItem,
+  type AdmitRequest,
+  type AdmitResult,
   type BudgetRef,
   type BudgetState,
-  type HitResult,
-  type ReserveResult,
   type SettleResult,
   type Store,
-  type WindowHit,
 } from './store.js';
 
 export interface RedisStoreOptions {
@@ -39,8 +38,7 @@ export interface RedisStoreOptions {
 
 type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
 interface ScriptCommands {
-  tollgateHitWindows: ScriptCall;
-  tollgateReserve: ScriptCall;
+  tollgateAdmit: ScriptCall;
   tollgateSettle: ScriptCall;
   tollgateReadBudget: ScriptCall;
 }
@@ -105,8 +103,7 @@ export class RedisStore implements Store {
     this.client.on('error', (err: Error) => {
       this.lastError = err;
     });
-    this.client.defineCommand('tollgateHitWindows', { lua: HIT_WINDOWS });
-    this.client.defineCommand('tollgateReserve', { lua: RESERVE });
+    this.client.defineCommand('tollgateAdmit', { lua: ADMIT });
     this.client.defineCommand('tollgateSettle', { lua: SETTLE });
     this.client.defineCommand('tollgateReadBudget', { lua: READ_BUDGET });
     this.scripts = this.client as unknown as ScriptCommands;
@@ -132,55 +129,42 @@ export class RedisStore implements Store {
     });
   }
 
-  async hitWindows(hits: readonly WindowHit[], _now: number): Promise<HitResult> {
-    if (hits.length === 0) return { allowed: true, results: [] };
-    const keys = hits.map((h) => this.prefix + h.key);
-    const args = hits.flatMap((h) => [Math.floor(h.limit), Math.max(1, Math.ceil(h.windowMs))]);
+  async admit(request: AdmitRequest, now: number): Promise<AdmitResult> {
+    const { windows: hits, budgets: items } = request;
+    if (hits.length === 0 && items.length === 0)
+      return { allowed: true, windows: [], reserved: [], remaining: [] };
+    const keys = [...hits.map((h) => this.prefix + h.key), ...this.budgetKeys(items)];
+    const args = [
+      hits.length,
+      request.reservationId,
+      Math.ceil(request.ttlMs),
+      Math.floor(now),
+      ...hits.flatMap((h) => [Math.floor(h.limit), Math.max(1, Math.ceil(h.windowMs))]),
+      ...items.flatMap((it) => [
+        Math.floor(it.limit),
+        wholeTokens(it.amount),
+        it.expiresAtMs + BUDGET_KEY_GRACE_MS,
+      ]),
+    ];
     const reply = ints(
-      await this.scripts.tollgateHitWindows(keys.length, ...keys, ...args),
-      1 + 2 * hits.length,
+      await this.scripts.tollgateAdmit(keys.length, ...keys, ...args),
+      2 + 2 * hits.length + 2 * items.length,
     );
-    const denied = reply[0] ?? 0;
-    const results = hits.map((h, i) => ({
+    const [kind = 0, index = 0] = reply;
+    const windows = hits.map((h, i) => ({
       limit: h.limit,
-      remaining: Math.max(0, h.limit - (reply[1 + 2 * i] ?? 0)),
-      resetMs: reply[2 + 2 * i] ?? h.windowMs,
+      remaining: Math.max(0, h.limit - (reply[2 + 2 * i] ?? 0)),
+      resetMs: reply[3 + 2 * i] ?? h.windowMs,
     }));
-    return denied === 0
-      ? { allowed: true, results }
-      : { allowed: false, results, deniedIndex: denied - 1 };
-  }
-
-  async reserve(
-    items: readonly BudgetItem[],
-    reservationId: string,
-    ttlMs: number,
-    now: number,
-  ): Promise<ReserveResult> {
-    if (items.length === 0) return { allowed: true, reserved: [], remaining: [] };
-    const args = items.flatMap((it) => [
-      Math.floor(it.limit),
-      wholeTokens(it.amount),
-      it.expiresAtMs + BUDGET_KEY_GRACE_MS,
-    ]);
-    const keys = this.budgetKeys(items);
-    const reply = ints(
-      await this.scripts.tollgateReserve(
-        keys.length,
-        ...keys,
-        reservationId,
-        Math.ceil(ttlMs),
-        Math.floor(now),
-        ...args,
-      ),
-      1 + 2 * items.length,
-    );
-    const denied = reply[0] ?? 0;
-    const reserved = items.map((_, i) => reply[1 + 2 * i] ?? 0);
-    const remaining = items.map((_, i) => reply[2 + 2 * i] ?? 0);
-    return denied === 0
-      ? { allowed: true, reserved, remaining }
-      : { allowed: false, reserved, remaining, deniedIndex: denied - 1 };
+    const b0 = 2 + 2 * hits.length;
+    const reserved = items.map((_, j) => reply[b0 + 2 * j] ?? 0);
+    const remaining = items.map((_, j) => reply[b0 + 1 + 2 * j] ?? 0);
+    if (kind === 0) return { allowed: true, windows, reserved, remaining };
+    const refusedBy = {
+      kind: kind === 1 ? ('window' as const) : ('budget' as const),
+      index: index - 1,
+    };
+    return { allowed: false, windows, reserved, remaining, refusedBy };
   }
 
   async settle(

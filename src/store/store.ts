@@ -1,7 +1,14 @@
 /**
- * The counter store behind request rate limits and token budgets. Every method that takes a
- * list works on all of its keys at once, in one round trip to Redis, however many limits or
- * budgets apply to the request (DESIGN 1.7).
+ * The counter store behind request rate limits and token budgets. An admission is ONE call,
+ * `admit`, that hits every rate-limit window and reserves in every token budget of a request at
+ * once: one Lua script (one round trip) in Redis, one synchronous step in memory, however many
+ * limits and budgets apply (DESIGN 1.7). A settlement is one more call.
+ *
+ * All or nothing. The request is admitted only when every window has room AND every budget has
+ * room; then it takes one from each window and reserves in each budget. Otherwise it takes and
+ * reserves nothing: a request refused by a budget uses no rate-limit window, and one refused by
+ * a rate limit holds no tokens. The refusal names the first full window, else the first budget
+ * without room, so a request that is both rate limited and out of budget reads as rate limited.
  *
  * Time. Callers pass `now` (epoch ms) so the in-memory store can run on a fake clock. In
  * Redis, windows need no wall clock at all: a window's key gets PEXPIRE at its first hit and
@@ -9,17 +16,17 @@
  * and budget key expiry use the caller's `now`: reservations live for minutes, so NTP-level
  * skew between replicas does not matter there.
  *
- * Budget semantics (reserve / settle / release):
- * - A request is admitted when `used + reserved < limit` in EVERY budget it is charged to.
- * - In each budget it reserves `min(amount, limit - used - reserved)`. The clamp means a large
- *   estimate never refuses a request that could still fit, and since the check and the
- *   reservation are one atomic step, concurrent requests can never be admitted beyond the
- *   ledger.
+ * Budget semantics (admit / settle / release):
+ * - A budget has room when `used + reserved < limit`.
+ * - In each budget an admitted request reserves `min(amount, limit - used - reserved)`. The
+ *   clamp means a large estimate never refuses a request that could still fit, and since the
+ *   check and the reservation are one atomic step, concurrent requests can never be admitted
+ *   beyond the ledger.
  * - `settle` removes the reservation and adds the actual tokens, which may exceed what was
  *   reserved; the overshoot of a budget is therefore bounded by the in-flight requests'
  *   (actual − reserved).
  * - Reservations expire on their own after `ttlMs` (a crashed replica must not leak them);
- *   expired ones are purged inside the reserve and read operations. Settling an expired
+ *   expired ones are purged inside the admit and read operations. Settling an expired
  *   reservation still adds the actual tokens, so tokens are never lost.
  * - Budget keys expire `BUDGET_KEY_GRACE_MS` after their period end (`expiresAtMs`).
  */
@@ -45,15 +52,6 @@ export interface WindowState {
  */
 export type Degraded = 'open' | 'local';
 
-export interface HitResult {
-  readonly allowed: boolean;
-  /** One entry per hit, in order. */
-  readonly results: readonly WindowState[];
-  /** Index of the first hit that had no room (only when denied). */
-  readonly deniedIndex?: number;
-  readonly degraded?: Degraded;
-}
-
 /** One budget to reserve from; `expiresAtMs` is the end of the budget's current period. */
 export interface BudgetItem {
   readonly key: string;
@@ -63,19 +61,40 @@ export interface BudgetItem {
   readonly expiresAtMs: number;
 }
 
-/** A budget named again at settle / release time; `expiresAtMs` as given to `reserve`. */
+/** A budget named again at settle / release time; `expiresAtMs` as given to `admit`. */
 export interface BudgetRef {
   readonly key: string;
   readonly expiresAtMs: number;
 }
 
-export interface ReserveResult {
+/** Everything one request asks of the store at admission. */
+export interface AdmitRequest {
+  /** Rate-limit windows to hit, one request each; a key named twice counts twice. */
+  readonly windows: readonly WindowHit[];
+  /** Token budgets to reserve from. */
+  readonly budgets: readonly BudgetItem[];
+  /** The reservation's id in every budget; a retried id replaces its earlier amount. */
+  readonly reservationId: string;
+  /** How long the reservation holds its tokens unless settled or released first. */
+  readonly ttlMs: number;
+}
+
+/** The item that refused an admission, as an index into the request's windows or budgets. */
+export interface Refusal {
+  readonly kind: 'window' | 'budget';
+  readonly index: number;
+}
+
+export interface AdmitResult {
   readonly allowed: boolean;
-  /** Tokens reserved per item (all zero when denied). */
+  /** One entry per window, in order: after the hit when allowed, unchanged when refused. */
+  readonly windows: readonly WindowState[];
+  /** Tokens reserved per budget (all zero when refused). */
   readonly reserved: readonly number[];
-  /** `limit - used - reserved` per item after the call, never below zero. */
+  /** `limit - used - reserved` per budget after the call, never below zero. */
   readonly remaining: readonly number[];
-  readonly deniedIndex?: number;
+  /** Only when refused: the first full window, else the first budget without room. */
+  readonly refusedBy?: Refusal;
   readonly degraded?: Degraded;
 }
 
@@ -92,15 +111,8 @@ export interface BudgetState {
 }
 
 export interface Store {
-  /** All-or-nothing: consume 1 from every window only if all have room, else consume nothing. */
-  hitWindows(hits: readonly WindowHit[], now: number): Promise<HitResult>;
-  /** All-or-nothing: reserve in every budget only if all have room (see the semantics above). */
-  reserve(
-    items: readonly BudgetItem[],
-    reservationId: string,
-    ttlMs: number,
-    now: number,
-  ): Promise<ReserveResult>;
+  /** All or nothing across windows and budgets (see above); no I/O when both lists are empty. */
+  admit(request: AdmitRequest, now: number): Promise<AdmitResult>;
   /** Remove the reservation and add `actualTokens` to `used`, in every item. */
   settle(
     items: readonly BudgetRef[],

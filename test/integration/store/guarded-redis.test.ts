@@ -8,7 +8,8 @@ import type { OnUnavailable } from '../../../src/config/schema.js';
 import { TollgateError } from '../../../src/errors.js';
 import { GuardedStore } from '../../../src/store/guarded.js';
 import { RedisStore } from '../../../src/store/redis.js';
-import type { HitResult } from '../../../src/store/store.js';
+import type { AdmitResult } from '../../../src/store/store.js';
+import { hitWindows } from '../../unit/store/admit-helpers.js';
 import { RedisServer } from '../../helpers/redis-server.js';
 
 const TIMEOUT_MS = 100;
@@ -16,9 +17,9 @@ const MARGIN_MS = 100;
 const PROBE_MS = 250;
 const PREFIX = 'tollgate:guard:';
 
-type Outcome = { ms: number; result?: HitResult; error?: unknown };
+type Outcome = { ms: number; result?: AdmitResult; error?: unknown };
 
-async function timed(call: () => Promise<HitResult>): Promise<Outcome> {
+async function timed(call: () => Promise<AdmitResult>): Promise<Outcome> {
   const started = performance.now();
   try {
     const result = await call();
@@ -82,14 +83,14 @@ describe('GuardedStore over a real redis-server', function () {
       });
       const key = `killed-${policy}`;
       const hit = [{ key, limit: 3, windowMs: 60_000 }];
-      expect((await guarded.hitWindows(hit, Date.now())).degraded).to.equal(undefined);
+      expect((await hitWindows(guarded, hit, Date.now())).degraded).to.equal(undefined);
 
       await server.kill();
       for (let i = 0; i < 6; i += 1) {
         // local counts on this replica alone: the local window has room for 3
         check(
           policy,
-          await timed(() => guarded.hitWindows(hit, Date.now())),
+          await timed(() => hitWindows(guarded, hit, Date.now())),
           policy !== 'local' || i < 3,
         );
       }
@@ -98,12 +99,12 @@ describe('GuardedStore over a real redis-server', function () {
       await server.restart();
       await primary.ready(3000);
       await sleep(PROBE_MS);
-      const back = await guarded.hitWindows(hit, Date.now());
+      const back = await hitWindows(guarded, hit, Date.now());
       expect(back.degraded).to.equal(undefined);
       expect(guarded.stats().state).to.equal('closed');
       // the restarted Redis is empty; a second replica sees the guarded store's hit
       const peer = await redisStore();
-      expect((await peer.hitWindows(hit, Date.now())).results[0]?.remaining).to.equal(1);
+      expect((await hitWindows(peer, hit, Date.now())).windows[0]?.remaining).to.equal(1);
       await guarded.close();
     });
 
@@ -120,7 +121,7 @@ describe('GuardedStore over a real redis-server', function () {
       const started = performance.now();
       let calls = 0;
       while (performance.now() - started < 3 * PROBE_MS + 3 * TIMEOUT_MS) {
-        check(policy, await timed(() => guarded.hitWindows(hit, Date.now())), true);
+        check(policy, await timed(() => hitWindows(guarded, hit, Date.now())), true);
         calls += 1;
         await sleep(10);
       }
@@ -132,7 +133,7 @@ describe('GuardedStore over a real redis-server', function () {
 
       server.resume();
       await sleep(PROBE_MS);
-      expect((await guarded.hitWindows(hit, Date.now())).degraded).to.equal(undefined);
+      expect((await hitWindows(guarded, hit, Date.now())).degraded).to.equal(undefined);
       expect(guarded.stats().state).to.equal('closed');
       await guarded.close();
     });

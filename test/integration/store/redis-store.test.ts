@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import { RedisStore } from '../../../src/store/redis.js';
 import { BUDGET_KEY_GRACE_MS } from '../../../src/store/store.js';
 import { RedisServer } from '../../helpers/redis-server.js';
+import { hitWindows, reserve } from '../../unit/store/admit-helpers.js';
 import { describeStoreContract } from '../../unit/store/store-contract.js';
 
 const PREFIX = 'tollgate:test:';
@@ -43,11 +44,11 @@ describe('RedisStore against a real redis-server', function () {
   it('two stores (two replicas) share counters exactly', async () => {
     const [a, b] = [await connect(), await connect()];
     const hit = [{ key: 'shared-w', limit: 5, windowMs: 60_000 }];
-    await a.hitWindows(hit, T0);
-    await a.hitWindows(hit, T0);
-    expect((await b.hitWindows(hit, T0)).results[0]?.remaining).to.equal(2);
+    await hitWindows(a, hit, T0);
+    await hitWindows(a, hit, T0);
+    expect((await hitWindows(b, hit, T0)).windows[0]?.remaining).to.equal(2);
     const budget = { key: 'shared-b', limit: 1000, amount: 300, expiresAtMs: T0 + 3_600_000 };
-    await a.reserve([budget], 'req-1', 60_000, T0);
+    await reserve(a, [budget], 'req-1', 60_000, T0);
     expect(await b.readBudget('shared-b', T0)).to.deep.equal({ used: 0, reserved: 300 });
     await b.settle([budget], 'req-1', 120, T0);
     expect(await a.readBudget('shared-b', T0)).to.deep.equal({ used: 120, reserved: 0 });
@@ -57,7 +58,8 @@ describe('RedisStore against a real redis-server', function () {
     const stores = [await connect(), await connect()];
     const results = await Promise.all(
       Array.from({ length: 200 }, (_, i) =>
-        (stores[i % 2] as RedisStore).hitWindows(
+        hitWindows(
+          stores[i % 2] as RedisStore,
           [
             { key: `per-replica-${i % 2}`, limit: 1000, windowMs: 60_000 },
             { key: 'race-50', limit: 50, windowMs: 60_000 },
@@ -67,7 +69,7 @@ describe('RedisStore against a real redis-server', function () {
       ),
     );
     expect(results.filter((r) => r.allowed)).to.have.length(50);
-    expect(results.filter((r) => !r.allowed).every((r) => r.deniedIndex === 1)).to.equal(true);
+    expect(results.filter((r) => !r.allowed).every((r) => r.refusedBy?.index === 1)).to.equal(true);
     // refused calls consumed nothing from the other window either
     const counts = await raw.mget(
       `${PREFIX}race-50`,
@@ -83,7 +85,8 @@ describe('RedisStore against a real redis-server', function () {
     const run = (key: string, limit: number, amount: number) =>
       Promise.all(
         Array.from({ length: 50 }, (_, i) =>
-          (stores[i % 2] as RedisStore).reserve(
+          reserve(
+            stores[i % 2] as RedisStore,
             [{ key, limit, amount, expiresAtMs: T0 + 3_600_000 }],
             `r${i}`,
             60_000,
@@ -101,23 +104,55 @@ describe('RedisStore against a real redis-server', function () {
     expect(admitted.reduce((sum, r) => sum + (r.reserved[0] ?? 0), 0)).to.equal(100);
   });
 
+  it('concurrent admissions over two stores: budget refusals use no window, window refusals reserve nothing', async () => {
+    const stores = [await connect(), await connect()];
+    const race = (window: { key: string; limit: number }, budget: { key: string; limit: number }) =>
+      Promise.all(
+        Array.from({ length: 50 }, (_, i) =>
+          (stores[i % 2] as RedisStore).admit(
+            {
+              windows: [{ ...window, windowMs: 60_000 }],
+              budgets: [{ ...budget, amount: 1, expiresAtMs: T0 + 3_600_000 }],
+              reservationId: `${budget.key}-${i}`,
+              ttlMs: 60_000,
+            },
+            T0,
+          ),
+        ),
+      );
+    const kinds = (rs: { refusedBy?: { kind: string } }[]) => rs.map((r) => r.refusedBy?.kind);
+
+    // The budget has room for 10, the window for plenty.
+    const byBudget = await race({ key: 'mix-w1', limit: 1000 }, { key: 'mix-b1', limit: 10 });
+    expect(kinds(byBudget).filter((k) => k === undefined)).to.have.length(10);
+    expect(kinds(byBudget).filter((k) => k === 'budget')).to.have.length(40);
+    expect(await raw.get(`${PREFIX}mix-w1`)).to.equal('10');
+
+    // The window has room for 10, the budget for plenty.
+    const byWindow = await race({ key: 'mix-w2', limit: 10 }, { key: 'mix-b2', limit: 1000 });
+    expect(kinds(byWindow).filter((k) => k === undefined)).to.have.length(10);
+    expect(kinds(byWindow).filter((k) => k === 'window')).to.have.length(40);
+    expect(await stores[0]?.readBudget('mix-b2', T0)).to.deep.equal({ used: 0, reserved: 10 });
+  });
+
   it('ends a window on the Redis clock, starting at the first hit', async () => {
     const store = await connect();
     const hit = [{ key: 'short', limit: 1, windowMs: 150 }];
-    expect((await store.hitWindows(hit, T0)).allowed).to.equal(true);
-    const denied = await store.hitWindows(hit, T0);
+    expect((await hitWindows(store, hit, T0)).allowed).to.equal(true);
+    const denied = await hitWindows(store, hit, T0);
     expect(denied.allowed).to.equal(false);
-    expect(denied.results[0]?.resetMs).to.be.within(1, 150);
+    expect(denied.windows[0]?.resetMs).to.be.within(1, 150);
     await new Promise((r) => setTimeout(r, 200));
-    expect((await store.hitWindows(hit, T0)).allowed).to.equal(true);
+    expect((await hitWindows(store, hit, T0)).allowed).to.equal(true);
   });
 
   it('writes prefixed keys that expire: windows after windowMs, budgets after period end + grace', async () => {
     const store = await connect();
-    await store.hitWindows([{ key: 'rl:x:ann', limit: 5, windowMs: 60_000 }], T0);
+    await hitWindows(store, [{ key: 'rl:x:ann', limit: 5, windowMs: 60_000 }], T0);
     expect(await raw.pttl(`${PREFIX}rl:x:ann`)).to.be.within(59_000, 60_000);
     const periodEnd = Date.now() + 3_600_000;
-    await store.reserve(
+    await reserve(
+      store,
       [{ key: 'tb:t', limit: 10, amount: 1, expiresAtMs: periodEnd }],
       'r',
       60_000,
@@ -131,12 +166,22 @@ describe('RedisStore against a real redis-server', function () {
     expect(await raw.pttl(`${PREFIX}tb:t:exp`)).to.be.above(3_600_000);
   });
 
-  it('costs one script call per admission however many windows apply', async () => {
+  it('costs one script call per admission however many windows and budgets apply', async () => {
     const store = await connect();
-    const hits = ['a', 'b', 'c', 'd'].map((k) => ({ key: `rt-${k}`, limit: 9, windowMs: 60_000 }));
-    await store.hitWindows(hits, T0); // loads the script
+    const request = {
+      windows: ['a', 'b', 'c', 'd'].map((k) => ({ key: `rt-${k}`, limit: 9, windowMs: 60_000 })),
+      budgets: ['e', 'f'].map((k) => ({
+        key: `rt-${k}`,
+        limit: 1000,
+        amount: 10,
+        expiresAtMs: T0 + 3_600_000,
+      })),
+      reservationId: 'rt',
+      ttlMs: 60_000,
+    };
+    await store.admit(request, T0); // loads the script
     await raw.config('RESETSTAT');
-    await store.hitWindows(hits, T0);
+    await store.admit(request, T0);
     const stats = await raw.info('commandstats');
     const evalsha = /cmdstat_evalsha:calls=(\d+)/.exec(stats);
     expect(Number(evalsha?.[1])).to.equal(1);
@@ -147,7 +192,7 @@ describe('RedisStore against a real redis-server', function () {
     const secured = await RedisServer.start({ password: 's3cr3t' });
     try {
       const store = await connect(secured.url(2));
-      await store.hitWindows([{ key: 'in-db-2', limit: 5, windowMs: 60_000 }], T0);
+      await hitWindows(store, [{ key: 'in-db-2', limit: 5, windowMs: 60_000 }], T0);
       const check = new Redis({ port: secured.port, host: '127.0.0.1', password: 's3cr3t', db: 2 });
       expect(await check.get(`${PREFIX}in-db-2`)).to.equal('1');
       await check.select(0);
@@ -160,9 +205,11 @@ describe('RedisStore against a real redis-server', function () {
         keyPrefix: PREFIX,
       });
       open.push(wrong);
-      const err: unknown = await wrong
-        .hitWindows([{ key: 'x', limit: 1, windowMs: 1000 }], T0)
-        .catch((e: unknown) => e);
+      const err: unknown = await hitWindows(
+        wrong,
+        [{ key: 'x', limit: 1, windowMs: 1000 }],
+        T0,
+      ).catch((e: unknown) => e);
       expect(err).to.be.instanceOf(Error);
     } finally {
       await Promise.all(open.splice(0).map((s) => s.close()));

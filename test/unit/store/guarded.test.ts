@@ -3,6 +3,7 @@ import { TollgateError } from '../../../src/errors.js';
 import { GuardedStore, type BreakerState } from '../../../src/store/guarded.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { Store } from '../../../src/store/store.js';
+import { hitWindows, reserve } from './admit-helpers.js';
 
 type Mode = 'ok' | 'fail' | 'hang';
 
@@ -20,8 +21,7 @@ function fakePrimary(): { store: Store; setMode(m: Mode): void; calls(): number 
       return fn(...args);
     };
   const store: Store = {
-    hitWindows: wrap(inner.hitWindows.bind(inner)),
-    reserve: wrap(inner.reserve.bind(inner)),
+    admit: wrap(inner.admit.bind(inner)),
     settle: wrap(inner.settle.bind(inner)),
     release: wrap(inner.release.bind(inner)),
     readBudget: wrap(inner.readBudget.bind(inner)),
@@ -43,8 +43,8 @@ describe('GuardedStore', () => {
   it('passes calls through while the primary answers', async () => {
     const p = fakePrimary();
     const g = new GuardedStore(p.store, { ...options, onUnavailable: 'closed' });
-    expect((await g.hitWindows(HIT, 0)).results[0]?.remaining).to.equal(1);
-    expect((await g.hitWindows(HIT, 0)).degraded).to.equal(undefined);
+    expect((await hitWindows(g, HIT, 0)).windows[0]?.remaining).to.equal(1);
+    expect((await hitWindows(g, HIT, 0)).degraded).to.equal(undefined);
     expect(g.stats()).to.deep.equal({ state: 'closed', errors: 0, timeouts: 0, fallbacks: 0 });
   });
 
@@ -52,7 +52,7 @@ describe('GuardedStore', () => {
     const p = fakePrimary();
     p.setMode('fail');
     const g = new GuardedStore(p.store, { ...options, onUnavailable: 'closed' });
-    const err: unknown = await g.hitWindows(HIT, 0).then(
+    const err: unknown = await hitWindows(g, HIT, 0).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -66,15 +66,18 @@ describe('GuardedStore', () => {
     p.setMode('fail');
     const g = new GuardedStore(p.store, { ...options, onUnavailable: 'open' });
     for (let i = 0; i < 5; i += 1) {
-      const r = await g.hitWindows(HIT, 0);
+      const r = await hitWindows(g, HIT, 0);
       expect(r).to.deep.equal({
         allowed: true,
-        results: [{ limit: 2, remaining: 2, resetMs: 60_000 }],
+        windows: [{ limit: 2, remaining: 2, resetMs: 60_000 }],
+        reserved: [],
+        remaining: [],
         degraded: 'open',
       });
     }
-    expect(await g.reserve(BUDGET, 'r', 1000, 0)).to.deep.equal({
+    expect(await reserve(g, BUDGET, 'r', 1000, 0)).to.deep.equal({
       allowed: true,
+      windows: [],
       reserved: [0],
       remaining: [100],
       degraded: 'open',
@@ -86,12 +89,12 @@ describe('GuardedStore', () => {
     const p = fakePrimary();
     p.setMode('fail');
     const g = new GuardedStore(p.store, { ...options, onUnavailable: 'local' });
-    const r1 = await g.hitWindows(HIT, 0);
-    const r2 = await g.hitWindows(HIT, 0);
-    const r3 = await g.hitWindows(HIT, 0);
+    const r1 = await hitWindows(g, HIT, 0);
+    const r2 = await hitWindows(g, HIT, 0);
+    const r3 = await hitWindows(g, HIT, 0);
     expect([r1.allowed, r2.allowed, r3.allowed]).to.deep.equal([true, true, false]);
     expect(r3.degraded).to.equal('local');
-    expect((await g.reserve(BUDGET, 'r', 1000, 0)).reserved).to.deep.equal([10]);
+    expect((await reserve(g, BUDGET, 'r', 1000, 0)).reserved).to.deep.equal([10]);
     expect(await g.readBudget('b', 0)).to.deep.equal({ used: 0, reserved: 10 });
   });
 
@@ -100,7 +103,7 @@ describe('GuardedStore', () => {
     p.setMode('hang');
     const g = new GuardedStore(p.store, { ...options, onUnavailable: 'open' });
     const started = performance.now();
-    const r = await g.hitWindows(HIT, 0);
+    const r = await hitWindows(g, HIT, 0);
     expect(performance.now() - started).to.be.below(200);
     expect(r.degraded).to.equal('open');
     expect(g.stats()).to.include({ errors: 1, timeouts: 1 });
@@ -115,26 +118,26 @@ describe('GuardedStore', () => {
       onStateChange: (s) => states.push(s),
     });
     p.setMode('hang');
-    await Promise.all([g.hitWindows(HIT, 0), g.hitWindows(HIT, 0), g.hitWindows(HIT, 0)]);
+    await Promise.all([hitWindows(g, HIT, 0), hitWindows(g, HIT, 0), hitWindows(g, HIT, 0)]);
     expect(g.stats().state).to.equal('open');
     expect(p.calls()).to.equal(3);
     // skipped entirely while open: no timeout paid
     const started = performance.now();
-    for (let i = 0; i < 20; i += 1) await g.hitWindows(HIT, 0);
+    for (let i = 0; i < 20; i += 1) await hitWindows(g, HIT, 0);
     expect(performance.now() - started).to.be.below(50);
     expect(p.calls()).to.equal(3);
 
     clock = 1000; // one probe, concurrent calls do not pile onto it
-    await Promise.all([g.hitWindows(HIT, 0), g.hitWindows(HIT, 0), g.hitWindows(HIT, 0)]);
+    await Promise.all([hitWindows(g, HIT, 0), hitWindows(g, HIT, 0), hitWindows(g, HIT, 0)]);
     expect(p.calls()).to.equal(4);
     expect(g.stats().state).to.equal('open');
     clock = 1999;
-    await g.hitWindows(HIT, 0);
+    await hitWindows(g, HIT, 0);
     expect(p.calls()).to.equal(4);
 
     p.setMode('ok');
     clock = 2000;
-    expect((await g.hitWindows(HIT, 0)).degraded).to.equal(undefined);
+    expect((await hitWindows(g, HIT, 0)).degraded).to.equal(undefined);
     expect(g.stats()).to.deep.equal({ state: 'closed', errors: 4, timeouts: 4, fallbacks: 27 });
     expect(states).to.deep.equal(['open', 'half-open', 'open', 'half-open', 'closed']);
   });
@@ -143,15 +146,15 @@ describe('GuardedStore', () => {
     const p = fakePrimary();
     const g = new GuardedStore(p.store, { ...options, onUnavailable: 'open' });
     p.setMode('fail');
-    await g.hitWindows(HIT, 0);
-    await g.hitWindows(HIT, 0);
+    await hitWindows(g, HIT, 0);
+    await hitWindows(g, HIT, 0);
     p.setMode('ok');
-    await g.hitWindows(HIT, 0);
+    await hitWindows(g, HIT, 0);
     p.setMode('fail');
-    await g.hitWindows(HIT, 0);
-    await g.hitWindows(HIT, 0);
+    await hitWindows(g, HIT, 0);
+    await hitWindows(g, HIT, 0);
     expect(g.stats().state).to.equal('closed');
-    await g.hitWindows(HIT, 0);
+    await hitWindows(g, HIT, 0);
     expect(g.stats().state).to.equal('open');
   });
 
@@ -170,5 +173,53 @@ describe('GuardedStore', () => {
     );
     expect((err as TollgateError).code).to.equal('store_unavailable');
     expect(p.calls()).to.equal(1);
+  });
+  it('one admission is one guarded call: one error, one fallback, whatever it counts', async () => {
+    const p = fakePrimary();
+    p.setMode('fail');
+    const g = new GuardedStore(p.store, { ...options, onUnavailable: 'open' });
+    const r = await g.admit(
+      {
+        windows: [...HIT, { key: 'k2', limit: 5, windowMs: 1000 }],
+        budgets: BUDGET,
+        reservationId: 'r',
+        ttlMs: 1000,
+      },
+      0,
+    );
+    expect(r).to.deep.equal({
+      allowed: true,
+      windows: [
+        { limit: 2, remaining: 2, resetMs: 60_000 },
+        { limit: 5, remaining: 5, resetMs: 1000 },
+      ],
+      reserved: [0],
+      remaining: [100],
+      degraded: 'open',
+    });
+    expect(p.calls()).to.equal(1);
+    expect(g.stats()).to.include({ errors: 1, fallbacks: 1 });
+  });
+
+  it('local: windows and budgets fall back together, still all or nothing', async () => {
+    const p = fakePrimary();
+    p.setMode('fail');
+    const g = new GuardedStore(p.store, { ...options, onUnavailable: 'local' });
+    const admit = (amount: number) =>
+      g.admit(
+        {
+          windows: HIT,
+          budgets: [{ ...BUDGET[0]!, amount }],
+          reservationId: `r${amount}`,
+          ttlMs: 1000,
+        },
+        0,
+      );
+    expect((await admit(100)).reserved).to.deep.equal([100]);
+    const refused = await admit(1);
+    expect(refused).to.include({ allowed: false, degraded: 'local' });
+    expect(refused.refusedBy).to.deep.equal({ kind: 'budget', index: 0 });
+    // the budget refused, so the window still has its second request
+    expect((await hitWindows(g, HIT, 0)).windows[0]?.remaining).to.equal(0);
   });
 });

@@ -1,10 +1,16 @@
 import { expect } from 'chai';
 import type { Config, RateLimitConfig } from '../../../src/config/schema.js';
-import { bucketKey, RateLimitStage } from '../../../src/pipeline/rate-limit.js';
+import { AdmissionStage } from '../../../src/pipeline/admit.js';
+import {
+  bucketKey,
+  RateLimitPlanner,
+  type RateLimitOptions,
+} from '../../../src/pipeline/rate-limit.js';
 import type { RequestContext, StageResult } from '../../../src/pipeline/stage.js';
 import type { Identity } from '../../../src/pipeline/types.js';
 import { MemoryStore } from '../../../src/store/memory.js';
-import type { HitResult, Store, WindowHit } from '../../../src/store/store.js';
+import type { AdmitRequest, AdmitResult, Store, WindowHit } from '../../../src/store/store.js';
+import { hitWindows } from './admit-helpers.js';
 
 const T0 = 1_700_000_000_000;
 
@@ -51,16 +57,25 @@ function ctx(
   };
 }
 
-/** Records the keys of every hitWindows call. */
+/** Records the windows of every admit call. */
 function recording(inner: Store = new MemoryStore()): Store & { calls: WindowHit[][] } {
   const calls: WindowHit[][] = [];
   return Object.assign(Object.create(inner) as Store, {
     calls,
-    hitWindows(hits: readonly WindowHit[], now: number): Promise<HitResult> {
-      calls.push([...hits]);
-      return inner.hitWindows(hits, now);
+    admit(request: AdmitRequest, now: number): Promise<AdmitResult> {
+      calls.push([...request.windows]);
+      return inner.admit(request, now);
     },
   });
+}
+
+/** The rate-limit planner alone, run as the Gateway runs it: through the admission stage. */
+function stageOf(
+  config: { rateLimits: RateLimitConfig[] },
+  store: Store,
+  options: RateLimitOptions = {},
+): AdmissionStage {
+  return new AdmissionStage([new RateLimitPlanner(config, options)], store);
 }
 
 function okHeaders(r: StageResult): Readonly<Record<string, string>> | undefined {
@@ -68,10 +83,10 @@ function okHeaders(r: StageResult): Readonly<Record<string, string>> | undefined
   return r.ok.responseHeaders;
 }
 
-describe('RateLimitStage', () => {
+describe('RateLimitPlanner (through the admission stage)', () => {
   it('lets a request that matches no limit through with no headers and no store call', async () => {
     const store = recording();
-    const stage = new RateLimitStage(
+    const stage = stageOf(
       { rateLimits: [limit({ match: { path: '/v1/embeddings', claims: {} } })] },
       store,
     );
@@ -80,7 +95,7 @@ describe('RateLimitStage', () => {
   });
 
   it('counts down in OpenAI header names, then denies with 429 and retry-after', async () => {
-    const stage = new RateLimitStage({ rateLimits: [limit()] }, new MemoryStore());
+    const stage = stageOf({ rateLimits: [limit()] }, new MemoryStore());
     expect(okHeaders(await stage.run(ctx()))).to.deep.equal({
       'x-ratelimit-limit-requests': '2',
       'x-ratelimit-remaining-requests': '1',
@@ -114,7 +129,7 @@ describe('RateLimitStage', () => {
 
   it('keys buckets per user by default', async () => {
     const store = recording();
-    const stage = new RateLimitStage({ rateLimits: [limit({ requestsPerUnit: 1 })] }, store);
+    const stage = stageOf({ rateLimits: [limit({ requestsPerUnit: 1 })] }, store);
     expect('ok' in (await stage.run(ctx()))).to.equal(true);
     expect(
       'ok' in (await stage.run(ctx({ identity: identity({ user: 'bob@myorg.com' }) }))),
@@ -134,7 +149,7 @@ describe('RateLimitStage', () => {
       limit({ name: 'per-tenant', requestsPerUnit: 3, unit: 'hour', key: 'tenant' }),
       limit({ name: 'gpt4-only', match: { models: ['gpt-4*'], claims: {} } }),
     ];
-    const stage = new RateLimitStage({ rateLimits: limits }, store);
+    const stage = stageOf({ rateLimits: limits }, store);
     const headers = okHeaders(await stage.run(ctx({ model: 'gpt-3.5-turbo' })));
     expect(store.calls).to.have.length(1);
     expect(store.calls[0]?.map((h) => [h.key, h.limit, h.windowMs])).to.deep.equal([
@@ -150,7 +165,7 @@ describe('RateLimitStage', () => {
 
   it('a denial by one limit consumes nothing from the others', async () => {
     const store = new MemoryStore();
-    const stage = new RateLimitStage(
+    const stage = stageOf(
       {
         rateLimits: [
           limit({ name: 'wide', requestsPerUnit: 100 }),
@@ -164,16 +179,17 @@ describe('RateLimitStage', () => {
       const r = await stage.run(ctx());
       expect('deny' in r && r.deny.rule).to.equal('narrow');
     }
-    const wide = await store.hitWindows(
+    const wide = await hitWindows(
+      store,
       [{ key: bucketKey('wide', 'ann@myorg.com'), limit: 100, windowMs: 60_000 }],
       T0,
     );
-    expect(wide.results[0]?.remaining).to.equal(98);
+    expect(wide.windows[0]?.remaining).to.equal(98);
   });
 
   it('gives a list key one bucket per value, restricted to the values the limit matches on', async () => {
     const store = recording();
-    const stage = new RateLimitStage(
+    const stage = stageOf(
       {
         rateLimits: [
           limit({ name: 'per-group', key: 'groups' }),
@@ -192,12 +208,13 @@ describe('RateLimitStage', () => {
 
   it('callers without a value for the key share one bucket', async () => {
     const store = recording();
-    const stage = new RateLimitStage(
+    const stage = stageOf(
       { rateLimits: [limit({ name: 't', key: 'tenant', requestsPerUnit: 1 })] },
       store,
     );
     const noTenant = (user: string): Identity => {
-      const { tenant: _drop, ...rest } = identity({ user });
+      const { tenant, ...rest } = identity({ user });
+      expect(tenant).to.equal('marketing');
       return rest;
     };
     expect('ok' in (await stage.run(ctx({ identity: noTenant('a') })))).to.equal(true);
@@ -207,9 +224,9 @@ describe('RateLimitStage', () => {
 
   it('answers 503 store_unavailable with retry-after 1 when the store fails', async () => {
     const broken = Object.assign(new MemoryStore(), {
-      hitWindows: (): Promise<HitResult> => Promise.reject(new Error('down')),
+      admit: (): Promise<AdmitResult> => Promise.reject(new Error('down')),
     });
-    const r = await new RateLimitStage({ rateLimits: [limit()] }, broken).run(ctx());
+    const r = await stageOf({ rateLimits: [limit()] }, broken).run(ctx());
     if (!('deny' in r)) throw new Error('expected a deny');
     expect(r.deny).to.include({
       status: 503,
@@ -221,14 +238,20 @@ describe('RateLimitStage', () => {
 
   it('advertises no counts when the store degraded to open, and says so in metadata', async () => {
     const open = Object.assign(new MemoryStore(), {
-      hitWindows: (hits: readonly WindowHit[]): Promise<HitResult> =>
+      admit: (request: AdmitRequest): Promise<AdmitResult> =>
         Promise.resolve({
           allowed: true,
-          results: hits.map((h) => ({ limit: h.limit, remaining: h.limit, resetMs: h.windowMs })),
+          windows: request.windows.map((h) => ({
+            limit: h.limit,
+            remaining: h.limit,
+            resetMs: h.windowMs,
+          })),
+          reserved: [],
+          remaining: [],
           degraded: 'open',
         }),
     });
-    const r = await new RateLimitStage({ rateLimits: [limit()] }, open).run(ctx());
+    const r = await stageOf({ rateLimits: [limit()] }, open).run(ctx());
     expect(r).to.deep.equal({ ok: { metadata: { rateLimitDegraded: 'open' } } });
   });
 
