@@ -7,7 +7,8 @@
  * Test controls travel as request headers (the SDK's per-request `headers` option):
  * `x-dev-prompt-tokens` / `x-dev-completion-tokens` fix the reported usage, `x-dev-chunks`
  * sets the number of content chunks, `x-dev-chunk-delay-ms` slows a stream, `x-dev-status`
- * answers with that error status, `x-dev-gzip: 1` gzips the body.
+ * answers with that error status, `x-dev-gzip: 1` gzips the body, `x-dev-reset-after-chunks: N`
+ * cuts a stream's connection after N content chunks (an upstream reset mid-stream).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -31,6 +32,7 @@ interface Controls {
   readonly delayMs: number;
   readonly status?: number;
   readonly gzip: boolean;
+  readonly resetAfterChunks?: number;
 }
 
 function num(value: string | undefined, fallback: number): number {
@@ -48,6 +50,9 @@ function controls(headers: Record<string, string>, body: Record<string, unknown>
     delayMs: num(headers['x-dev-chunk-delay-ms'], 0),
     ...(status >= 400 ? { status } : {}),
     gzip: headers['x-dev-gzip'] === '1',
+    ...(headers['x-dev-reset-after-chunks'] !== undefined
+      ? { resetAfterChunks: num(headers['x-dev-reset-after-chunks'], 0) }
+      : {}),
   };
 }
 
@@ -76,17 +81,18 @@ export class DevUpstream {
 
   static async start(opts: { port?: number; host?: string } = {}): Promise<DevUpstream> {
     const host = opts.host ?? '127.0.0.1';
-    let self: DevUpstream | undefined;
+    // The handler needs the instance, which needs the bound port: wire it through a holder.
+    const holder: { self?: DevUpstream } = {};
     const server = createServer((req, res) => {
-      if (self) self.handle(req, res).catch(() => res.destroy());
+      holder.self?.handle(req, res).catch(() => res.destroy());
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(opts.port ?? 0, host, () => resolve());
     });
     const { port } = server.address() as AddressInfo;
-    self = new DevUpstream(server, `http://${host}:${port}`);
-    return self;
+    holder.self = new DevUpstream(server, `http://${host}:${port}`);
+    return holder.self;
   }
 
   /** Requests received at `path`, oldest first. */
@@ -168,8 +174,12 @@ export class DevUpstream {
     const base = { id, object: 'chat.completion.chunk', created: Math.floor(Date.now() / 1000), model };
     const extra = includeUsage ? { usage: null } : {};
     await write(`data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }], ...extra })}\n\n`);
-    for (const piece of contentFor(c.chunks)) {
+    for (const [i, piece] of contentFor(c.chunks).entries()) {
       if (c.delayMs > 0) await sleep(c.delayMs);
+      if (i === c.resetAfterChunks) {
+        res.destroy(); // no final chunk, no usage, no [DONE]
+        return;
+      }
       if (res.destroyed) return;
       await write(`data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: { content: piece }, finish_reason: null }], ...extra })}\n\n`);
     }

@@ -1,0 +1,124 @@
+/**
+ * `tollgate budget [--tenant T] [--group G] [--user U] [--url URL] [--json]`: the used and
+ * remaining tokens of budgets for the current period, read from a running sidecar's
+ * `GET /budget` (beside /metrics), so it shows exactly what admission sees — with Redis, the
+ * ledger every replica shares.
+ */
+import { parseArgs } from 'node:util';
+import type { BudgetView } from '../server/budget-http.js';
+
+export const DEFAULT_BUDGET_URL = 'http://127.0.0.1:9464';
+
+const HELP = `usage: tollgate budget [--tenant T] [--group G] [--user U] [--url URL] [--json]
+  --url   the sidecar's metrics listener (default ${DEFAULT_BUDGET_URL}; a .../metrics URL works too)
+  --json  print the endpoint's JSON instead of a table
+`;
+
+interface Out {
+  write(chunk: string): unknown;
+}
+
+/** The /budget URL for a metrics listener base (the ready line's `/metrics` URL is accepted). */
+export function budgetUrl(base: string, filter: { tenant?: string[]; group?: string[]; user?: string[] }): URL {
+  const url = new URL(base);
+  url.pathname = url.pathname.replace(/\/(metrics)?\/?$/, '') + '/budget';
+  url.search = '';
+  for (const kind of ['tenant', 'group', 'user'] as const) {
+    for (const v of filter[kind] ?? []) url.searchParams.append(kind, v);
+  }
+  return url;
+}
+
+/** Whole tokens with thousands separators, so 100000 and 1000000 are easy to tell apart. */
+function n(value: number): string {
+  return value.toLocaleString('en-US');
+}
+
+/** A fixed-width table: one row per budget. */
+export function formatBudgetTable(budgets: readonly BudgetView[], nowMs: number): string {
+  const header = ['BUDGET', 'PERIOD', 'LIMIT', 'USED', 'RESERVED', 'REMAINING', 'RESETS'];
+  const rows = budgets.map((b) => [
+    `${b.kind}:${b.subject}`,
+    `${b.period} ${b.periodId}${b.timeZone === 'UTC' ? '' : ` (${b.timeZone})`}`,
+    n(b.limit),
+    n(b.used),
+    n(b.reserved),
+    n(b.remaining),
+    `${b.resetsAt} (in ${humanDuration(Date.parse(b.resetsAt) - nowMs)})`,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  // Numbers right-aligned, text left-aligned.
+  const numeric = new Set([2, 3, 4, 5]);
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((c, i) => (numeric.has(i) ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join('\n') + '\n';
+}
+
+/** `3d4h`, `5h2m`, `12m`, `<1m`: coarse on purpose, it is for people. */
+export function humanDuration(ms: number): string {
+  const minutes = Math.floor(Math.max(0, ms) / 60_000);
+  if (minutes < 1) return '<1m';
+  const d = Math.floor(minutes / 1440);
+  const h = Math.floor((minutes % 1440) / 60);
+  const m = minutes % 60;
+  if (d > 0) return `${d}d${h}h`;
+  if (h > 0) return `${h}h${m}m`;
+  return `${m}m`;
+}
+
+/** Runs the command; returns the exit code (0 ok, 1 not found or unreachable, 2 usage). */
+export async function budgetCommand(args: string[], stdout: Out, stderr: Out): Promise<number> {
+  let values: { tenant?: string[]; group?: string[]; user?: string[]; url?: string; json?: boolean };
+  try {
+    values = parseArgs({
+      args,
+      options: {
+        tenant: { type: 'string', multiple: true },
+        group: { type: 'string', multiple: true },
+        user: { type: 'string', multiple: true },
+        url: { type: 'string' },
+        json: { type: 'boolean' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (err) {
+    stderr.write(`tollgate budget: ${err instanceof Error ? err.message : String(err)}\n\n${HELP}`);
+    return 2;
+  }
+  let url: URL;
+  try {
+    url = budgetUrl(values.url ?? DEFAULT_BUDGET_URL, values);
+  } catch {
+    stderr.write(`tollgate budget: --url is not a URL: ${JSON.stringify(values.url)}\n`);
+    return 2;
+  }
+
+  let status: number;
+  let text: string;
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+    status = res.status;
+    text = await res.text();
+  } catch (err) {
+    const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err);
+    stderr.write(`tollgate budget: cannot reach ${url.origin} (${cause}); is the sidecar running with server.metrics set?\n`);
+    return 1;
+  }
+  let body: { budgets?: BudgetView[]; error?: string };
+  try {
+    body = JSON.parse(text) as typeof body;
+  } catch {
+    stderr.write(`tollgate budget: ${url.href} answered ${status} without JSON\n`);
+    return 1;
+  }
+  if (status !== 200 || body.budgets === undefined) {
+    stderr.write(`tollgate budget: ${body.error ?? `HTTP ${status}`}\n`);
+    return 1;
+  }
+  stdout.write(values.json ? `${JSON.stringify(body, null, 2)}\n` : formatBudgetTable(body.budgets, Date.now()));
+  return 0;
+}

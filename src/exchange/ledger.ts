@@ -1,0 +1,201 @@
+/**
+ * The token ledger: what ext_proc calls once per request when the response has ended.
+ *
+ * - `settle` turns the admission's reservation into the real usage (one store call for every
+ *   budget) and writes exactly one audit line, `audit: 'usage'`, with the tokens, whether they
+ *   came from the provider or were estimated, and the request's identity — never the prompt,
+ *   the completion or any key.
+ * - `release` is for responses that cost nothing (an upstream error, a request that never
+ *   reached the upstream): the reservation is dropped and the audit line says `charged: 0`.
+ *
+ * Neither ever throws: a settlement is the last thing done for a request and nothing can
+ * act on a failure any more. So a failed store call is logged, and the audit line is still
+ * written, with `settled: false` and the budget keys, at level `error`. That line carries
+ * everything needed to replay the charge later (docs/budgets.md), so a Redis outage at the
+ * wrong moment loses no tokens.
+ */
+import type { Config } from '../config/schema.js';
+import { endpointForPath, type Endpoint } from '../metering/endpoint.js';
+import type { Usage } from '../metering/usage.js';
+import { budgetName } from '../pipeline/budget-reserve.js';
+import type { Degraded, Store } from '../store/store.js';
+import type { Logger } from '../telemetry/logger.js';
+import type { UsageMetrics } from '../telemetry/metrics.js';
+import type { Admission } from './admissions.js';
+
+/** How the exchange ended, as ext_proc saw it. */
+export interface SettleOutcome {
+  /** The upstream's HTTP status (0 when no response headers arrived). */
+  readonly status: number;
+  /** From admission (the Check) to the end of the response. */
+  readonly latencyMs: number;
+  /** The client went away, or the upstream reset, before the response ended. */
+  readonly aborted: boolean;
+}
+
+export interface LedgerDeps {
+  readonly logger: Logger;
+  /** `gen_ai.client.token.usage`, tokens by source, budget levels, open reservations. */
+  readonly metrics?: UsageMetrics;
+  readonly now?: () => number;
+}
+
+/** GenAI semantic conventions' `gen_ai.operation.name` per endpoint. */
+const OPERATION: Readonly<Record<Endpoint, string>> = {
+  chat: 'chat',
+  completions: 'text_completion',
+  embeddings: 'embeddings',
+  responses: 'chat',
+  other: 'other',
+};
+
+/** Result of the store call, for the audit line. */
+interface Applied {
+  readonly settled: boolean;
+  readonly degraded?: Degraded;
+  readonly remaining?: Record<string, number>;
+  readonly error?: string;
+}
+
+export class BudgetLedger {
+  private readonly store: Store;
+  private readonly logger: Logger;
+  private readonly metrics: LedgerDeps['metrics'];
+  private readonly now: () => number;
+  /** Budget name → maxTokens, to report what is left after a settlement. */
+  private readonly limits: ReadonlyMap<string, number>;
+
+  constructor(config: Pick<Config, 'tokenBudgets'>, store: Store, deps: LedgerDeps) {
+    this.store = store;
+    this.logger = deps.logger;
+    this.metrics = deps.metrics;
+    this.now = deps.now ?? Date.now;
+    this.limits = new Map(config.tokenBudgets.map((b) => [budgetName(b), b.maxTokens]));
+  }
+
+  /** Charges `usage.totalTokens` to every reserved budget and writes the audit line. Never throws. */
+  async settle(admission: Admission, usage: Usage, outcome: SettleOutcome): Promise<void> {
+    try {
+      const r = admission.reservation;
+      // However the store call ends, this process holds the reservation no longer.
+      if (r !== undefined) this.metrics?.reservationClosed(r);
+      let applied: Applied = { settled: true };
+      if (r !== undefined && r.budgets.length > 0) {
+        try {
+          const result = await this.store.settle(r.budgets, r.id, usage.totalTokens, this.now());
+          const remaining: Record<string, number> = {};
+          r.names.forEach((name, i) => {
+            const limit = this.limits.get(name);
+            const used = result.used[i];
+            if (limit === undefined || used === undefined) return;
+            remaining[name] = Math.max(0, limit - used);
+            if (result.degraded !== 'open') this.metrics?.recordBudget(name, used, limit);
+          });
+          // `open` answered without Redis: nothing was charged, so the line must be replayable.
+          applied =
+            result.degraded === 'open'
+              ? { settled: false, degraded: 'open' }
+              : { settled: true, remaining, ...(result.degraded ? { degraded: result.degraded } : {}) };
+        } catch (err) {
+          applied = { settled: false, error: errorMessage(err) };
+        }
+      }
+      this.write(admission, applied, {
+        inputTokens: usage.inputTokens,
+        outputTokens: usage.outputTokens,
+        totalTokens: usage.totalTokens,
+        ...(usage.cachedInputTokens !== undefined ? { cachedInputTokens: usage.cachedInputTokens } : {}),
+        ...(usage.reasoningTokens !== undefined ? { reasoningTokens: usage.reasoningTokens } : {}),
+        source: usage.source,
+        charged: r !== undefined && r.budgets.length > 0 ? usage.totalTokens : 0,
+        status: outcome.status,
+        aborted: outcome.aborted,
+        latencyMs: Math.round(outcome.latencyMs * 1000) / 1000,
+      });
+      this.record(admission, usage);
+    } catch (err) {
+      this.safeError(err, admission, 'settlement failed');
+    }
+  }
+
+  /** Drops the reservation without charging (`reason`: e.g. `upstream_status_503`). Never throws. */
+  async release(admission: Admission, reason: string): Promise<void> {
+    try {
+      const r = admission.reservation;
+      // However the store call ends, this process holds the reservation no longer.
+      if (r !== undefined) this.metrics?.reservationClosed(r);
+      let applied: Applied = { settled: true };
+      if (r !== undefined && r.budgets.length > 0) {
+        try {
+          await this.store.release(r.budgets, r.id, this.now());
+        } catch (err) {
+          // Harmless for the ledger: the reservation expires on its own (reservationTtlSeconds).
+          applied = { settled: false, error: errorMessage(err) };
+        }
+      }
+      this.write(admission, applied, {
+        inputTokens: 0,
+        outputTokens: 0,
+        totalTokens: 0,
+        charged: 0,
+        reason,
+        latencyMs: Math.round((this.now() - admission.admittedAt) * 1000) / 1000,
+      });
+    } catch (err) {
+      this.safeError(err, admission, 'release failed');
+    }
+  }
+
+  private write(admission: Admission, applied: Applied, fields: Record<string, unknown>): void {
+    const { identity, reservation } = admission;
+    const line = {
+      audit: 'usage',
+      requestId: admission.requestId,
+      admission: admission.id,
+      subject: identity.subject,
+      user: identity.user,
+      tenant: identity.tenant,
+      groups: identity.groups,
+      model: admission.model,
+      path: admission.path,
+      ...fields,
+      budgets: reservation?.names ?? [],
+      settled: applied.settled,
+      ...(applied.degraded !== undefined ? { degraded: applied.degraded } : {}),
+      ...(applied.remaining !== undefined && Object.keys(applied.remaining).length > 0
+        ? { remaining: applied.remaining }
+        : {}),
+      // Keys only where someone may need to replay the line by hand.
+      ...(!applied.settled ? { budgetKeys: reservation?.budgets.map((b) => b.key) ?? [] } : {}),
+      ...(applied.error !== undefined ? { error: applied.error } : {}),
+    };
+    if (applied.settled) this.logger.info(line, fields['reason'] === undefined ? 'usage settled' : 'usage released');
+    else this.logger.error(line, 'usage NOT settled in the budget store; replay this line');
+  }
+
+  private record(admission: Admission, usage: Usage): void {
+    const m = this.metrics;
+    if (m === undefined) return;
+    m.recordUsage({
+      operation: OPERATION[endpointForPath(admission.path)],
+      model: admission.model,
+      tenant: admission.identity.tenant,
+      user: admission.identity.user,
+      source: usage.source,
+      inputTokens: usage.inputTokens,
+      outputTokens: usage.outputTokens,
+    });
+  }
+
+  private safeError(err: unknown, admission: Admission, msg: string): void {
+    try {
+      this.logger.error({ err, requestId: admission.requestId, admission: admission.id }, msg);
+    } catch {
+      // Logging itself failed; there is nowhere left to report it.
+    }
+  }
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

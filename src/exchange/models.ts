@@ -1,0 +1,126 @@
+/**
+ * `GET /v1/models` per caller: the upstream's list, cut down to the models the caller's
+ * authorization rules allow. Kept apart from the processor so it can be tested on plain bytes.
+ */
+import zlib from 'node:zlib';
+import { decoderKind } from '../metering/decode.js';
+
+/** A model list is small (OpenAI's is ~20 KB); past this it is let through unfiltered. */
+export const MAX_MODEL_LIST_BYTES = 4 * 1024 * 1024;
+
+/** True for a list request: `GET …/models`, whatever the prefix (`/v1`, `/openai/v1`, …). */
+export function isModelList(method: string, path: string): boolean {
+  if (method.toUpperCase() !== 'GET') return false;
+  let p = path;
+  const q = p.search(/[?#]/);
+  if (q >= 0) p = p.slice(0, q);
+  while (p.length > 1 && p.endsWith('/')) p = p.slice(0, -1);
+  return p === '/models' || p.endsWith('/models');
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+type Kind = 'identity' | 'gzip' | 'deflate' | 'br';
+
+/** Decompresses a whole (small, bounded) body; undefined when it cannot be read. */
+function decode(body: Buffer, kind: Kind): Buffer | undefined {
+  const limits = { maxOutputLength: MAX_MODEL_LIST_BYTES };
+  try {
+    if (kind === 'gzip') return zlib.gunzipSync(body, limits);
+    if (kind === 'br') return zlib.brotliDecompressSync(body, limits);
+    if (kind === 'deflate') {
+      try {
+        return zlib.inflateSync(body, limits);
+      } catch {
+        return zlib.inflateRawSync(body, limits); // servers that send raw deflate
+      }
+    }
+    return body;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Compresses the new list like the upstream's, so the response headers stay true. */
+function encode(plain: Buffer, kind: Kind): Buffer {
+  if (kind === 'gzip') return zlib.gzipSync(plain);
+  if (kind === 'br') return zlib.brotliCompressSync(plain);
+  if (kind === 'deflate') return zlib.deflateSync(plain); // zlib-wrapped, as RFC 9110 says
+  return plain;
+}
+
+/**
+ * The filtered list, encoded like the upstream's body, or undefined to leave the response as
+ * it is (not a `{data: [...]}` list, unreadable, or nothing to remove). `allowed` gets every
+ * model id in the list and returns those the caller may use. Entries without a string `id`
+ * are dropped: no rule can allow what cannot be named.
+ */
+export function filterModelList(
+  body: Buffer,
+  contentEncoding: string | undefined,
+  allowed: (ids: readonly string[]) => readonly string[],
+): Buffer | undefined {
+  const kind = decoderKind(contentEncoding);
+  if (kind === 'unsupported' || body.length > MAX_MODEL_LIST_BYTES) return undefined;
+  const plain = decode(body, kind);
+  if (plain === undefined) return undefined;
+  let list: unknown;
+  try {
+    list = JSON.parse(plain.toString('utf8')) as unknown;
+  } catch {
+    return undefined;
+  }
+  if (!isObject(list) || !Array.isArray(list['data'])) return undefined;
+  const entries: unknown[] = list['data'];
+  const ids = entries.flatMap((e) => (isObject(e) && typeof e['id'] === 'string' ? [e['id']] : []));
+  const keep = new Set(allowed(ids));
+  const data = entries.filter(
+    (e) => isObject(e) && typeof e['id'] === 'string' && keep.has(e['id']),
+  );
+  // Nothing removed: forward the upstream's bytes untouched.
+  if (data.length === entries.length) return undefined;
+  return encode(Buffer.from(JSON.stringify({ ...list, data }), 'utf8'), kind);
+}
+
+/**
+ * Rewrites a list response fed chunk by chunk. In BUFFERED mode it arrives as one message; in
+ * STREAMED mode (a list too large or unsized for Envoy's buffer) the chunks are held back and
+ * the whole list goes out with the last one. Past MAX_MODEL_LIST_BYTES it gives up and lets
+ * everything through unchanged: the list is a convenience, ext_authz still guards every call.
+ */
+export class ModelListRewriter {
+  private readonly contentEncoding: string | undefined;
+  private readonly allowed: (ids: readonly string[]) => readonly string[];
+  private held: Buffer[] = [];
+  private bytes = 0;
+  private done = false;
+
+  constructor(
+    contentEncoding: string | undefined,
+    allowed: (ids: readonly string[]) => readonly string[],
+  ) {
+    this.contentEncoding = contentEncoding;
+    this.allowed = allowed;
+  }
+
+  /** Bytes to forward in place of `chunk` (empty = hold), or undefined for `chunk` unchanged. */
+  push(chunk: Buffer, endOfStream: boolean): Buffer | undefined {
+    if (this.done) return undefined;
+    const tooLarge = this.bytes + chunk.length > MAX_MODEL_LIST_BYTES;
+    if (!endOfStream && !tooLarge) {
+      this.held.push(chunk);
+      this.bytes += chunk.length;
+      return Buffer.alloc(0);
+    }
+    this.done = true;
+    const whole = this.held.length > 0 ? Buffer.concat([...this.held, chunk]) : chunk;
+    this.held = [];
+    const filtered = tooLarge
+      ? undefined
+      : filterModelList(whole, this.contentEncoding, this.allowed);
+    if (filtered !== undefined) return filtered;
+    return whole === chunk ? undefined : whole;
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * `GET /budget` beside `/metrics`: the used, reserved and remaining tokens of the configured
+ * budgets for their current period. Read-only, and it reads the same store the budgets
+ * are charged in, so with Redis every replica answers alike.
+ *
+ *   GET /budget                       every configured budget
+ *   GET /budget?tenant=marketing      that tenant's budget (also group=, user=; repeatable)
+ *
+ * 200 `{"budgets":[…]}`, 404 when no configured budget matches, 400 for an unknown query
+ * parameter, 503 when the store cannot be read.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Config, TokenBudgetConfig } from '../config/schema.js';
+import { periodWindow } from '../metering/period.js';
+import { budgetKey, budgetSubject, type BudgetKind } from '../pipeline/budget-reserve.js';
+import type { Store } from '../store/store.js';
+
+/** One budget as the endpoint and `tollgate budget` show it. */
+export interface BudgetView {
+  readonly subject: string;
+  readonly kind: BudgetKind;
+  readonly limit: number;
+  readonly used: number;
+  /** Tokens held by requests still in flight (their estimates). */
+  readonly reserved: number;
+  /** `limit - used - reserved`, never below zero: what a new request can still draw on. */
+  readonly remaining: number;
+  readonly period: TokenBudgetConfig['period'];
+  readonly timeZone: string;
+  /** The period's id in the store key, e.g. `2026-11`. */
+  readonly periodId: string;
+  /** ISO 8601 instants. */
+  readonly periodStart: string;
+  readonly resetsAt: string;
+}
+
+export type BudgetFilter = Readonly<Partial<Record<BudgetKind, readonly string[]>>>;
+
+const KINDS: readonly BudgetKind[] = ['tenant', 'group', 'user'];
+
+/** The configured budgets a filter names (all of them when the filter is empty). */
+export function selectBudgets(
+  budgets: readonly TokenBudgetConfig[],
+  filter: BudgetFilter,
+): TokenBudgetConfig[] {
+  const any = KINDS.some((k) => (filter[k]?.length ?? 0) > 0);
+  if (!any) return [...budgets];
+  return budgets.filter((b) => {
+    const { kind, subject } = budgetSubject(b);
+    return filter[kind]?.includes(subject) ?? false;
+  });
+}
+
+/** Reads each budget's counter for the period containing `now`. Store errors propagate. */
+export async function readBudgets(
+  budgets: readonly TokenBudgetConfig[],
+  store: Store,
+  now: number,
+): Promise<BudgetView[]> {
+  return Promise.all(
+    budgets.map(async (b) => {
+      const window = periodWindow(b.period, b.timeZone, now);
+      const state = await store.readBudget(budgetKey(b, window), now);
+      const { kind, subject } = budgetSubject(b);
+      return {
+        subject,
+        kind,
+        limit: b.maxTokens,
+        used: state.used,
+        reserved: state.reserved,
+        remaining: Math.max(0, b.maxTokens - state.used - state.reserved),
+        period: b.period,
+        timeZone: b.timeZone,
+        periodId: window.id,
+        periodStart: new Date(window.startMs).toISOString(),
+        resetsAt: new Date(window.endMs).toISOString(),
+      };
+    }),
+  );
+}
+
+export interface BudgetRouteDeps {
+  /** The live configuration and store (they change on reload). */
+  config(): Pick<Config, 'tokenBudgets'>;
+  store(): Store;
+  now?: () => number;
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+  res.end(`${JSON.stringify(body)}\n`);
+}
+
+/** The `GET /budget` handler. */
+export function budgetRoute(deps: BudgetRouteDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  const now = deps.now ?? Date.now;
+  return (req, res) => {
+    const query = new URL(req.url ?? '/', 'http://localhost').searchParams;
+    const filter: Partial<Record<BudgetKind, string[]>> = {};
+    for (const [name, value] of query) {
+      if (!(KINDS as readonly string[]).includes(name)) {
+        sendJson(res, 400, { error: `unknown parameter ${JSON.stringify(name)}; use tenant, group or user` });
+        return;
+      }
+      (filter[name as BudgetKind] ??= []).push(value);
+    }
+    const selected = selectBudgets(deps.config().tokenBudgets, filter);
+    if (selected.length === 0) {
+      const asked = Object.entries(filter).map(([k, v]) => `${k} ${v.map((s) => JSON.stringify(s)).join(', ')}`);
+      sendJson(res, 404, {
+        error: asked.length > 0 ? `no token budget for ${asked.join('; ')}` : 'no token budgets are configured',
+      });
+      return;
+    }
+    readBudgets(selected, deps.store(), now()).then(
+      (budgets) => sendJson(res, 200, { budgets }),
+      () => sendJson(res, 503, { error: 'the budget store is unavailable' }),
+    );
+  };
+}

@@ -1,0 +1,339 @@
+/**
+ * Metering end to end: real Envoy + `tollgate stack` + dev issuer + dev upstream, with the
+ * official openai SDK as the client. Each test uses its own subject, so its settlement is found
+ * by the `audit: 'usage'` log line with that subject; the last test checks the tenant budget
+ * (`/budget`) holds exactly the sum of what those lines charged.
+ */
+import { expect } from 'chai';
+import OpenAI from 'openai';
+import { DevIssuer } from '../../src/dev/issuer.js';
+import { DevUpstream } from '../../src/dev/upstream.js';
+import { startStack, type StackProcess } from '../helpers/stack.js';
+
+const HI = [{ role: 'user' as const, content: 'hi' }];
+const TENANT = 'metering';
+
+function configYaml(issuer: DevIssuer): string {
+  return `
+server: { grpc: 127.0.0.1:0, metrics: 127.0.0.1:0 }
+authentication:
+  - provider: { name: main-idp, issuer: ${issuer.url}, clientId: tollgate-test }
+upstream:
+  apiKey: { env: TEST_UPSTREAM_KEY }
+tokenBudgets:
+  - tenant: ${TENANT}
+    maxTokens: 10000000
+    period: month
+`;
+}
+
+type Line = Record<string, unknown>;
+
+describe('e2e: token metering through real Envoy', function () {
+  this.timeout(60000);
+  let issuer: DevIssuer;
+  let upstream: DevUpstream;
+  let stack: StackProcess;
+  let seq = 0;
+
+  /** A client for a fresh subject, so its audit line is unambiguous. */
+  async function caller(): Promise<{ client: OpenAI; subject: string }> {
+    const subject = `metering-${++seq}`;
+    const token = await issuer.mint({
+      sub: subject,
+      email: `${subject}@myorg.com`,
+      tenant_id: TENANT,
+    });
+    const client = new OpenAI({
+      baseURL: `${stack.ready.envoy}/v1`,
+      apiKey: token,
+      maxRetries: 0,
+      timeout: 20000,
+    });
+    return { client, subject };
+  }
+
+  /** The settlement line of `subject`, waiting for it: ext_proc settles after the response. */
+  async function usageLine(subject: string): Promise<Line> {
+    const deadline = Date.now() + 10000;
+    for (;;) {
+      const lines = stack
+        .logLines()
+        .filter((l) => l['audit'] === 'usage' && l['subject'] === subject);
+      if (lines.length > 0) {
+        await new Promise((r) => setTimeout(r, 100)); // a second line would be a double charge
+        const again = stack
+          .logLines()
+          .filter((l) => l['audit'] === 'usage' && l['subject'] === subject);
+        expect(again, `one settlement for ${subject}`).to.have.length(1);
+        return again[0]!;
+      }
+      if (Date.now() > deadline) throw new Error(`no usage line for ${subject}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  const dev = (prompt: number, completion: number, extra: Record<string, string> = {}) => ({
+    headers: {
+      'x-dev-prompt-tokens': String(prompt),
+      'x-dev-completion-tokens': String(completion),
+      ...extra,
+    },
+  });
+
+  before(async () => {
+    issuer = await DevIssuer.start({ audience: 'tollgate-test' });
+    upstream = await DevUpstream.start();
+    stack = await startStack({
+      config: configYaml(issuer),
+      upstream: upstream.url,
+      env: { TEST_UPSTREAM_KEY: 'sk-test' },
+    });
+  });
+
+  after(async () => {
+    await stack?.stop();
+    await Promise.all([issuer?.close(), upstream?.close()]);
+  });
+
+  it('charges a non-streaming chat completion exactly its usage', async () => {
+    const { client, subject } = await caller();
+    const res = await client.chat.completions.create(
+      { model: 'gpt-4o-mini', messages: HI },
+      dev(11, 7),
+    );
+    expect(res.usage).to.deep.include({
+      prompt_tokens: 11,
+      completion_tokens: 7,
+      total_tokens: 18,
+    });
+    const line = await usageLine(subject);
+    expect(line).to.deep.include({
+      inputTokens: 11,
+      outputTokens: 7,
+      totalTokens: 18,
+      cachedInputTokens: 0,
+      reasoningTokens: 0,
+      source: 'provider',
+      charged: 18,
+      status: 200,
+      aborted: false,
+      tenant: TENANT,
+      model: 'gpt-4o-mini',
+    });
+    expect(line['budgets']).to.deep.equal([`tenant:${TENANT}`]);
+  });
+
+  it('charges a stream without include_usage, which the client sees without the usage chunk', async () => {
+    const { client, subject } = await caller();
+    const stream = await client.chat.completions.create(
+      { model: 'gpt-4o-mini', messages: HI, stream: true },
+      dev(13, 9),
+    );
+    const chunks = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    // What reached the upstream asked for usage; what reached the client has no usage chunk.
+    const sent = JSON.parse(upstream.requests('/v1/chat/completions').at(-1)!.body) as Record<
+      string,
+      unknown
+    >;
+    expect(sent['stream_options']).to.deep.equal({ include_usage: true });
+    expect(chunks.length).to.be.greaterThan(2);
+    expect(chunks.filter((c) => c.choices.length === 0)).to.deep.equal([]);
+    expect(chunks.filter((c) => c.usage)).to.deep.equal([]);
+    expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).to.contain('Hello');
+    expect(await usageLine(subject)).to.deep.include({
+      inputTokens: 13,
+      outputTokens: 9,
+      totalTokens: 22,
+      source: 'provider',
+      charged: 22,
+    });
+  });
+
+  it('passes the usage chunk to a client that asked for it, and charges it', async () => {
+    const { client, subject } = await caller();
+    const stream = await client.chat.completions.create(
+      { model: 'gpt-4o-mini', messages: HI, stream: true, stream_options: { include_usage: true } },
+      dev(5, 30),
+    );
+    const usage = [];
+    for await (const chunk of stream)
+      if (chunk.usage) usage.push({ choices: chunk.choices.length, ...chunk.usage });
+    expect(usage).to.have.length(1);
+    expect(usage[0]).to.deep.include({
+      choices: 0,
+      prompt_tokens: 5,
+      completion_tokens: 30,
+      total_tokens: 35,
+    });
+    expect(await usageLine(subject)).to.deep.include({
+      totalTokens: 35,
+      source: 'provider',
+      charged: 35,
+    });
+  });
+
+  it('charges an estimate (> 0) when the client aborts a slow stream after two chunks', async () => {
+    const { client, subject } = await caller();
+    const controller = new AbortController();
+    const stream = await client.chat.completions.create(
+      { model: 'gpt-4o-mini', messages: HI, stream: true },
+      {
+        ...dev(13, 9, { 'x-dev-chunks': '20', 'x-dev-chunk-delay-ms': '300' }),
+        signal: controller.signal,
+      },
+    );
+    let seen = 0;
+    try {
+      for await (const chunk of stream) {
+        if (chunk.choices[0]?.delta.content) seen++;
+        if (seen === 2) controller.abort();
+      }
+    } catch (err) {
+      expect((err as Error).name).to.match(/Abort/);
+    }
+    expect(seen).to.equal(2);
+    const line = await usageLine(subject);
+    expect(line).to.deep.include({ source: 'estimated', aborted: true, status: 200 });
+    expect(line['outputTokens']).to.be.greaterThan(0);
+    expect(line['inputTokens']).to.be.greaterThan(0);
+    expect(line['totalTokens']).to.equal(
+      (line['inputTokens'] as number) + (line['outputTokens'] as number),
+    );
+    expect(line['charged']).to.equal(line['totalTokens']);
+  });
+
+  it('charges an estimate when the upstream resets the stream mid-way', async () => {
+    const { client, subject } = await caller();
+    const stream = await client.chat.completions.create(
+      { model: 'gpt-4o-mini', messages: HI, stream: true },
+      dev(13, 9, {
+        'x-dev-chunks': '10',
+        'x-dev-chunk-delay-ms': '50',
+        'x-dev-reset-after-chunks': '3',
+      }),
+    );
+    let text = '';
+    const err = await (async () => {
+      for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+    })().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    // (Envoy closes the client's HTTP/1.1 connection after its 1 s delayed_close_timeout.)
+    expect(err, 'the client sees the stream break').to.be.instanceOf(Error);
+    expect(text).to.match(/^Hello from the /);
+    const line = await usageLine(subject);
+    expect(line).to.deep.include({ source: 'estimated', aborted: true });
+    expect(line['outputTokens']).to.be.greaterThan(0);
+    expect(line['charged']).to.equal(line['totalTokens']);
+  });
+
+  it('counts a gzip-encoded response, which reaches the client intact', async () => {
+    const { client, subject } = await caller();
+    const res = await client.chat.completions
+      .create({ model: 'gpt-4o-mini', messages: HI }, dev(17, 4, { 'x-dev-gzip': '1' }))
+      .withResponse();
+    expect(res.response.headers.get('content-encoding')).to.equal('gzip'); // Envoy passed it through
+    expect(res.data.choices[0]?.message.content).to.match(/^Hello from the Tollgate/);
+    expect(res.data.usage).to.deep.include({ total_tokens: 21 });
+    expect(await usageLine(subject)).to.deep.include({ totalTokens: 21, source: 'provider' });
+  });
+
+  it('counts a gzip-encoded stream', async () => {
+    const { client, subject } = await caller();
+    const stream = await client.chat.completions.create(
+      { model: 'gpt-4o-mini', messages: HI, stream: true, stream_options: { include_usage: true } },
+      dev(3, 8, { 'x-dev-gzip': '1' }),
+    );
+    let total = 0;
+    for await (const chunk of stream) total += chunk.usage?.total_tokens ?? 0;
+    expect(total).to.equal(11);
+    expect(await usageLine(subject)).to.deep.include({ totalTokens: 11, source: 'provider' });
+  });
+
+  it('removes the usage chunk from a gzip-encoded stream too (the client gets it decoded)', async () => {
+    const { client, subject } = await caller();
+    const res = await client.chat.completions
+      .create(
+        { model: 'gpt-4o-mini', messages: HI, stream: true },
+        dev(4, 6, { 'x-dev-gzip': '1' }),
+      )
+      .withResponse();
+    expect(res.response.headers.get('content-encoding')).to.equal(null);
+    const chunks = [];
+    for await (const chunk of res.data) chunks.push(chunk);
+    expect(chunks.filter((c) => c.usage || c.choices.length === 0)).to.deep.equal([]);
+    expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).to.match(/^Hello from/);
+    expect(await usageLine(subject)).to.deep.include({ totalTokens: 10, source: 'provider' });
+  });
+
+  it('charges nothing for an upstream 500 and releases the reservation', async () => {
+    const { client, subject } = await caller();
+    const err = await client.chat.completions
+      .create({ model: 'gpt-4o-mini', messages: HI }, dev(10, 10, { 'x-dev-status': '500' }))
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(err).to.be.instanceOf(OpenAI.InternalServerError);
+    expect(await usageLine(subject)).to.deep.include({
+      charged: 0,
+      totalTokens: 0,
+      reason: 'upstream_status_500',
+    });
+  });
+
+  it('charges embeddings and the Responses API', async () => {
+    const a = await caller();
+    const emb = await a.client.embeddings.create(
+      { model: 'text-embedding-3-small', input: ['a', 'b'] },
+      dev(6, 0),
+    );
+    expect(emb.data).to.have.length(2);
+    expect(await usageLine(a.subject)).to.deep.include({
+      inputTokens: 6,
+      outputTokens: 0,
+      totalTokens: 6,
+      source: 'provider',
+    });
+    const b = await caller();
+    const resp = await b.client.responses.create({ model: 'gpt-4o-mini', input: 'hi' }, dev(9, 12));
+    expect(resp.output_text).to.match(/^Hello/);
+    expect(await usageLine(b.subject)).to.deep.include({
+      inputTokens: 9,
+      outputTokens: 12,
+      totalTokens: 21,
+      source: 'provider',
+    });
+  });
+
+  it('meters a JSON body larger than Envoy buffers, streamed through intact', async () => {
+    const { client, subject } = await caller();
+    // ~2.6 MB, beyond Envoy's 1 MiB buffer (in BUFFERED mode such a response stalls until the
+    // client times out), so it is streamed chunk by chunk.
+    const res = await client.chat.completions.create(
+      { model: 'gpt-4o-mini', messages: HI },
+      dev(2, 3, { 'x-dev-chunks': '400000' }),
+    );
+    const content = res.choices[0]?.message.content ?? '';
+    expect(content.length).to.be.greaterThan(2_000_000);
+    expect(content.startsWith('Hello from the Tollgate')).to.equal(true);
+    expect(await usageLine(subject)).to.deep.include({ totalTokens: 5, source: 'provider' });
+  });
+
+  it('leaves the tenant budget holding exactly what was charged, with nothing reserved', async () => {
+    const charged = stack
+      .logLines()
+      .filter((l) => l['audit'] === 'usage' && l['tenant'] === TENANT)
+      .reduce((sum, l) => sum + (l['charged'] as number), 0);
+    expect(charged).to.be.greaterThan(0);
+    const base = stack.ready.metrics!.replace(/\/metrics$/, '');
+    const res = await fetch(`${base}/budget?tenant=${TENANT}`);
+    expect(res.status).to.equal(200);
+    const { budgets } = (await res.json()) as { budgets: { used: number; reserved: number }[] };
+    expect(budgets).to.have.length(1);
+    expect(budgets[0]).to.deep.include({ used: charged, reserved: 0 });
+  });
+});

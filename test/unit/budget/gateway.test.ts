@@ -1,0 +1,96 @@
+/**
+ * The Gateway hands an allowed request's admission (with its reservation) to ext_proc through
+ * Admissions, keyed by the id it publishes in the allow metadata; an admission nobody takes
+ * gives its reservation back when it expires.
+ */
+import { expect } from 'chai';
+import { Admissions } from '../../../src/exchange/admissions.js';
+import { BudgetLedger } from '../../../src/exchange/ledger.js';
+import { AdmissionStage } from '../../../src/pipeline/admit.js';
+import { BudgetPlanner } from '../../../src/pipeline/budget-reserve.js';
+import { Gateway } from '../../../src/pipeline/pipeline.js';
+import { Responder } from '../../../src/pipeline/respond.js';
+import { MemoryStore } from '../../../src/store/memory.js';
+import { budget, config, identity, logSink, T0 } from './helpers.js';
+
+const KEY = 'tb:tenant:acme:2026-11';
+
+function setup() {
+  let clock = T0;
+  const store = new MemoryStore();
+  const cfg = config([budget({ tenant: 'acme', maxTokens: 1000 })]);
+  const { logger, lines } = logSink();
+  const ledger = new BudgetLedger(cfg, store, { logger, now: () => clock });
+  const admissions = new Admissions({
+    ttlMs: 60_000,
+    now: () => clock,
+    onExpire: (a) => void ledger.release(a, 'not_processed'),
+  });
+  const gateway = new Gateway({
+    config: cfg,
+    verifier: { authenticate: () => Promise.resolve(identity()) },
+    stages: [new AdmissionStage([new BudgetPlanner(cfg)], store)],
+    responder: new Responder(cfg, { tenants: {} }),
+    logger,
+    admissions,
+    now: () => clock,
+  });
+  const request = (maxTokens: number, id = 'req-1') => ({
+    id,
+    method: 'POST',
+    path: '/v1/chat/completions',
+    headers: { authorization: 'Bearer x', 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: maxTokens }),
+  });
+  return { store, admissions, gateway, request, lines, tick: (ms: number) => (clock += ms) };
+}
+
+describe('budget/Gateway admissions', () => {
+  it('publishes the admission id and puts the admission, whose reservation id is that id', async () => {
+    const { gateway, admissions, request, store } = setup();
+    const decision = await gateway.decide(request(100));
+    const id = decision.allow?.metadata['admission'];
+    expect(id).to.be.a('string').and.match(/^[0-9a-f-]{36}$/);
+    expect(decision.allow?.metadata['budgets']).to.equal('tenant:acme');
+    expect(decision.allow?.responseHeaders['x-ratelimit-limit-tokens']).to.equal('1000');
+    const admission = admissions.take(id as string);
+    expect(admission).to.include({ id, requestId: 'req-1', method: 'POST', path: '/v1/chat/completions', model: 'gpt-4o-mini', admittedAt: T0 });
+    expect(admission?.identity.tenant).to.equal('acme');
+    expect(admission?.rawBody).to.be.a('string');
+    expect(admission?.body).to.have.property('max_tokens', 100);
+    expect(admission?.promptEstimate).to.be.greaterThan(0);
+    expect(admission?.reservation?.id).to.equal(id);
+    expect((await store.readBudget(KEY, T0)).reserved).to.equal(admission?.reservation?.reserved[0]);
+  });
+
+  it('gives every request its own admission id', async () => {
+    const { gateway, request } = setup();
+    const a = await gateway.decide(request(1, 'r1'));
+    const b = await gateway.decide(request(1, 'r2'));
+    expect(a.allow?.metadata['admission']).not.to.equal(b.allow?.metadata['admission']);
+  });
+
+  it('puts nothing for a refused request', async () => {
+    const { gateway, admissions, request } = setup();
+    await gateway.decide(request(5000)); // clamped to all 1000 tokens
+    const refused = await gateway.decide(request(1, 'req-2'));
+    expect(refused.deny?.reason).to.equal('budget_exhausted');
+    expect(admissions.size).to.equal(1);
+  });
+
+  it('releases the reservation of an admission that ext_proc never took', async () => {
+    const { gateway, admissions, request, store, lines, tick } = setup();
+    await gateway.decide(request(100, 'lost'));
+    expect((await store.readBudget(KEY, T0)).reserved).to.be.greaterThan(0);
+    tick(61_000);
+    await gateway.decide(request(1, 'next')); // a put sweeps the expired entry
+    await new Promise((r) => setImmediate(r));
+    expect(admissions.size).to.equal(1);
+    const released = lines.find((l) => l['audit'] === 'usage' && l['requestId'] === 'lost');
+    expect(released).to.include({ charged: 0, reason: 'not_processed', settled: true });
+    const state = await store.readBudget(KEY, T0 + 61_000);
+    expect(state.used).to.equal(0);
+    // Only the second request's reservation is left.
+    expect(state.reserved).to.be.lessThan(100);
+  });
+});

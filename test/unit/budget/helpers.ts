@@ -1,0 +1,94 @@
+/** Identities, configs, contexts and a log sink for the budget tests. */
+import { Writable } from 'node:stream';
+import type { Config, TokenBudgetConfig } from '../../../src/config/schema.js';
+import type { RequestContext } from '../../../src/pipeline/stage.js';
+import type { Identity } from '../../../src/pipeline/types.js';
+import { createLogger, type Logger } from '../../../src/telemetry/logger.js';
+
+/** 2026-11-15T12:00:00Z, a Sunday in the middle of a month. */
+export const T0 = Date.UTC(2026, 10, 15, 12);
+
+export function identity(over: Partial<Identity> = {}): Identity {
+  return {
+    provider: 'oidc',
+    issuer: 'https://idp.test',
+    subject: 'sub-1',
+    user: 'ann@myorg.com',
+    groups: ['eng', 'ml-team'],
+    tenant: 'acme',
+    claims: {},
+    expiresAt: 2_000_000_000,
+    ...over,
+  };
+}
+
+export function budget(over: Partial<TokenBudgetConfig> & Pick<TokenBudgetConfig, 'maxTokens'>): TokenBudgetConfig {
+  const subject = over.tenant === undefined && over.group === undefined && over.user === undefined;
+  return { period: 'month', timeZone: 'UTC', ...(subject ? { tenant: 'acme' } : {}), ...over };
+}
+
+export function config(tokenBudgets: TokenBudgetConfig[], defaultMaxOutputTokens = 100): Config {
+  return {
+    server: { grpc: '127.0.0.1:0', shutdownGraceSeconds: 1 },
+    authentication: [],
+    upstream: { tenants: {} },
+    identityHeaders: {},
+    authorization: { default: 'allow', mode: 'enforce', rules: [] },
+    rateLimits: [],
+    tokenBudgets,
+    metering: { defaultMaxOutputTokens },
+    store: {},
+    logging: { level: 'info' },
+  };
+}
+
+/** A chat request whose estimate is prompt (a handful of tokens) + `maxTokens`. */
+export function ctx(
+  over: {
+    path?: string;
+    method?: string;
+    who?: Identity;
+    now?: number;
+    maxTokens?: number;
+    admissionId?: string;
+    cfg?: Config;
+  } = {},
+): RequestContext {
+  const body = {
+    model: 'gpt-4o-mini',
+    messages: [{ role: 'user', content: 'hi' }],
+    ...(over.maxTokens !== undefined ? { max_tokens: over.maxTokens } : {}),
+  };
+  return {
+    request: {
+      id: 'req-1',
+      method: over.method ?? 'POST',
+      path: over.path ?? '/v1/chat/completions',
+      headers: {},
+      body: JSON.stringify(body),
+    },
+    identity: over.who ?? identity(),
+    model: 'gpt-4o-mini',
+    body,
+    now: over.now ?? T0,
+    config: over.cfg ?? config([]),
+    ...(over.admissionId !== undefined ? { admissionId: over.admissionId } : {}),
+  };
+}
+
+/** A real pino logger (with the production redaction) writing parsed JSON lines into `lines`. */
+export function logSink(): { logger: Logger; lines: Record<string, unknown>[]; raw: string[] } {
+  const lines: Record<string, unknown>[] = [];
+  const raw: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString().split('\n')) {
+        if (l.trim() === '') continue;
+        raw.push(l);
+        lines.push(JSON.parse(l) as Record<string, unknown>);
+      }
+      cb();
+    },
+  });
+  return { logger: createLogger({ level: 'info', destination: stream }), lines, raw };
+}

@@ -1,0 +1,87 @@
+/** Shared pieces of the exchange unit tests: an admission, a recording ledger, a driver. */
+import type {
+  BodyAction,
+  ExchangeProcessor,
+  HeaderAction,
+} from '../../../src/edge/extproc-adapter.js';
+import { Admissions, type Admission } from '../../../src/exchange/admissions.js';
+import type { ReleaseReason, SettleInfo, UsageLedger } from '../../../src/exchange/processor.js';
+import type { Usage } from '../../../src/metering/usage.js';
+import type { Identity } from '../../../src/pipeline/types.js';
+
+export const IDENTITY: Identity = {
+  provider: 'main-idp',
+  issuer: 'https://idp.example',
+  subject: 'u-1',
+  user: 'alice@myorg.com',
+  groups: ['ml-team'],
+  tenant: 'marketing',
+  claims: { sub: 'u-1', email: 'alice@myorg.com', groups: ['ml-team'] },
+  expiresAt: 4_000_000_000,
+};
+
+export const ADMITTED_AT = 1_000_000;
+
+export function admission(over: Partial<Admission> & { body?: unknown } = {}): Admission {
+  const body = over.body;
+  return {
+    id: 'adm-1',
+    requestId: 'req-1',
+    identity: IDENTITY,
+    method: 'POST',
+    path: '/v1/chat/completions',
+    model: 'gpt-4o-mini',
+    ...(body !== undefined ? { body, rawBody: JSON.stringify(body) } : {}),
+    promptEstimate: 20,
+    admittedAt: ADMITTED_AT,
+    ...over,
+  };
+}
+
+export type LedgerCall =
+  | { kind: 'settle'; admission: Admission; usage: Usage; info: SettleInfo }
+  | { kind: 'release'; admission: Admission; reason: ReleaseReason };
+
+export class RecordingLedger implements UsageLedger {
+  readonly calls: LedgerCall[] = [];
+  settle(admission: Admission, usage: Usage, info: SettleInfo): void {
+    this.calls.push({ kind: 'settle', admission, usage, info });
+  }
+  release(admission: Admission, reason: ReleaseReason): void {
+    this.calls.push({ kind: 'release', admission, reason });
+  }
+}
+
+/** Admissions holding `a`, as the Gateway leaves it for ext_proc. */
+export function admissionsWith(a: Admission): Admissions {
+  const admissions = new Admissions();
+  admissions.put(a);
+  return admissions;
+}
+
+/** What the client receives: each chunk as forwarded (unchanged, replaced or held back). */
+export async function feedResponse(
+  ex: ExchangeProcessor,
+  chunks: readonly Buffer[],
+): Promise<{ forwarded: Buffer; actions: (BodyAction | void)[] }> {
+  const out: Buffer[] = [];
+  const actions: (BodyAction | void)[] = [];
+  for (const [i, chunk] of chunks.entries()) {
+    const action = await ex.responseBody!(chunk, i === chunks.length - 1);
+    actions.push(action);
+    out.push(action?.body ?? chunk);
+  }
+  return { forwarded: Buffer.concat(out), actions };
+}
+
+export async function headers(
+  ex: ExchangeProcessor,
+  status: number,
+  extra: Record<string, string> = {},
+  endOfStream = false,
+): Promise<HeaderAction | void> {
+  return ex.responseHeaders!({ ':status': String(status), ...extra }, endOfStream);
+}
+
+export const SSE = { 'content-type': 'text/event-stream; charset=utf-8' };
+export const JSON_TYPE = { 'content-type': 'application/json' };
