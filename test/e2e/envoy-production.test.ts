@@ -1,0 +1,288 @@
+/**
+ * Both Envoy bootstraps load in the pinned Envoy (`--mode validate`), the production one keeps
+ * the filters of the local stack the other end-to-end tests exercise, and, run for real with
+ * only its addresses moved to this machine, it serves /ready to the kubelet and writes JSON
+ * access logs carrying Tollgate's dynamic metadata and never the caller's token.
+ */
+import { expect } from 'chai';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { parseConfig } from '../../src/config/load.js';
+import { deny } from '../../src/pipeline/denials.js';
+import type { Decision, GatewayRequest } from '../../src/pipeline/types.js';
+import { startGrpcServer } from '../../src/server/grpc.js';
+import { renderBootstrap } from '../../src/stack/bootstrap.js';
+import { findEnvoyBinary } from '../../src/stack/envoy.js';
+import { freePort, waitUntil } from '../../src/stack/ports.js';
+import {
+  container,
+  EnvoyConfig,
+  find,
+  kustomize,
+  podSpec,
+  productionEnvoy,
+  readRepoFile,
+  ROOT,
+  run,
+} from '../helpers/deploy.js';
+import { startRecordingUpstream } from '../helpers/envoy.js';
+import { onStopAll, spawnTracked, stopAllAfter } from '../helpers/processes.js';
+
+const policy = parseConfig(readRepoFile('k8s/base/tollgate.yaml'));
+const identityHeaders = Object.keys(policy.identityHeaders);
+
+/** The Envoy args of k8s/base, reading `config` instead of the ConfigMap mount. */
+function deploymentArgs(config: string): string[] {
+  const args = [
+    ...(container(podSpec(find(kustomize('k8s/base').objects, 'Deployment', 'tollgate')), 'envoy')
+      .args ?? []),
+  ];
+  args[args.indexOf('--config-path') + 1] = config;
+  return args;
+}
+
+function validate(args: readonly string[]): string {
+  const res = run(findEnvoyBinary(), ['--mode', 'validate', ...args]);
+  expect(res.status, res.stderr + res.stdout).to.equal(0);
+  return res.stderr + res.stdout;
+}
+
+describe('Envoy bootstraps', function () {
+  this.timeout(60_000);
+  let dir: string;
+
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'tollgate-envoy-prod-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('validates envoy/production.yaml with the Deployment args, free of deprecated fields (no DNS needed)', () => {
+    const out = validate(deploymentArgs(join(ROOT, 'envoy', 'production.yaml')));
+    expect(out).to.include('OK');
+    expect(out).to.not.match(/deprecated/i);
+  });
+
+  it('validates the rendered local bootstrap, plain and TLS upstream', () => {
+    for (const upstreamUrl of ['http://127.0.0.1:8000', 'https://api.openai.com']) {
+      const file = join(dir, 'local.yaml');
+      writeFileSync(file, renderBootstrap({ grpcPort: 9001, upstreamUrl, identityHeaders }));
+      expect(validate(['-c', file]), upstreamUrl).to.include('OK');
+    }
+  });
+
+  it('keeps the filters, header removal and local replies of envoy/local.yaml', () => {
+    const local = EnvoyConfig.parse(
+      renderBootstrap({ grpcPort: 9001, upstreamUrl: 'https://api.openai.com', identityHeaders }),
+    );
+    const prod = productionEnvoy();
+    const pick = (c: EnvoyConfig) => {
+      const hcm = c.hcm('ingress');
+      const route = c.routes('ingress')[0]!;
+      return {
+        http_filters: hcm.http_filters,
+        early_header_mutation_extensions: hcm.early_header_mutation_extensions,
+        local_reply_config: hcm.local_reply_config,
+        route_timeouts: { timeout: route.route.timeout, idle_timeout: route.route.idle_timeout },
+        request_headers_to_remove: route.request_headers_to_remove,
+        tollgate_protocol: c.cluster('tollgate').typed_extension_protocol_options,
+      };
+    };
+    const expected = pick(local);
+    // On a difference, paste the expected YAML into envoy/production.yaml.
+    expect(
+      pick(prod),
+      `envoy/production.yaml drifted from local.yaml; expected:\n${stringify(expected)}`,
+    ).to.deep.equal(expected);
+    expect(prod.routes('ingress')[0]?.route.host_rewrite_literal).to.equal('api.openai.com');
+  });
+
+  it('verifies OpenAI with SNI and the system trust bundle', () => {
+    const tls = productionEnvoy().cluster('openai').transport_socket;
+    expect(tls).to.deep.nested.include({
+      'typed_config.sni': 'api.openai.com',
+      'typed_config.common_tls_context.validation_context.trusted_ca.filename':
+        '/etc/ssl/certs/ca-certificates.crt',
+    });
+    expect(tls).to.have.nested.property(
+      'typed_config.common_tls_context.validation_context.match_typed_subject_alt_names[0].matcher.exact',
+      'api.openai.com',
+    );
+  });
+
+  describe('running, with its addresses moved to this machine', () => {
+    stopAllAfter();
+    const token = 'tok-e2e-1f2a9c-never-logged';
+    let probeUrl: string;
+    let ingressUrl: string;
+    let envoy: ReturnType<typeof spawnTracked>;
+    let upstream: Awaited<ReturnType<typeof startRecordingUpstream>>;
+
+    before(async () => {
+      upstream = await startRecordingUpstream();
+      const grpc = await startGrpcServer({
+        address: '127.0.0.1:0',
+        authorize: decide,
+        newExchange: () => ({}),
+      });
+      onStopAll(() => grpc.shutdown(0));
+      const adminPort = await freePort();
+      const cfg = productionEnvoy();
+      const upstreamPort = Number(new URL(upstream.url).port);
+      cfg.doc.admin.address.socket_address.port_value = adminPort;
+      for (const l of cfg.doc.static_resources.listeners)
+        l.address.socket_address = { address: '127.0.0.1', port_value: 0 };
+      cfg.endpoint('envoy_admin').port_value = adminPort;
+      cfg.endpoint('tollgate').port_value = grpc.port;
+      // OpenAI becomes the recording upstream: same cluster, plain HTTP on loopback.
+      const openai = cfg.cluster('openai');
+      delete openai.transport_socket;
+      openai.type = 'STATIC';
+      Object.assign(cfg.endpoint('openai'), { address: '127.0.0.1', port_value: upstreamPort });
+      const file = join(dir, 'production-local.yaml');
+      writeFileSync(file, JSON.stringify(cfg.doc));
+      const args = deploymentArgs(file);
+      args[args.indexOf('--log-level') + 1] = 'info'; // so Envoy's own lines show their format
+      envoy = spawnTracked(findEnvoyBinary(), args);
+      const admin = `http://127.0.0.1:${adminPort}`;
+      const ports = await waitUntil(
+        async () => {
+          const res = await fetch(`${admin}/listeners?format=json`);
+          const body = (await res.json()) as {
+            listener_statuses?: {
+              name: string;
+              local_address: { socket_address: { port_value: number } };
+            }[];
+          };
+          const port = (name: string) =>
+            body.listener_statuses?.find((l) => l.name === name)?.local_address.socket_address
+              .port_value;
+          const [ingress, probe] = [port('ingress'), port('admin-probe')];
+          return ingress && probe ? { ingress, probe } : undefined;
+        },
+        { timeoutMs: 20_000, what: `Envoy listeners (${envoy.stderr.slice(-5).join('\n')})` },
+      );
+      probeUrl = `http://127.0.0.1:${ports.probe}`;
+      ingressUrl = `http://127.0.0.1:${ports.ingress}`;
+    });
+
+    function decide(req: GatewayRequest): Promise<Decision> {
+      if (req.headers['authorization'] !== `Bearer ${token}`)
+        return Promise.resolve({ deny: deny('missing_token', 'No token.') });
+      const identity = {
+        provider: 'corporate-idp',
+        issuer: 'https://auth.example.com',
+        subject: 'u-42',
+        user: 'alice@example.com',
+        groups: ['ml-team'],
+        tenant: 'marketing',
+        claims: {},
+        expiresAt: Math.floor(Date.now() / 1000) + 3600,
+      };
+      const metadata = {
+        requestId: req.id,
+        subject: 'u-42',
+        user: 'alice@example.com',
+        provider: 'corporate-idp',
+        groups: 'ml-team',
+        tenant: 'marketing',
+        model: 'gpt-4o-mini',
+        authz: { matchedRule: 'ml-team-may-use-gpt4' },
+      };
+      return Promise.resolve({
+        allow: {
+          identity,
+          setHeaders: { authorization: 'Bearer sk-upstream' },
+          removeHeaders: [],
+          responseHeaders: {},
+          metadata,
+        },
+      });
+    }
+
+    const accessLines = (): Record<string, unknown>[] =>
+      envoy.stdout
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => l['log'] === 'envoy-access');
+
+    it("answers the kubelet's /ready and Prometheus' scrape, and nothing else of the admin interface", async () => {
+      const ready = await fetch(`${probeUrl}/ready`);
+      expect(ready.status).to.equal(200);
+      expect((await ready.text()).trim()).to.equal('LIVE');
+      const stats = await fetch(`${probeUrl}/stats/prometheus`);
+      expect(stats.status).to.equal(200);
+      expect(await stats.text()).to.include('envoy_');
+      for (const path of ['/clusters', '/config_dump', '/quitquitquit'])
+        expect((await fetch(`${probeUrl}${path}`)).status, path).to.equal(404);
+      expect((await fetch(`${probeUrl}/ready`, { method: 'POST' })).status).to.equal(404);
+    });
+
+    it('logs one JSON line per request with the identity Tollgate verified, never the token', async () => {
+      const body = JSON.stringify({
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: 'hi' }],
+      });
+      const headers = {
+        'content-type': 'application/json',
+        'x-user-email': 'mallory@evil.example',
+      };
+      const denied = await fetch(`${ingressUrl}/v1/chat/completions`, {
+        method: 'POST',
+        headers,
+        body,
+      });
+      expect(denied.status).to.equal(401);
+      const allowed = await fetch(`${ingressUrl}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { ...headers, authorization: `Bearer ${token}` },
+        body,
+      });
+      expect(allowed.status).to.equal(200);
+      // Toward OpenAI: its host name, the upstream key, no client-sent identity header.
+      const seen = upstream.requests.at(-1)!;
+      expect(seen.headers).to.include({
+        host: 'api.openai.com',
+        authorization: 'Bearer sk-upstream',
+      });
+      expect(seen.headers['x-user-email']).to.equal(undefined);
+
+      const lines = await waitUntil(() => (accessLines().length >= 2 ? accessLines() : undefined), {
+        timeoutMs: 10_000,
+        what: 'two access log lines',
+      });
+      expect(lines[0]).to.include({
+        method: 'POST',
+        path: '/v1/chat/completions',
+        status: 401,
+        tollgate_reason: 'missing_token',
+        user: null,
+      });
+      expect(lines[1]).to.include({
+        status: 200,
+        user: 'alice@example.com',
+        subject: 'u-42',
+        tenant: 'marketing',
+        groups: 'ml-team',
+        model: 'gpt-4o-mini',
+        rule: 'ml-team-may-use-gpt4',
+      });
+      expect(lines[1]?.['request_id'])
+        .to.be.a('string')
+        .and.equal(lines[1]?.['tollgate_request_id']);
+      expect([...envoy.stdout, ...envoy.stderr].join('\n'))
+        .to.not.include(token)
+        .and.not.include('sk-upstream');
+      // Envoy's own log lines are JSON too (--log-format in the Deployment).
+      const own = envoy.stderr.filter((l) => l.trim() !== '');
+      expect(own.length).to.be.above(0);
+      for (const line of own)
+        expect(JSON.parse(line) as Record<string, unknown>, line).to.include.keys(
+          'time',
+          'level',
+          'msg',
+        );
+    });
+  });
+});
