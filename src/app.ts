@@ -5,17 +5,29 @@
  */
 import type { Config } from './config/schema.js';
 import { resolveSecret } from './config/secrets.js';
+import { Admissions } from './exchange/admissions.js';
+import { BudgetLedger } from './exchange/ledger.js';
+import { BASE_PROCESSING_MODE, exchangeFactory } from './exchange/processor.js';
 import { Authenticator } from './identity/verify.js';
+import { warmTokenizers } from './metering/tokenizer.js';
+import { AdmissionStage } from './pipeline/admit.js';
+import { BudgetPlanner } from './pipeline/budget-reserve.js';
 import { AuthorizeStage } from './pipeline/authorize.js';
 import { Gateway } from './pipeline/pipeline.js';
 import { Responder, type UpstreamCredentials } from './pipeline/respond.js';
-import { RateLimitStage } from './pipeline/rate-limit.js';
+import { RateLimitPlanner } from './pipeline/rate-limit.js';
 import type { Stage } from './pipeline/stage.js';
 import { createStore, type CreatedStore } from './store/index.js';
 import { startGrpcServer } from './server/grpc.js';
 import { startMetricsServer, type MetricsServer } from './server/metrics-http.js';
+import { budgetRoute } from './server/budget-http.js';
+import { InFlight, retryUntilReady, splitGrace, within } from './server/lifecycle.js';
 import { Metrics } from './telemetry/metrics.js';
 import type { Logger } from './telemetry/logger.js';
+import { tracingFromEnv, type Tracing } from './telemetry/tracing.js';
+
+/** While some provider's keys were never fetched, retry this often (health stays NOT_SERVING). */
+const KEY_RETRY_MS = 2000;
 
 export interface AppOptions {
   readonly config: Config;
@@ -24,6 +36,8 @@ export interface AppOptions {
   readonly grpcAddress?: string;
   /** Overrides `server.metrics`; `null` disables the endpoint. */
   readonly metricsAddress?: string | null;
+  /** Span export; default as the `OTEL_*` environment variables say (off when they say nothing). */
+  readonly tracing?: Tracing;
 }
 
 async function resolveCredentials(config: Config): Promise<UpstreamCredentials> {
@@ -45,9 +59,29 @@ async function resolveCredentials(config: Config): Promise<UpstreamCredentials> 
 interface Generation {
   readonly gateway: Gateway;
   readonly authenticator: Authenticator;
+  /**
+   * Keys and verified-token cache outlive reloads too: a new Authenticator is made only when
+   * `authentication:` changes, so a reload during an IdP outage keeps the cached keys serving.
+   */
+  readonly authKey: string;
   /** Counters outlive reloads; a new store is made only when `store:` itself changes. */
   readonly store: CreatedStore;
   readonly storeKey: string;
+  /** Settles budgets in this generation's store (ext_proc calls it when a response ends). */
+  readonly ledger: BudgetLedger;
+  /** Made once in start() and handed on, so admissions survive reloads. */
+  readonly admissions: Admissions;
+  /** This generation's rules, also used by ext_proc to filter `GET /v1/models` per caller. */
+  readonly authorize: AuthorizeStage;
+  /** Made once in start() and handed on, like admissions. */
+  readonly tracing: Tracing;
+}
+
+/** What stop() must wait for or shut down besides the servers. */
+interface Lifecycle {
+  readonly settling: InFlight;
+  readonly tracing: Tracing;
+  readonly keyRetry: { stop(): void };
 }
 
 export class App {
@@ -56,6 +90,7 @@ export class App {
   readonly metrics: Metrics;
   private readonly grpc: Awaited<ReturnType<typeof startGrpcServer>>;
   private readonly metricsServer: MetricsServer | undefined;
+  private readonly lifecycle: Lifecycle;
 
   private constructor(
     generation: Generation,
@@ -63,7 +98,9 @@ export class App {
     metrics: Metrics,
     grpc: Awaited<ReturnType<typeof startGrpcServer>>,
     metricsServer: MetricsServer | undefined,
+    lifecycle: Lifecycle,
   ) {
+    this.lifecycle = lifecycle;
     this.generation = generation;
     this.logger = logger;
     this.metrics = metrics;
@@ -72,18 +109,57 @@ export class App {
   }
 
   static async start(opts: AppOptions): Promise<App> {
-    const metrics = new Metrics();
-    const generation = await App.build(opts.config, opts.logger, metrics, undefined);
+    const metrics = new Metrics(opts.config.metrics);
+    const tracing = opts.tracing ?? (await tracingFromEnv());
+    // Settlements still running when SIGTERM comes are waited for (stop()), so usage is charged.
+    const settling = new InFlight();
     let app: App | undefined;
+    // An admission that ext_proc never picked up (the request died between Check and the
+    // upstream) gives its reservation back rather than holding it until the store's TTL.
+    const admissions = new Admissions({
+      onExpire: (admission) => void (app?.generation ?? generation).ledger.release(admission, 'not_processed'),
+    });
+    const generation = await App.build(opts.config, opts.logger, metrics, undefined, admissions, tracing);
+    // Rank tables take hundreds of ms to load: before the gRPC server is up, so neither the
+    // first Check (estimates) nor the first abort (counting) pays for them.
+    warmTokenizers();
     const grpc = await startGrpcServer({
       address: opts.grpcAddress ?? opts.config.server.grpc,
       authorize: (req) => (app ? app.generation.gateway.decide(req) : generation.gateway.decide(req)),
-      newExchange: () => ({}),
+      // ext_proc: meters each response and settles its admission with the live ledger.
+      newExchange: exchangeFactory({
+        admissions,
+        ledger: {
+          settle: (a, usage, info) => settling.track((app?.generation ?? generation).ledger.settle(a, usage, info)),
+          release: (a, reason) => settling.track((app?.generation ?? generation).ledger.release(a, reason)),
+        },
+        modelPolicy: () => (app?.generation ?? generation).authorize,
+        onError: (err) => opts.logger.warn({ err }, 'metering failed; the response passed unmetered'),
+      }),
+      // Must equal the mode in Envoy's bootstrap (src/stack/run.ts passes the same constant).
+      processingMode: BASE_PROCESSING_MODE,
       health: { ready: () => (app ? app.generation.authenticator.ready : false) },
+      // A request admitted just before SIGTERM still needs its ext_proc stream to be charged.
+      pendingWork: () => admissions.size,
     });
     const metricsAddress = opts.metricsAddress === undefined ? opts.config.server.metrics : opts.metricsAddress;
-    const metricsServer = metricsAddress ? await startMetricsServer(metricsAddress, metrics) : undefined;
-    app = new App(generation, opts.logger, metrics, grpc, metricsServer);
+    const budget = budgetRoute({
+      config: () => (app?.generation ?? generation).gateway.config,
+      store: () => (app?.generation ?? generation).store.store,
+    });
+    const metricsServer = metricsAddress
+      ? await startMetricsServer(metricsAddress, metrics, { '/budget': budget })
+      : undefined;
+    // Health reports SERVING only once every provider's keys were fetched; keep trying until then.
+    const keyRetry = retryUntilReady({
+      ready: () => (app?.generation ?? generation).authenticator.ready,
+      fetch: () => (app?.generation ?? generation).authenticator.prefetch(),
+      intervalMs: KEY_RETRY_MS,
+    });
+    app = new App(generation, opts.logger, metrics, grpc, metricsServer, { settling, tracing, keyRetry });
+    metrics.observeBreaker(() => app?.generation.store.guarded?.stats().state);
+    metrics.observeAdmissions(() => admissions.size);
+    metrics.observeJwks(generation.authenticator);
     opts.logger.info({ grpc: grpc.address, metrics: metricsServer?.url }, 'tollgate started');
     return app;
   }
@@ -93,27 +169,58 @@ export class App {
     logger: Logger,
     metrics: Metrics,
     previous: Generation | undefined,
+    admissions: Admissions | undefined = previous?.admissions,
+    tracing: Tracing | undefined = previous?.tracing,
   ): Promise<Generation> {
-    const authenticator = new Authenticator(config.authentication, { logger });
+    if (admissions === undefined || tracing === undefined) throw new Error('App.build needs the shared admissions and tracing');
+    const authKey = JSON.stringify(config.authentication);
+    const authReused = previous !== undefined && previous.authKey === authKey;
+    const authenticator = authReused ? previous.authenticator : new Authenticator(config.authentication, { logger });
     // Keys are fetched before the first request, so it does not pay for discovery.
-    await authenticator.prefetch();
+    if (!authReused) await authenticator.prefetch();
     const storeKey = JSON.stringify(config.store);
-    const store =
-      previous && previous.storeKey === storeKey
-        ? previous.store
-        : createStore(config.store, {
-            onStateChange: (state) => logger.warn({ store: 'redis', state }, `store circuit ${state}`),
-          });
-    const stages: Stage[] = [new AuthorizeStage(config.authorization), new RateLimitStage(config, store.store)];
+    const reused = previous !== undefined && previous.storeKey === storeKey;
+    const policy = config.store.redis?.onUnavailable;
+    const store = reused
+      ? previous.store
+      : createStore(config.store, {
+          // Says what an outage means for requests, since `open` counts nothing (DESIGN 1.3).
+          onStateChange: (state) =>
+            logger.warn({ store: 'redis', state, onUnavailable: policy }, `store circuit ${state}`),
+          onError: (_err, timedOut) => metrics.recordStoreError(timedOut),
+          onFallback: (p) => metrics.recordStoreFallback(p),
+        });
+    // The client refuses commands until connected (no offline queue), so give it a moment
+    // before the first request; a Redis that stays down is the onUnavailable policy's job.
+    if (!reused && store.redis) {
+      await store.redis.ready(2000).catch((err: unknown) =>
+        logger.warn({ err, store: 'redis', onUnavailable: policy }, 'Redis not reachable at start-up'),
+      );
+    }
+    const rateLimits = new RateLimitPlanner(config, {
+      onOutcome: (limit, result) => metrics.recordRateLimit(limit, result),
+    });
+    const authorize = new AuthorizeStage(config.authorization);
+    // Rate limits and budgets are counted last and together, in one store call: a request the
+    // policy refuses never counts, and one refused by either counts in neither.
+    const stages: Stage[] = [
+      authorize,
+      new AdmissionStage([rateLimits, new BudgetPlanner(config)], store.store),
+    ];
+    const ledger = new BudgetLedger(config, store.store, { logger, metrics });
     const gateway = new Gateway({
       config,
       verifier: authenticator,
       stages,
       responder: new Responder(config, await resolveCredentials(config)),
       logger,
+      admissions,
+      tracing,
     });
     gateway.onDecision((decision, latencyMs) => metrics.recordDecision(decision, latencyMs));
-    return { gateway, authenticator, store, storeKey };
+    gateway.onStage((stage, latencyMs, outcome) => metrics.recordStage(stage, latencyMs, outcome));
+    gateway.onReservation((reservation) => metrics.reservationOpened(reservation));
+    return { gateway, authenticator, authKey, store, storeKey, ledger, admissions, authorize, tracing };
   }
 
   get config(): Config {
@@ -132,17 +239,42 @@ export class App {
     return this.metricsServer?.url;
   }
 
+  /** Admissions waiting for their ext_proc stream (shared across reloads). */
+  get admissions(): Admissions {
+    return this.generation.admissions;
+  }
+
+  /** The ledger of the live store: settle or release each admission once its response ends. */
+  get ledger(): BudgetLedger {
+    return this.generation.ledger;
+  }
+
   /** Swap in a new configuration; requests already deciding finish on the old one. */
   async reload(config: Config): Promise<void> {
     const previous = this.generation;
     this.generation = await App.build(config, this.logger, this.metrics, previous);
+    this.metrics.configure(config.metrics);
+    this.metrics.observeJwks(this.generation.authenticator);
     if (previous.store !== this.generation.store) await previous.store.store.close();
     this.logger.info('configuration reloaded');
   }
 
+  /**
+   * Health turns NOT_SERVING at once; Check calls and ext_proc streams in flight finish; the
+   * settlements they start are waited for; then everything closes. Bounded by `graceMs` (the
+   * default is `server.shutdownGraceSeconds`): what is still open after that is cut.
+   */
   async stop(graceMs = this.config.server.shutdownGraceSeconds * 1000): Promise<void> {
-    await this.grpc.shutdown(graceMs);
+    const deadline = Date.now() + graceMs;
+    const { drainMs } = splitGrace(graceMs);
+    this.lifecycle.keyRetry.stop();
+    await this.grpc.shutdown(drainMs);
+    // A stream cut at the deadline settles as aborted (estimated): still charged.
+    if (!(await this.lifecycle.settling.drain(deadline - Date.now()))) {
+      this.logger.error({ pending: this.lifecycle.settling.size }, 'shutdown grace ran out with usage settlements pending');
+    }
     await this.metricsServer?.close();
     await this.generation.store.store.close();
+    await within(this.lifecycle.tracing.shutdown(), Math.max(200, deadline - Date.now()));
   }
 }

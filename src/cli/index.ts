@@ -14,6 +14,8 @@ commands:
   demo [--port N]                              the whole thing on embedded defaults (dev issuer + dev upstream)
   token [--sub S] [--email E] [--groups a,b] [--tenant T]
                                                mint a token from the demo issuer (development only)
+  budget [--tenant T] [--group G] [--user U] [--url URL] [--json]
+                                               used and remaining tokens of budgets (from a running sidecar)
 `;
 
 export class UsageError extends Error {}
@@ -77,6 +79,10 @@ export async function main(argv: string[]): Promise<number | undefined> {
         });
         const { token } = await import('./token.js');
         return await token(values);
+      }
+      case 'budget': {
+        const { budgetCommand } = await import('./budget.js');
+        return await budgetCommand(rest, process.stdout, process.stderr);
       }
       case undefined:
       case 'help':

@@ -15,6 +15,7 @@ import {
   readIdentityHeaders,
   readLogging,
   readMetering,
+  readMetrics,
   readServer,
   readStore,
   readUpstream,
@@ -31,6 +32,7 @@ const TOP_LEVEL_KEYS = [
   'metering',
   'store',
   'logging',
+  'metrics',
 ] as const;
 
 /**
@@ -129,6 +131,8 @@ function validate(text: string): { problems: ConfigProblem[]; config: Config | u
     store: readStore(f.get('store')),
     logging: readLogging(f.get('logging')),
   };
+  const metrics = readMetrics(f.get('metrics'));
+  if (metrics !== undefined) Object.assign(config, { metrics });
   return { problems: ctx.problems, config };
 }
 

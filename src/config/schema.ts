@@ -104,6 +104,11 @@ export interface TokenBudgetConfig {
 export interface MeteringConfig {
   /** Output tokens reserved at admission when the request names no max_tokens. */
   readonly defaultMaxOutputTokens: number;
+  /**
+   * Seconds a budget reservation lives when it is never settled (a crashed replica, a lost
+   * ext_proc stream). Absent = DEFAULT_RESERVATION_TTL_SECONDS in pipeline/budget-reserve.ts.
+   */
+  readonly reservationTtlSeconds?: number;
 }
 
 export type OnUnavailable = 'closed' | 'open' | 'local';
@@ -121,6 +126,22 @@ export interface StoreConfig {
 
 export interface LoggingConfig {
   readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+  /**
+   * Fraction (0..1) of ALLOWED decisions that get an audit line; absent = 1 (every one).
+   * Denials, shadow denials and usage lines are always written.
+   */
+  readonly sampleAllowed?: number;
+}
+
+/** Default of `metrics.maxLabelValues`. */
+export const DEFAULT_MAX_LABEL_VALUES = 100;
+
+/** `metrics:` — label options of the Prometheus endpoint (the address is `server.metrics`). */
+export interface MetricsConfig {
+  /** Add a `tollgate_user` label to decision and token series (default false). */
+  readonly perUserLabels: boolean;
+  /** Distinct values kept per free-form label (user, tenant, model); the rest become `other`. */
+  readonly maxLabelValues: number;
 }
 
 export interface Config {
@@ -134,4 +155,6 @@ export interface Config {
   readonly metering: MeteringConfig;
   readonly store: StoreConfig;
   readonly logging: LoggingConfig;
+  /** Absent = defaults (no per-user labels, 100 values per label). */
+  readonly metrics?: MetricsConfig;
 }

@@ -1,9 +1,11 @@
-/** The infrastructure sections: server, upstream, identityHeaders, metering, store, logging. */
+/** The infrastructure sections: server, upstream, identityHeaders, metering, store, logging, metrics. */
 import { isMap, isScalar } from 'yaml';
+import { DEFAULT_MAX_LABEL_VALUES } from './schema.js';
 import type {
   IdentityHeaders,
   LoggingConfig,
   MeteringConfig,
+  MetricsConfig,
   OnUnavailable,
   RedisStoreConfig,
   SecretRef,
@@ -13,6 +15,7 @@ import type {
 } from './schema.js';
 import {
   checkUnique,
+  describe,
   isNull,
   keyPath,
   readEnum,
@@ -162,11 +165,14 @@ export function readIdentityHeaders(cur: Cursor | undefined): IdentityHeaders {
 export function readMetering(cur: Cursor | undefined): MeteringConfig {
   const defaults: MeteringConfig = { defaultMaxOutputTokens: 4096 };
   if (cur === undefined) return defaults;
-  const f = readMap(cur, ['defaultMaxOutputTokens'], true);
+  const f = readMap(cur, ['defaultMaxOutputTokens', 'reservationTtlSeconds'], true);
   if (f === undefined) return defaults;
+  // Unset stays unset, so the budget stage's documented default applies.
+  const ttl = readInt(f.get('reservationTtlSeconds'), 10, 7 * 86_400);
   return {
     defaultMaxOutputTokens:
       readInt(f.get('defaultMaxOutputTokens'), 1, 10_000_000) ?? defaults.defaultMaxOutputTokens,
+    ...(ttl !== undefined ? { reservationTtlSeconds: ttl } : {}),
   };
 }
 
@@ -217,6 +223,43 @@ const LEVELS: readonly LoggingConfig['level'][] = [
 
 export function readLogging(cur: Cursor | undefined): LoggingConfig {
   if (cur === undefined) return { level: 'info' };
-  const f = readMap(cur, ['level'], true);
-  return { level: readEnum(f?.get('level'), LEVELS) ?? 'info' };
+  const f = readMap(cur, ['level', 'sampleAllowed'], true);
+  // Unset stays unset (= 1, every allowed decision logged), like metering's optional keys.
+  const sample = readFraction(f?.get('sampleAllowed'));
+  return {
+    level: readEnum(f?.get('level'), LEVELS) ?? 'info',
+    ...(sample !== undefined ? { sampleAllowed: sample } : {}),
+  };
+}
+
+/** A number from 0 to 1 inclusive (`0.25`, `1`, `0`). */
+function readFraction(cur: Cursor | undefined): number | undefined {
+  if (cur === undefined) return undefined;
+  const v = isScalar(cur.node) ? cur.node.value : undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > 1) {
+    report(cur, `expected a number from 0 to 1, got ${describe(cur)}`);
+    return undefined;
+  }
+  return v;
+}
+
+function readBoolean(cur: Cursor | undefined): boolean | undefined {
+  if (cur === undefined) return undefined;
+  const v = isScalar(cur.node) ? cur.node.value : undefined;
+  if (typeof v !== 'boolean') {
+    report(cur, `expected true or false, got ${describe(cur)}`);
+    return undefined;
+  }
+  return v;
+}
+
+/** `metrics:` label options. Absent section = absent (the Metrics defaults apply). */
+export function readMetrics(cur: Cursor | undefined): MetricsConfig | undefined {
+  if (cur === undefined) return undefined;
+  const f = readMap(cur, ['perUserLabels', 'maxLabelValues'], true);
+  if (f === undefined) return undefined;
+  return {
+    perUserLabels: readBoolean(f.get('perUserLabels')) ?? false,
+    maxLabelValues: readInt(f.get('maxLabelValues'), 1, 100_000) ?? DEFAULT_MAX_LABEL_VALUES,
+  };
 }

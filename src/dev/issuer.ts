@@ -284,13 +284,24 @@ export async function mintFromState(
   claims: Readonly<Record<string, unknown>> = {},
   opts: MintOptions = {},
 ): Promise<string> {
-  const state = JSON.parse(await readFile(statePath, 'utf8')) as StateFile;
+  let text: string;
+  try {
+    text = await readFile(statePath, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new Error(`no demo issuer keys at ${statePath}: run \`tollgate demo\` first (or set TOLLGATE_HOME)`, {
+        cause: err,
+      });
+    }
+    throw err;
+  }
+  const state = JSON.parse(text) as StateFile;
   if (typeof state.issuer !== 'string' || !Array.isArray(state.keys)) {
     throw new Error(`${statePath} is not a development issuer state file`);
   }
+  const keys: StateFile['keys'] = state.keys;
   const wanted = opts.kid ?? state.currentKid;
-  const stored =
-    state.keys.find((k) => k.kid === wanted) ?? state.keys.find((k) => k.kid === state.currentKid);
+  const stored = keys.find((k) => k.kid === wanted) ?? keys.find((k) => k.kid === state.currentKid);
   if (stored === undefined) throw new Error(`${statePath} holds no signing key`);
   const privateKey = await importJWK(stored.privateJwk, stored.alg);
   if (privateKey instanceof Uint8Array) throw new Error(`${statePath} holds a symmetric key`);

@@ -58,7 +58,7 @@ function service(name: string): ServiceDefinition {
   if (def === undefined || !('Check' in def || 'Process' in def)) {
     throw new Error(`tollgate: service ${name} missing from proto/`);
   }
-  return def as unknown as ServiceDefinition;
+  return def;
 }
 
 export const SERVICE_NAMES = {

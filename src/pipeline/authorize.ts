@@ -41,7 +41,10 @@ export class AuthorizeStage implements Stage {
     });
     if (!outcome.allowed) {
       const { denial } = outcome;
-      return Promise.resolve({ deny: deny(denial.reason, denial.message, { rule: denial.rule }) });
+      const shaped = deny(denial.reason, denial.message, { rule: denial.rule });
+      // The audit line names the claims that made the denying rule match, as for an allow.
+      const claimsUsed = Object.keys(outcome.claimsUsed).length > 0 ? { claimsUsed: outcome.claimsUsed } : {};
+      return Promise.resolve({ deny: { ...shaped, ...claimsUsed } });
     }
     const metadata: Record<string, unknown> = {
       authz: { matchedRule: outcome.matchedRule, claimsUsed: outcome.claimsUsed },

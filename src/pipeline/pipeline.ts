@@ -2,14 +2,20 @@
  * The decision pipeline, as a table: authenticate → read body → each stage in order → respond.
  * The first deny stops it. Every decision is written as one audit line.
  */
+import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/schema.js';
+import type { Admissions, Reservation } from '../exchange/admissions.js';
 import { AuthenticationError, TollgateError } from '../errors.js';
 import type { Logger } from '../telemetry/logger.js';
+import type { CheckTrace, StageOutcome, Tracing } from '../telemetry/tracing.js';
+import { decisionLine, shouldWrite } from './audit.js';
 import { readBody } from './body.js';
 import { deny } from './denials.js';
 import type { Responder } from './respond.js';
 import type { RequestContext, Stage } from './stage.js';
-import type { Decision, Denial, GatewayRequest, Identity } from './types.js';
+import type { Decision, GatewayRequest, Identity } from './types.js';
+
+export { shadowDenialOf, type ShadowDenial } from './audit.js';
 
 /** What the pipeline needs from identity: a verified caller or an AuthenticationError. */
 export interface IdentityVerifier {
@@ -22,15 +28,36 @@ export interface GatewayDeps {
   readonly stages: readonly Stage[];
   readonly responder: Responder;
   readonly logger: Logger;
+  /**
+   * Where an allowed request's admission (identity, body, budget reservation) waits for the
+   * same request's ext_proc stream. Made once by the App and shared across reloads.
+   */
+  readonly admissions: Admissions;
   readonly now?: () => number;
+  /** Spans per Check and per stage, continuing the request's `traceparent`; absent = none. */
+  readonly tracing?: Tracing;
+  /** Randomness for `logging.sampleAllowed` (tests inject a fixed sequence). */
+  readonly random?: () => number;
 }
 
 /** Observer of finished decisions (metrics hook). */
 export type DecisionObserver = (decision: Decision, latencyMs: number) => void;
+/** Observer of each stage's duration: `authenticate`, then every Stage by its name. */
+export type StageObserver = (stage: string, latencyMs: number, outcome: StageOutcome) => void;
+/** Observer of budget reservations handed to ext_proc (each is settled or released once). */
+export type ReservationObserver = (reservation: Reservation) => void;
+
+/** Per-Check instrumentation state: the trace (when on) and each stage's milliseconds. */
+interface Probe {
+  readonly trace: CheckTrace | undefined;
+  readonly stages: Record<string, number>;
+}
 
 export class Gateway {
   private readonly now: () => number;
   private readonly observers: DecisionObserver[] = [];
+  private readonly stageObservers: StageObserver[] = [];
+  private readonly reservationObservers: ReservationObserver[] = [];
   private readonly deps: GatewayDeps;
 
   constructor(deps: GatewayDeps) {
@@ -46,12 +73,28 @@ export class Gateway {
     this.observers.push(observer);
   }
 
+  onStage(observer: StageObserver): void {
+    this.stageObservers.push(observer);
+  }
+
+  onReservation(observer: ReservationObserver): void {
+    this.reservationObservers.push(observer);
+  }
+
   async decide(request: GatewayRequest): Promise<Decision> {
     const started = performance.now();
+    const probe: Probe = {
+      trace: this.deps.tracing?.startCheck(request.headers, {
+        'http.request.method': request.method,
+        'url.path': request.path,
+        'tollgate.request_id': request.id,
+      }),
+      stages: {},
+    };
     let decision: Decision;
     let model: string | undefined;
     try {
-      const result = await this.run(request);
+      const result = await this.run(request, probe);
       decision = result.decision;
       model = result.model;
     } catch (err) {
@@ -60,15 +103,51 @@ export class Gateway {
       decision = { deny: deny('internal_error', 'Tollgate could not decide on this request.') };
     }
     const latencyMs = performance.now() - started;
-    this.audit(request, decision, model, latencyMs);
+    probe.trace?.end(
+      {
+        'tollgate.decision': decision.deny ? 'deny' : 'allow',
+        'tollgate.reason': decision.deny?.reason ?? 'allowed',
+        ...(decision.deny ? { 'http.response.status_code': decision.deny.status } : {}),
+        ...(model !== undefined ? { 'gen_ai.request.model': model } : {}),
+      },
+      decision.deny !== undefined,
+    );
+    this.audit(request, decision, model, latencyMs, probe);
     for (const observer of this.observers) observer(decision, latencyMs);
     return decision;
   }
 
-  private async run(request: GatewayRequest): Promise<{ decision: Decision; model?: string }> {
+  /**
+   * Runs one stage under a span and a stopwatch. The outcome is `deny` for a refusal (returned,
+   * or thrown as a TollgateError), `error` for anything else thrown.
+   */
+  private async timed<T>(name: string, probe: Probe, outcomeOf: (r: T) => StageOutcome, fn: () => Promise<T>): Promise<T> {
+    const span = probe.trace?.stage(name);
+    const t0 = performance.now();
+    let outcome: StageOutcome = 'error';
+    let failure: unknown;
+    try {
+      const result = await fn();
+      outcome = outcomeOf(result);
+      return result;
+    } catch (err) {
+      failure = err;
+      outcome = err instanceof TollgateError ? 'deny' : 'error';
+      throw err;
+    } finally {
+      const ms = performance.now() - t0;
+      probe.stages[name] = ms;
+      span?.end(outcome, failure);
+      for (const observer of this.stageObservers) observer(name, ms, outcome);
+    }
+  }
+
+  private async run(request: GatewayRequest, probe: Probe): Promise<{ decision: Decision; model?: string }> {
     let identity: Identity;
     try {
-      identity = await this.deps.verifier.authenticate(request.headers['authorization']);
+      identity = await this.timed('authenticate', probe, () => 'pass', () =>
+        this.deps.verifier.authenticate(request.headers['authorization']),
+      );
     } catch (err) {
       if (err instanceof AuthenticationError) return { decision: { deny: deny(err.code, err.message) } };
       throw err;
@@ -82,14 +161,17 @@ export class Gateway {
       ...(body.json !== undefined ? { body: body.json } : {}),
       now: this.now(),
       config: this.deps.config,
+      admissionId: randomUUID(),
     };
     const responseHeaders: Record<string, string> = {};
+    let reservation: Reservation | undefined;
+    let promptEstimate = 0;
     const metadata: Record<string, unknown> = {};
     const setExtra: Record<string, string> = {};
     for (const stage of this.deps.stages) {
       let result;
       try {
-        result = await stage.run(ctx);
+        result = await this.timed(stage.name, probe, (r) => ('deny' in r ? 'deny' : 'pass'), () => stage.run(ctx));
       } catch (err) {
         if (err instanceof TollgateError) return { decision: { deny: deny(err.code, err.message), identity }, ...modelOf(ctx) };
         throw err;
@@ -98,8 +180,27 @@ export class Gateway {
       Object.assign(responseHeaders, result.ok.responseHeaders);
       Object.assign(metadata, result.ok.metadata);
       Object.assign(setExtra, result.ok.setHeaders);
+      reservation = result.ok.reservation ?? reservation;
+      promptEstimate = result.ok.promptEstimate ?? promptEstimate;
     }
     const upstream = this.deps.responder.upstreamHeaders(identity);
+    const admissionId = ctx.admissionId ?? randomUUID();
+    // Last, once nothing can refuse any more: an admission put here is settled or released
+    // by ext_proc, or released when it expires unused.
+    this.deps.admissions.put({
+      id: admissionId,
+      requestId: request.id,
+      identity,
+      method: request.method,
+      path: request.path,
+      ...(ctx.model !== undefined ? { model: ctx.model } : {}),
+      ...(ctx.body !== undefined ? { body: ctx.body } : {}),
+      ...(request.body !== undefined ? { rawBody: request.body } : {}),
+      promptEstimate,
+      ...(reservation !== undefined ? { reservation } : {}),
+      admittedAt: ctx.now,
+    });
+    if (reservation !== undefined) for (const observer of this.reservationObservers) observer(reservation);
     return {
       decision: {
         allow: {
@@ -116,6 +217,7 @@ export class Gateway {
             groups: identity.groups.join(','),
             ...(identity.tenant !== undefined ? { tenant: identity.tenant } : {}),
             ...(ctx.model !== undefined ? { model: ctx.model } : {}),
+            admission: admissionId,
           },
         },
       },
@@ -123,28 +225,16 @@ export class Gateway {
     };
   }
 
-  private audit(request: GatewayRequest, decision: Decision, model: string | undefined, latencyMs: number): void {
-    const identity = decision.allow ? decision.allow.identity : decision.identity;
-    const denial: Denial | undefined = decision.deny;
-    this.deps.logger.info(
-      {
-        audit: 'decision',
-        requestId: request.id,
-        subject: identity?.subject,
-        user: identity?.user,
-        tenant: identity?.tenant,
-        groups: identity?.groups,
-        method: request.method,
-        path: request.path,
-        model,
-        decision: denial ? 'deny' : 'allow',
-        status: denial?.status ?? 200,
-        reason: denial?.reason ?? 'allowed',
-        rule: denial?.rule,
-        latencyMs: Math.round(latencyMs * 1000) / 1000,
-      },
-      denial ? `deny ${denial.reason}` : 'allow',
-    );
+  private audit(request: GatewayRequest, decision: Decision, model: string | undefined, latencyMs: number, probe: Probe): void {
+    const sample = this.deps.config.logging.sampleAllowed ?? 1;
+    if (!shouldWrite(decision, sample, this.deps.random ?? Math.random)) return;
+    const line = decisionLine(request, decision, {
+      model,
+      latencyMs,
+      stages: probe.stages,
+      ...(probe.trace !== undefined ? { traceId: probe.trace.traceId } : {}),
+    });
+    this.deps.logger.info(line, decision.deny ? `deny ${decision.deny.reason}` : 'allow');
   }
 }
 

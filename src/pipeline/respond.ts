@@ -4,7 +4,7 @@
  * Everything that depends only on the configuration is prepared once, at construction.
  */
 import type { Config } from '../config/schema.js';
-import { claimHeaderValue, getClaim } from '../identity/claims.js';
+import { claimHeaderValue, trustedClaim } from '../identity/claims.js';
 import type { Identity } from './types.js';
 
 /** Resolved upstream credentials: the default key and per-tenant overrides. */
@@ -23,7 +23,7 @@ function identityValue(identity: Identity, claim: string): unknown {
     case 'tenant':
       return identity.tenant;
     default:
-      return getClaim(identity.claims, claim);
+      return trustedClaim(identity.claims, claim);
   }
 }
 
@@ -51,8 +51,11 @@ export class Responder {
     // The caller's JWT never travels upstream: replaced by the key, or removed when none is set.
     if (key !== undefined) set['authorization'] = `Bearer ${key}`;
     else remove.push('authorization');
+    // The gateway's key is billed, so the caller never picks the project or organization it bills.
     if (tenantCreds?.project !== undefined) set['openai-project'] = tenantCreds.project;
+    else remove.push('openai-project');
     if (tenantCreds?.organization !== undefined) set['openai-organization'] = tenantCreds.organization;
+    else remove.push('openai-organization');
     return { set, remove };
   }
 }

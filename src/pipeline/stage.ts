@@ -2,6 +2,7 @@
  * The contract every post-authentication stage fulfils. A stage sees plain objects only.
  */
 import type { Config } from '../config/schema.js';
+import type { Reservation } from '../exchange/admissions.js';
 import type { Denial, GatewayRequest, Identity } from './types.js';
 
 /** Everything later stages know about an authenticated request. */
@@ -14,6 +15,12 @@ export interface RequestContext {
   readonly body?: unknown;
   /** Admission time, epoch milliseconds. */
   readonly now: number;
+  /**
+   * The admission id the Gateway made for this request (a UUID): the key ext_proc finds the
+   * admission by, and the budget reservation's id. Absent only where a stage runs outside the
+   * Gateway (unit tests); the admission stage then makes its own.
+   */
+  readonly admissionId?: string;
   readonly config: Config;
 }
 
@@ -25,11 +32,16 @@ export interface StageGrant {
   readonly metadata?: Readonly<Record<string, unknown>>;
   /** Request headers to set toward upstream. */
   readonly setHeaders?: Readonly<Record<string, string>>;
+  /** Tokens reserved in the request's budgets (budget stage); settled by ext_proc. */
+  readonly reservation?: Reservation;
+  /** Prompt tokens estimated for a metered request (budget stage); see Admission. */
+  readonly promptEstimate?: number;
 }
 
 export type StageResult = { readonly ok: StageGrant } | { readonly deny: Denial };
 
 export interface Stage {
-  readonly name: 'authorize' | 'rate-limit' | 'budget-reserve';
+  /** `admit` counts rate limits and token budgets together, in one store call (admit.ts). */
+  readonly name: 'authorize' | 'admit';
   run(ctx: RequestContext): Promise<StageResult>;
 }

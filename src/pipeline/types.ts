@@ -46,6 +46,8 @@ export interface Denial {
   readonly headers: Readonly<Record<string, string>>;
   /** The rule or limit that caused it, for logs. */
   readonly rule?: string;
+  /** Claim values that made the denying rule match (authorize stage), for the audit line. */
+  readonly claimsUsed?: Readonly<Record<string, string>>;
 }
 
 /** What an allowed request gets: header mutations toward upstream and downstream. */

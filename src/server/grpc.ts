@@ -1,8 +1,11 @@
 /**
  * One gRPC server on one port: ext_authz (Check), ext_proc (Process) and grpc.health.v1.
- * Shutdown is polite, gentlest first: health flips to NOT_SERVING, tryShutdown lets calls in
- * flight finish, forceShutdown cancels what is left after the grace period.
+ * Shutdown is polite, gentlest first: health flips to NOT_SERVING; the server keeps answering
+ * until no Check call, ext_proc stream or admitted-but-unprocessed request is left (a request
+ * whose Check is in flight still needs its ext_proc stream, which tryShutdown would refuse);
+ * then tryShutdown, and forceShutdown cancels what is left at the end of the grace period.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Server, ServerCredentials, status as GrpcStatus } from '@grpc/grpc-js';
 import type { sendUnaryData, ServerDuplexStream, ServerUnaryCall } from '@grpc/grpc-js';
 import { internalErrorResponse, toCheckResponse, toGatewayRequest } from '../edge/authz-adapter.js';
@@ -19,6 +22,9 @@ import type {
 import type { Decision, GatewayRequest } from '../pipeline/types.js';
 import { HealthState } from './health.js';
 
+/** How often shutdown looks whether the work in flight is done. */
+const DRAIN_POLL_MS = 20;
+
 /** Envoy buffers request bodies up to 1 MiB for Check; grpc-js would refuse over 4 MiB. */
 const MAX_RECEIVE_BYTES = 8 * 1024 * 1024;
 
@@ -33,6 +39,11 @@ export interface GrpcServerOptions {
   readonly processingMode?: ProcessingModeSpec;
   /** Told about failures that were answered on the wire (500 deny, INTERNAL stream close). */
   onError?(err: unknown, where: 'authorize' | 'process'): void;
+  /**
+   * Work the server cannot see that must end before it stops taking calls: requests admitted
+   * by Check whose ext_proc stream has not opened yet. Default: none.
+   */
+  pendingWork?(): number;
 }
 
 export interface GrpcServerHandle {
@@ -67,13 +78,20 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   );
 
   const server = new Server({ 'grpc.max_receive_message_length': MAX_RECEIVE_BYTES });
+  // Calls in flight, for a drain that waits for them before refusing new ones.
+  let checks = 0;
+  let streams = 0;
 
   server.addService(defs.authorization, {
     Check: (
       call: ServerUnaryCall<CheckRequest, CheckResponse>,
       callback: sendUnaryData<CheckResponse>,
     ) => {
-      void check(call.request).then((response) => callback(null, response));
+      checks += 1;
+      void check(call.request).then((response) => {
+        checks -= 1;
+        callback(null, response);
+      });
     },
   });
 
@@ -90,6 +108,14 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
 
   server.addService(defs.externalProcessor, {
     Process: (call: ServerDuplexStream<ProcessingRequest, ProcessingResponse>) => {
+      streams += 1;
+      let open = true;
+      const closed = (): void => {
+        if (open) streams -= 1;
+        open = false;
+      };
+      // Whichever comes first: Envoy cancels, our side ends (status sent), or the call fails.
+      for (const event of ['cancelled', 'finish', 'error', 'close']) call.once(event, closed);
       let processor: ExchangeProcessor;
       try {
         processor = options.newExchange();
@@ -123,19 +149,24 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     address: `${host}:${port}`,
     setServing: (serving) => health.setServing(serving),
     shutdown: (graceMs) => {
-      stopping ??= new Promise<void>((resolve) => {
+      stopping ??= (async () => {
+        const deadline = Date.now() + graceMs;
         health.setServing(false);
         health.closeWatches();
-        const timer = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, graceMs);
-        timer.unref();
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
+        const busy = (): boolean => checks + streams + (options.pendingWork?.() ?? 0) > 0;
+        while (busy() && Date.now() < deadline) await sleep(DRAIN_POLL_MS);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            server.forceShutdown();
+            resolve();
+          }, Math.max(0, deadline - Date.now()));
+          timer.unref();
+          server.tryShutdown(() => {
+            clearTimeout(timer);
+            resolve();
+          });
         });
-      });
+      })();
       return stopping;
     },
   };

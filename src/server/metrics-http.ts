@@ -1,7 +1,8 @@
 /**
- * The metrics HTTP listener: `GET /metrics` (Prometheus text) and `GET /healthz`.
+ * The metrics HTTP listener: `GET /metrics` (Prometheus text), `GET /healthz`, and any extra
+ * read-only routes the app mounts beside them (`GET /budget`, server/budget-http.ts).
  */
-import { createServer } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Metrics } from '../telemetry/metrics.js';
 import { splitHostPort } from './address.js';
@@ -12,10 +13,22 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-export async function startMetricsServer(address: string, metrics: Metrics): Promise<MetricsServer> {
+/** A GET handler mounted at one path. */
+export type Route = (req: IncomingMessage, res: ServerResponse) => void;
+
+export async function startMetricsServer(
+  address: string,
+  metrics: Metrics,
+  routes: Readonly<Record<string, Route>> = {},
+): Promise<MetricsServer> {
   const { host, port } = splitHostPort(address);
   const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const route = Object.hasOwn(routes, path) ? routes[path] : undefined;
+    if (req.method === 'GET' && route !== undefined) {
+      route(req, res);
+      return;
+    }
     if (req.method === 'GET' && path === '/metrics') {
       metrics.exporter.getMetricsRequestHandler(req, res);
       return;

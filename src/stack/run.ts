@@ -4,7 +4,9 @@
  */
 import { App } from '../app.js';
 import type { Config } from '../config/schema.js';
+import { BASE_PROCESSING_MODE } from '../exchange/processor.js';
 import type { Logger } from '../telemetry/logger.js';
+import type { BootstrapOptions } from './bootstrap.js';
 import { startEnvoy } from './envoy.js';
 
 export interface RunningStack {
@@ -16,6 +18,21 @@ export interface RunningStack {
   stop(): Promise<void>;
 }
 
+/**
+ * The Envoy options the stack runs with, for a sidecar listening on `grpcPort`. Exported so
+ * the benchmark (bench/) renders exactly the bootstrap the stack renders.
+ */
+export function stackBootstrapOptions(config: Config, grpcPort: number, upstreamUrl: string, port: number): BootstrapOptions {
+  return {
+    grpcPort,
+    upstreamUrl,
+    port,
+    identityHeaders: Object.keys(config.identityHeaders),
+    // The same base mode the gRPC server merges its per-request overrides onto.
+    processingMode: BASE_PROCESSING_MODE,
+  };
+}
+
 export async function runStack(opts: {
   config: Config;
   upstreamUrl: string;
@@ -25,12 +42,7 @@ export async function runStack(opts: {
   const app = await App.start({ config: opts.config, logger: opts.logger });
   let envoy;
   try {
-    envoy = await startEnvoy({
-      grpcPort: app.grpcPort,
-      upstreamUrl: opts.upstreamUrl,
-      port: opts.port,
-      identityHeaders: Object.keys(opts.config.identityHeaders),
-    });
+    envoy = await startEnvoy(stackBootstrapOptions(opts.config, app.grpcPort, opts.upstreamUrl, opts.port));
   } catch (err) {
     await app.stop(0);
     throw err;

@@ -100,6 +100,17 @@ describe('e2e: tollgate CLI', function () {
     });
   });
 
+  it('`tollgate token` without a demo issuer says to run the demo first', async () => {
+    const home = await mkdtemp(join(tmpdir(), 'tollgate-empty-'));
+    const err = await run(process.execPath, [MAIN, 'token'], { env: { ...process.env, TOLLGATE_HOME: home } }).then(
+      () => undefined,
+      (e: { code: number; stderr: string }) => e,
+    );
+    await rm(home, { recursive: true, force: true });
+    expect(err?.code).to.equal(1);
+    expect(err?.stderr).to.match(/run `tollgate demo` first/);
+  });
+
   describe('check-config', () => {
     let dir: string;
     before(async () => {

@@ -1,0 +1,111 @@
+/**
+ * The decision audit line: one JSON object per Check, built from the request, the decision and
+ * its timings. Built from named fields only — never from headers or the body — so the token,
+ * the upstream key and the prompt cannot reach the log, whatever a caller sends.
+ * docs/observability.md is the field reference.
+ */
+import type { Decision, GatewayRequest, Identity } from './types.js';
+
+/** A would-be denial recorded by the authorize stage on an allowed request (shadow mode). */
+export interface ShadowDenial {
+  readonly rule: string;
+  readonly reason: string;
+}
+
+/** The shadow denial an allowed decision carries, if any (read from its metadata). */
+export function shadowDenialOf(decision: Decision): ShadowDenial | undefined {
+  const value = decision.allow?.metadata['shadowDenied'];
+  if (typeof value !== 'object' || value === null) return undefined;
+  const { rule, reason } = value as Record<string, unknown>;
+  return typeof rule === 'string' && typeof reason === 'string' ? { rule, reason } : undefined;
+}
+
+/** Name reported as `rule` when no rule matched and `authorization.default` decided. */
+const DEFAULT_RULE = 'default';
+
+/** What the authorize stage recorded about the deciding rule (allowed requests). */
+function authzOf(decision: Decision): {
+  rule?: string;
+  claimsUsed?: Readonly<Record<string, string>>;
+} {
+  if (decision.deny) {
+    const { rule, claimsUsed } = decision.deny;
+    return {
+      ...(rule !== undefined ? { rule } : {}),
+      ...(claimsUsed !== undefined ? { claimsUsed } : {}),
+    };
+  }
+  const authz = decision.allow.metadata['authz'];
+  if (typeof authz !== 'object' || authz === null) return {};
+  const { matchedRule, claimsUsed } = authz as Record<string, unknown>;
+  return {
+    rule: typeof matchedRule === 'string' ? matchedRule : DEFAULT_RULE,
+    ...(isStringRecord(claimsUsed) ? { claimsUsed } : {}),
+  };
+}
+
+function isStringRecord(v: unknown): v is Record<string, string> {
+  return (
+    typeof v === 'object' && v !== null && Object.values(v).every((x) => typeof x === 'string')
+  );
+}
+
+function emailOf(identity: Identity | undefined): string | undefined {
+  const email = identity?.claims['email'];
+  return typeof email === 'string' ? email : undefined;
+}
+
+const round3 = (ms: number): number => Math.round(ms * 1000) / 1000;
+
+export interface AuditContext {
+  readonly model: string | undefined;
+  readonly latencyMs: number;
+  /** Milliseconds per stage (authenticate, authorize, admit, …) that ran. */
+  readonly stages: Readonly<Record<string, number>>;
+  /** Present when tracing is on, to join the line to its trace. */
+  readonly traceId?: string;
+}
+
+/** The fields of the decision line (pino adds time, level, service and msg). */
+export function decisionLine(
+  request: GatewayRequest,
+  decision: Decision,
+  c: AuditContext,
+): Record<string, unknown> {
+  const identity = decision.allow ? decision.allow.identity : decision.identity;
+  const denial = decision.deny;
+  const stages: Record<string, number> = {};
+  for (const [name, ms] of Object.entries(c.stages)) stages[name] = round3(ms);
+  return {
+    audit: 'decision',
+    requestId: request.id,
+    ...(c.traceId !== undefined ? { traceId: c.traceId } : {}),
+    provider: identity?.provider,
+    subject: identity?.subject,
+    user: identity?.user,
+    email: emailOf(identity),
+    tenant: identity?.tenant,
+    groups: identity?.groups,
+    method: request.method,
+    path: request.path,
+    model: c.model,
+    decision: denial ? 'deny' : 'allow',
+    status: denial?.status ?? 200,
+    reason: denial?.reason ?? 'allowed',
+    ...authzOf(decision),
+    // A shadow rule or `authorization.mode: shadow` would have refused this allowed request.
+    shadowDenied: shadowDenialOf(decision),
+    latencyMs: round3(c.latencyMs),
+    stages,
+  };
+}
+
+/**
+ * `logging.sampleAllowed`: denials and shadow denials are always written; a plain allow with
+ * probability `sample`.
+ */
+export function shouldWrite(decision: Decision, sample: number, random: () => number): boolean {
+  if (decision.deny || sample >= 1) return true;
+  if (shadowDenialOf(decision) !== undefined) return true;
+  return sample > 0 && random() < sample;
+}
