@@ -113,6 +113,8 @@ export class App {
     const tracing = opts.tracing ?? (await tracingFromEnv());
     // Settlements still running when SIGTERM comes are waited for (stop()), so usage is charged.
     const settling = new InFlight();
+    // Callbacks made before the App exists read it later, once it is assigned below.
+    // eslint-disable-next-line prefer-const -- assigned once, after the closures that read it
     let app: App | undefined;
     // An admission that ext_proc never picked up (the request died between Check and the
     // upstream) gives its reservation back rather than holding it until the store's TTL.

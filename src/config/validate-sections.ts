@@ -197,7 +197,7 @@ export function readStore(cur: Cursor | undefined): StoreConfig {
 function readRedisUrl(cur: Cursor | undefined): string | undefined {
   const s = readString(cur);
   if (s === undefined || cur === undefined) return undefined;
-  let ok = false;
+  let ok: boolean;
   try {
     const url = new URL(s);
     ok = (url.protocol === 'redis:' || url.protocol === 'rediss:') && url.hostname !== '';

@@ -46,7 +46,7 @@ export class HealthState {
   /** The status of `service`, or undefined when the name is unknown. */
   status(service: string): ServingStatus | undefined {
     if (!this.#services.has(service)) return undefined;
-    let ready = false;
+    let ready: boolean;
     try {
       ready = this.#serving && this.#ready();
     } catch {

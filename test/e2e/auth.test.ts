@@ -147,7 +147,7 @@ describe('e2e: OIDC-authenticated calls through real Envoy', function () {
     ['nbf in the future', () => bad.notYetValid(rsa, claims), 'token_not_yet_valid'],
     ['a wrong audience', () => bad.wrongAudience(rsa, claims), 'bad_audience'],
     ['an unknown issuer', () => stranger.mint(claims), 'unknown_issuer'],
-    ['garbage', async () => 'not-a-jwt-at-all', 'malformed_token'],
+    ['garbage', () => Promise.resolve('not-a-jwt-at-all'), 'malformed_token'],
     ['a 16 KB token', () => bad.oversized(rsa, claims), 'token_too_large'],
   ];
 

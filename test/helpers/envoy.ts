@@ -80,7 +80,7 @@ export async function startEdge(options: {
 }): Promise<Edge> {
   const grpc = await startGrpcServer({
     address: '127.0.0.1:0',
-    authorize: options.authorize,
+    authorize: (request) => options.authorize(request),
     newExchange: options.newExchange ?? (() => ({})),
     ...(options.processingMode !== undefined ? { processingMode: options.processingMode } : {}),
   });

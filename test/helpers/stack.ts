@@ -54,14 +54,14 @@ export async function startStack(opts: {
     { cwd: ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const logs: string[] = [];
-  createInterface({ input: proc.stderr! }).on('line', (l) => logs.push(l));
+  createInterface({ input: proc.stderr }).on('line', (l) => logs.push(l));
   const stdout: string[] = [];
   const ready = await new Promise<ReadyLine>((resolveReady, reject) => {
     const timer = setTimeout(() => {
       proc.kill('SIGKILL');
       reject(new Error(`stack not ready in time; stderr:\n${logs.slice(-20).join('\n')}`));
     }, opts.timeoutMs ?? 20000);
-    createInterface({ input: proc.stdout! }).on('line', (line) => {
+    createInterface({ input: proc.stdout }).on('line', (line) => {
       stdout.push(line);
       try {
         const parsed = JSON.parse(line) as ReadyLine;

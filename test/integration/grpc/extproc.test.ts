@@ -116,9 +116,9 @@ describe('ext_proc over gRPC', () => {
       responseHeaders: (h, eos) => {
         calls.push(['responseHeaders', h[':status'], eos]);
       },
-      responseBody: async (chunk, eos) => {
+      responseBody: (chunk, eos) => {
         calls.push(['responseBody', chunk.toString(), eos]);
-        return eos ? { body: Buffer.alloc(0) } : undefined;
+        return Promise.resolve(eos ? { body: Buffer.alloc(0) } : undefined);
       },
       end: (outcome) => {
         ended.push(outcome);

@@ -179,7 +179,7 @@ describe('config/load: property-based', () => {
       fc.property(fc.anything(), (v) => {
         const text = dump(v);
         fc.pre(text !== undefined);
-        assertOnlyConfigError(text as string);
+        assertOnlyConfigError(text);
       }),
       { numRuns: 200 },
     );
@@ -190,7 +190,7 @@ describe('config/load: property-based', () => {
       fc.property(fc.dictionary(fc.constantFrom(...KEYS), configish, { maxKeys: 8 }), (v) => {
         const text = dump(v);
         fc.pre(text !== undefined);
-        assertOnlyConfigError(text as string);
+        assertOnlyConfigError(text);
       }),
       { numRuns: 200 },
     );

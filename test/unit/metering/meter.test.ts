@@ -224,7 +224,8 @@ describe('metering/meter', () => {
       source: 'provider',
     });
 
-    const { usage: _, ...noUsage } = body;
+    const noUsage: Record<string, unknown> = { ...body };
+    delete noUsage['usage'];
     const estimated = new ResponseMeter(chatOpts({ stream: false }));
     await estimated.push(Buffer.from(JSON.stringify(noUsage)), true);
     expect(estimated.finish('complete')).to.deep.include({
