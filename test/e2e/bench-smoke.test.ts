@@ -44,6 +44,7 @@ describe('e2e: benchmark smoke run', function () {
     } catch (err) {
       throw new Error(
         `the smoke run (exit ${exitCode}) wrote no report: ${String(err)}\n${output.slice(-4000)}`,
+        { cause: err },
       );
     }
   });
