@@ -6,30 +6,20 @@
  */
 import { spawn } from 'node:child_process';
 import { expect } from 'chai';
-import { Redis } from 'ioredis';
 import OpenAI from 'openai';
-import { DevIssuer } from '../../src/dev/issuer.js';
-import { DevUpstream } from '../../src/dev/upstream.js';
+import type { DevIssuer } from '../../src/dev/issuer.js';
 import { estimateReservation } from '../../src/metering/estimate.js';
 import { periodWindow } from '../../src/metering/period.js';
 import { budgetKey } from '../../src/pipeline/budget-reserve.js';
 import type { BudgetView } from '../../src/server/budget-http.js';
-import { RedisServer } from '../helpers/redis-server.js';
+import { baseConfig, UPSTREAM_ENV, withDevs, withSharedRedis } from '../helpers/e2e.js';
 import { ROOT, SOURCE_CLI, startStack, type StackProcess } from '../helpers/stack.js';
 
 const MODEL = 'gpt-4o-mini';
 const MESSAGES = [{ role: 'user' as const, content: 'hi' }];
 
 function yaml(issuer: DevIssuer, budgets: string, extra = ''): string {
-  return `
-server: { grpc: 127.0.0.1:0, metrics: 127.0.0.1:0 }
-authentication:
-  - provider: { name: main-idp, issuer: ${issuer.url}, clientId: tollgate-test }
-upstream:
-  apiKey: { env: TEST_UPSTREAM_KEY }
-tokenBudgets:
-${budgets}
-${extra}`;
+  return baseConfig({ issuer, extra: `tokenBudgets:\n${budgets}\n${extra}` });
 }
 
 async function readBudget(stack: StackProcess, query: string): Promise<BudgetView> {
@@ -57,16 +47,7 @@ function usageLines(stacks: readonly StackProcess[]): Record<string, unknown>[] 
 
 describe('e2e: token budgets through real Envoy', function () {
   this.timeout(120000);
-  let issuer: DevIssuer;
-  let upstream: DevUpstream;
-
-  before(async () => {
-    [issuer, upstream] = await Promise.all([DevIssuer.start({ audience: 'tollgate-test' }), DevUpstream.start()]);
-  });
-
-  after(async () => {
-    await Promise.all([issuer?.close(), upstream?.close()]);
-  });
+  const devs = withDevs();
 
   describe('one replica, a tenant with 1,000 tokens a month', () => {
     let stack: StackProcess;
@@ -75,9 +56,9 @@ describe('e2e: token budgets through real Envoy', function () {
     before(async () => {
       // A rate limit too: a request the budget refuses must use none of it.
       const limit = 'rateLimits:\n  - { name: per-user, match: { path: "/v1/*" }, requestsPerUnit: 20, unit: minute }\n';
-      const config = yaml(issuer, '  - { tenant: acme, maxTokens: 1000, period: month }', limit);
-      stack = await startStack({ config, upstream: upstream.url, env: { TEST_UPSTREAM_KEY: 'sk-test' } });
-      const apiKey = await issuer.mint({ sub: 'u1', email: 'ann@myorg.com', tenant_id: 'acme' });
+      const config = yaml(devs.issuer, '  - { tenant: acme, maxTokens: 1000, period: month }', limit);
+      stack = await startStack({ config, upstream: devs.upstream.url, env: UPSTREAM_ENV });
+      const apiKey = await devs.issuer.mint({ sub: 'u1', email: 'ann@myorg.com', tenant_id: 'acme' });
       sdk = new OpenAI({ baseURL: `${stack.ready.envoy}/v1`, apiKey, maxRetries: 0, timeout: 20000 });
     });
 
@@ -120,7 +101,7 @@ describe('e2e: token budgets through real Envoy', function () {
       // The fourth was admitted with 100 left and still charged in full: the documented overshoot.
       expect(await readBudget(stack, 'tenant=acme')).to.include({ limit: 1000, used: 1200, reserved: 0, remaining: 0 });
 
-      const before = upstream.received.length;
+      const before = devs.upstream.received.length;
       let error: unknown;
       try {
         await sdk.chat.completions.create({ model: MODEL, messages: MESSAGES, max_tokens: 10 }, { headers: costs });
@@ -139,7 +120,7 @@ describe('e2e: token budgets through real Envoy', function () {
       const retryAfter = Number(e.headers?.get('retry-after'));
       expect(retryAfter).to.be.within(Math.floor((resetsAt - Date.now()) / 1000) - 30, Math.ceil((resetsAt - Date.now()) / 1000) + 1);
       expect(e.headers?.get('x-ratelimit-remaining-tokens')).to.equal('0');
-      expect(upstream.received.length, 'the refused request never reached the upstream').to.equal(before);
+      expect(devs.upstream.received.length, 'the refused request never reached the upstream').to.equal(before);
     });
 
     it('a request refused by the budget uses none of the rate limit (one all-or-nothing admission)', async () => {
@@ -175,39 +156,25 @@ describe('e2e: token budgets through real Envoy', function () {
     const PREFIX = 'tollgate-budgets:';
     const ROOM = 10;
     const REQUESTS = 50;
-    let redis: RedisServer;
-    let inspect: Redis;
-    const stacks: StackProcess[] = [];
     // Usage equal to the reservation: settled requests free nothing, so exactly ROOM get in.
     const body = { model: MODEL, messages: MESSAGES, max_tokens: 40 };
     const estimate = estimateReservation('/v1/chat/completions', body, MODEL, 4096);
     const limit = ROOM * estimate.total;
-
-    before(async () => {
-      redis = await RedisServer.start();
+    const shared = withSharedRedis(devs, (redis) => {
       const store = `store:\n  redis: { url: ${redis.url()}, timeoutMs: 2000, onUnavailable: closed, keyPrefix: "${PREFIX}" }\n`;
-      const config = yaml(issuer, `  - { tenant: shared, maxTokens: ${limit}, period: day, timeZone: Europe/Berlin }`, store);
-      const env = { TEST_UPSTREAM_KEY: 'sk-test' };
-      stacks.push(...(await Promise.all([0, 1].map(() => startStack({ config, upstream: upstream.url, env })))));
-      inspect = new Redis(redis.url(), { lazyConnect: true, maxRetriesPerRequest: 1 });
-      await inspect.connect();
+      return yaml(devs.issuer, `  - { tenant: shared, maxTokens: ${limit}, period: day, timeZone: Europe/Berlin }`, store);
     });
-
-    after(async () => {
-      inspect?.disconnect();
-      await Promise.all(stacks.map((s) => s.stop()));
-      await redis?.stop();
-    });
+    const { stacks } = shared;
 
     it(`admits exactly ${ROOM} of ${REQUESTS} concurrent requests, and the ledger equals the upstream’s usage`, async () => {
       const costs = { 'x-dev-prompt-tokens': String(estimate.prompt), 'x-dev-completion-tokens': String(estimate.maxOutput) };
       const clients = await Promise.all(
         Array.from({ length: REQUESTS }, async (_, i) => {
-          const apiKey = await issuer.mint({ sub: `c${i}`, email: `c${i}@myorg.com`, tenant_id: 'shared' });
+          const apiKey = await devs.issuer.mint({ sub: `c${i}`, email: `c${i}@myorg.com`, tenant_id: 'shared' });
           return new OpenAI({ baseURL: `${stacks[i % 2]!.ready.envoy}/v1`, apiKey, maxRetries: 0, timeout: 60000 });
         }),
       );
-      const before = upstream.received.length;
+      const before = devs.upstream.received.length;
       const results = await Promise.all(
         clients.map(async (sdk, i) => {
           try {
@@ -229,7 +196,7 @@ describe('e2e: token budgets through real Envoy', function () {
       const admitted = results.filter((r) => r === 'ok').length;
       expect(admitted, JSON.stringify(results)).to.equal(ROOM);
       expect(results.filter((r) => r === '429 budget_exhausted')).to.have.length(REQUESTS - ROOM);
-      const reachedUpstream = upstream.received.slice(before);
+      const reachedUpstream = devs.upstream.received.slice(before);
       expect(reachedUpstream).to.have.length(ROOM);
 
       // Every admitted request settles (on whichever replica admitted it).
@@ -242,8 +209,8 @@ describe('e2e: token budgets through real Envoy', function () {
       expect(charged).to.equal(upstreamUsage);
 
       const key = PREFIX + budgetKey({ tenant: 'shared', maxTokens: limit, period: 'day', timeZone: 'Europe/Berlin' }, periodWindow('day', 'Europe/Berlin', Date.now()));
-      expect(await inspect.hget(key, 'used')).to.equal(String(upstreamUsage));
-      expect(Number(await inspect.hget(key, 'reserved'))).to.equal(0);
+      expect(await shared.inspect.hget(key, 'used')).to.equal(String(upstreamUsage));
+      expect(Number(await shared.inspect.hget(key, 'reserved'))).to.equal(0);
       for (const stack of stacks) {
         expect(await readBudget(stack, 'tenant=shared')).to.include({ limit, used: upstreamUsage, reserved: 0, remaining: 0 });
       }

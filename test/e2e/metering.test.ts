@@ -6,46 +6,38 @@
  */
 import { expect } from 'chai';
 import OpenAI from 'openai';
-import { DevIssuer } from '../../src/dev/issuer.js';
-import { DevUpstream } from '../../src/dev/upstream.js';
-import { startStack, type StackProcess } from '../helpers/stack.js';
+import { baseConfig, withStack } from '../helpers/e2e.js';
 
 const HI = [{ role: 'user' as const, content: 'hi' }];
 const TENANT = 'metering';
-
-function configYaml(issuer: DevIssuer): string {
-  return `
-server: { grpc: 127.0.0.1:0, metrics: 127.0.0.1:0 }
-authentication:
-  - provider: { name: main-idp, issuer: ${issuer.url}, clientId: tollgate-test }
-upstream:
-  apiKey: { env: TEST_UPSTREAM_KEY }
-tokenBudgets:
-  - tenant: ${TENANT}
-    maxTokens: 10000000
-    period: month
-`;
-}
 
 type Line = Record<string, unknown>;
 
 describe('e2e: token metering through real Envoy', function () {
   this.timeout(60000);
-  let issuer: DevIssuer;
-  let upstream: DevUpstream;
-  let stack: StackProcess;
+  const e2e = withStack((issuer) =>
+    baseConfig({
+      issuer,
+      extra: `
+tokenBudgets:
+  - tenant: ${TENANT}
+    maxTokens: 10000000
+    period: month
+`,
+    }),
+  );
   let seq = 0;
 
   /** A client for a fresh subject, so its audit line is unambiguous. */
   async function caller(): Promise<{ client: OpenAI; subject: string }> {
     const subject = `metering-${++seq}`;
-    const token = await issuer.mint({
+    const token = await e2e.issuer.mint({
       sub: subject,
       email: `${subject}@myorg.com`,
       tenant_id: TENANT,
     });
     const client = new OpenAI({
-      baseURL: `${stack.ready.envoy}/v1`,
+      baseURL: `${e2e.stack.ready.envoy}/v1`,
       apiKey: token,
       maxRetries: 0,
       timeout: 20000,
@@ -57,12 +49,12 @@ describe('e2e: token metering through real Envoy', function () {
   async function usageLine(subject: string): Promise<Line> {
     const deadline = Date.now() + 10000;
     for (;;) {
-      const lines = stack
+      const lines = e2e.stack
         .logLines()
         .filter((l) => l['audit'] === 'usage' && l['subject'] === subject);
       if (lines.length > 0) {
         await new Promise((r) => setTimeout(r, 100)); // a second line would be a double charge
-        const again = stack
+        const again = e2e.stack
           .logLines()
           .filter((l) => l['audit'] === 'usage' && l['subject'] === subject);
         expect(again, `one settlement for ${subject}`).to.have.length(1);
@@ -79,21 +71,6 @@ describe('e2e: token metering through real Envoy', function () {
       'x-dev-completion-tokens': String(completion),
       ...extra,
     },
-  });
-
-  before(async () => {
-    issuer = await DevIssuer.start({ audience: 'tollgate-test' });
-    upstream = await DevUpstream.start();
-    stack = await startStack({
-      config: configYaml(issuer),
-      upstream: upstream.url,
-      env: { TEST_UPSTREAM_KEY: 'sk-test' },
-    });
-  });
-
-  after(async () => {
-    await stack?.stop();
-    await Promise.all([issuer?.close(), upstream?.close()]);
   });
 
   it('charges a non-streaming chat completion exactly its usage', async () => {
@@ -133,7 +110,7 @@ describe('e2e: token metering through real Envoy', function () {
     const chunks = [];
     for await (const chunk of stream) chunks.push(chunk);
     // What reached the upstream asked for usage; what reached the client has no usage chunk.
-    const sent = JSON.parse(upstream.requests('/v1/chat/completions').at(-1)!.body) as Record<
+    const sent = JSON.parse(e2e.upstream.requests('/v1/chat/completions').at(-1)!.body) as Record<
       string,
       unknown
     >;
@@ -324,12 +301,12 @@ describe('e2e: token metering through real Envoy', function () {
   });
 
   it('leaves the tenant budget holding exactly what was charged, with nothing reserved', async () => {
-    const charged = stack
+    const charged = e2e.stack
       .logLines()
       .filter((l) => l['audit'] === 'usage' && l['tenant'] === TENANT)
       .reduce((sum, l) => sum + (l['charged'] as number), 0);
     expect(charged).to.be.greaterThan(0);
-    const base = stack.ready.metrics!.replace(/\/metrics$/, '');
+    const base = e2e.stack.ready.metrics!.replace(/\/metrics$/, '');
     const res = await fetch(`${base}/budget?tenant=${TENANT}`);
     expect(res.status).to.equal(200);
     const { budgets } = (await res.json()) as { budgets: { used: number; reserved: number }[] };

@@ -4,17 +4,10 @@
  */
 import { expect } from 'chai';
 import OpenAI from 'openai';
-import { DevIssuer } from '../../src/dev/issuer.js';
-import { DEV_MODELS, DevUpstream } from '../../src/dev/upstream.js';
-import { startStack, type StackProcess } from '../helpers/stack.js';
+import { DEV_MODELS } from '../../src/dev/upstream.js';
+import { baseConfig, withStack } from '../helpers/e2e.js';
 
-function configYaml(issuer: DevIssuer): string {
-  return `
-server: { grpc: 127.0.0.1:0, metrics: 127.0.0.1:0 }
-authentication:
-  - provider: { name: main-idp, issuer: ${issuer.url}, clientId: tollgate-test }
-upstream:
-  apiKey: { env: TEST_UPSTREAM_KEY }
+const RULES = `
 authorization:
   default: allow
   rules:
@@ -28,16 +21,13 @@ authorization:
       match: { models: ["gpt-4*"], claims: { email: "*@contractors.example" } }
       action: deny
 `;
-}
 
 describe('e2e: GET /v1/models per caller', function () {
   this.timeout(60000);
-  let issuer: DevIssuer;
-  let upstream: DevUpstream;
-  let stack: StackProcess;
+  const e2e = withStack((issuer) => baseConfig({ issuer, extra: RULES }));
 
   const token = (claims: Record<string, unknown>) =>
-    issuer.mint({ sub: String(claims['email']), ...claims });
+    e2e.issuer.mint({ sub: String(claims['email']), ...claims });
   const ML = { email: 'ada@myorg.com', groups: ['ml-team'] };
   const SALES = { email: 'bob@myorg.com', groups: ['sales'] };
   const CONTRACTOR = { email: 'eve@contractors.example', groups: ['ml-team'] };
@@ -47,7 +37,7 @@ describe('e2e: GET /v1/models per caller', function () {
     headers: Record<string, string> = {},
   ): Promise<string[]> {
     const client = new OpenAI({
-      baseURL: `${stack.ready.envoy}/v1`,
+      baseURL: `${e2e.stack.ready.envoy}/v1`,
       apiKey: await token(claims),
       maxRetries: 0,
       timeout: 10000,
@@ -56,21 +46,6 @@ describe('e2e: GET /v1/models per caller', function () {
     for await (const model of client.models.list({ headers })) ids.push(model.id);
     return ids;
   }
-
-  before(async () => {
-    issuer = await DevIssuer.start({ audience: 'tollgate-test' });
-    upstream = await DevUpstream.start();
-    stack = await startStack({
-      config: configYaml(issuer),
-      upstream: upstream.url,
-      env: { TEST_UPSTREAM_KEY: 'sk-test' },
-    });
-  });
-
-  after(async () => {
-    await stack?.stop();
-    await Promise.all([issuer?.close(), upstream?.close()]);
-  });
 
   it('shows each caller only the models its rules allow', async () => {
     expect(await listed(ML)).to.deep.equal(DEV_MODELS);
@@ -86,7 +61,7 @@ describe('e2e: GET /v1/models per caller', function () {
 
   it('sends a filtered list with a correct content-length, and an unfiltered one untouched', async () => {
     const get = async (claims: Record<string, unknown>) => {
-      const res = await fetch(`${stack.ready.envoy}/v1/models`, {
+      const res = await fetch(`${e2e.stack.ready.envoy}/v1/models`, {
         headers: { authorization: `Bearer ${await token(claims)}` },
       });
       const body = Buffer.from(await res.arrayBuffer());
@@ -104,7 +79,7 @@ describe('e2e: GET /v1/models per caller', function () {
   it('lists exactly what the caller may call', async () => {
     // The list and ext_authz read the same rules: a listed model is served, an unlisted one refused.
     const client = new OpenAI({
-      baseURL: `${stack.ready.envoy}/v1`,
+      baseURL: `${e2e.stack.ready.envoy}/v1`,
       apiKey: await token(CONTRACTOR),
       maxRetries: 0,
     });

@@ -13,6 +13,8 @@ import OpenAI from 'openai';
 import { DevIssuer } from '../../src/dev/issuer.js';
 import { DevUpstream } from '../../src/dev/upstream.js';
 import type { RunningEnvoy } from '../../src/stack/envoy.js';
+import { baseConfig } from '../helpers/e2e.js';
+import { metricValue as metric, scrapeMetrics } from '../helpers/prometheus.js';
 import { eventually, startEnvoyFor, startServe, type ServeProcess } from '../helpers/serve.js';
 
 const UPSTREAM_KEY = 'sk-upstream-obs-0123456789abcdef';
@@ -64,13 +66,10 @@ async function otlpReceiver(): Promise<{
 }
 
 function configYaml(issuer: DevIssuer): string {
-  return `
-server: { grpc: 127.0.0.1:0, metrics: 127.0.0.1:0 }
-authentication:
-  - provider: { name: main-idp, issuer: ${issuer.url}, clientId: tollgate-test, jwksUri: ${issuer.url}/jwks.json }
-upstream:
-  apiKey: { env: TEST_UPSTREAM_KEY }
-identityHeaders:
+  return baseConfig({
+    issuer,
+    provider: `jwksUri: ${issuer.url}/jwks.json`,
+    extra: `identityHeaders:
   x-user-email: email
 authorization:
   default: allow
@@ -90,26 +89,8 @@ tokenBudgets:
     maxTokens: 100000
     period: month
 metrics: { perUserLabels: true, maxLabelValues: 50 }
-`;
-}
-
-/** The value of the single series `name` whose labels include every `labels` entry. */
-function metric(
-  text: string,
-  name: string,
-  labels: Record<string, string> = {},
-): number | undefined {
-  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  const lines = text
-    .split('\n')
-    .filter(
-      (l) =>
-        (l.startsWith(`${name}{`) || l.startsWith(`${name} `)) &&
-        wanted.every((w) => l.includes(w)),
-    );
-  if (lines.length > 1)
-    throw new Error(`several series match ${name} ${wanted.join(',')}:\n${lines.join('\n')}`);
-  return lines[0] === undefined ? undefined : Number(lines[0].slice(lines[0].lastIndexOf(' ') + 1));
+`,
+  });
 }
 
 describe('e2e: audit logs, metrics and traces', function () {
@@ -269,7 +250,7 @@ describe('e2e: audit logs, metrics and traces', function () {
   });
 
   it('exports the series with the values the traffic implies', async () => {
-    const text = await (await fetch(serve.metricsUrl!)).text();
+    const text = await scrapeMetrics(serve.metricsUrl);
     const genai = {
       gen_ai_operation_name: 'chat',
       gen_ai_provider_name: 'openai',

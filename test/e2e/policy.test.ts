@@ -10,6 +10,7 @@ import OpenAI from 'openai';
 import { DevIssuer } from '../../src/dev/issuer.js';
 import { DevUpstream } from '../../src/dev/upstream.js';
 import { startEnvoy, type RunningEnvoy } from '../../src/stack/envoy.js';
+import { metricValue, scrapeMetrics } from '../helpers/prometheus.js';
 import { startStack, type StackProcess } from '../helpers/stack.js';
 
 const DEFAULT_KEY = 'sk-default-test-key';
@@ -61,10 +62,22 @@ interface ErrorBody {
   error: { message: string; type: string; param: null; code: string };
 }
 
-/** The value of one Prometheus series (labels given as a fragment), or undefined. */
-function series(text: string, name: string, labels: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
-  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
+/**
+ * Asserts `res` is a JSON error envelope with this status, x-tollgate-reason, type and code
+ * (and `param: null`); returns the body for further checks.
+ */
+async function expectEnvelope(
+  res: Response,
+  status: number,
+  reason: string,
+  error: { type: string; code: string },
+): Promise<ErrorBody> {
+  expect(res.status).to.equal(status);
+  expect(res.headers.get('content-type')).to.equal('application/json');
+  expect(res.headers.get('x-tollgate-reason')).to.equal(reason);
+  const body = (await res.json()) as ErrorBody;
+  expect(body.error).to.include({ ...error, param: null });
+  return body;
 }
 
 describe('e2e: claim policies, tenants and body errors through real Envoy', function () {
@@ -124,14 +137,9 @@ describe('e2e: claim policies, tenants and body errors through real Envoy', func
       token,
       JSON.stringify({ model: 'o3-mini', messages: HI }),
     );
-    expect(res.status).to.equal(403);
-    expect(res.headers.get('content-type')).to.equal('application/json');
-    expect(res.headers.get('x-tollgate-reason')).to.equal('model_not_allowed');
-    const body = (await res.json()) as ErrorBody;
-    expect(body.error).to.include({
+    const body = await expectEnvelope(res, 403, 'model_not_allowed', {
       type: 'permission_denied',
       code: 'model_not_allowed',
-      param: null,
     });
     expect(body.error.message).to.contain('"nobody-else-reasoning"');
 
@@ -223,9 +231,9 @@ describe('e2e: claim policies, tenants and body errors through real Envoy', func
       reason: 'model_not_allowed',
     });
 
-    const metrics = await (await fetch(stack.ready.metrics!)).text();
+    const metrics = await scrapeMetrics(stack.ready.metrics);
     expect(
-      series(metrics, 'tollgate_policy_shadow_denials_total', 'rule="trial-block-gpt41"'),
+      metricValue(metrics, 'tollgate_policy_shadow_denials_total', { rule: 'trial-block-gpt41' }),
     ).to.equal(1);
     // Requests the shadow rule does not match carry no shadow field.
     const plain = stack
@@ -259,14 +267,9 @@ describe('e2e: claim policies, tenants and body errors through real Envoy', func
 
   it('answers a body that is not JSON with 400 invalid_body', async () => {
     const res = await post('/v1/chat/completions', await mlUser(), '{"model": "gpt-4o-mini", ');
-    expect(res.status).to.equal(400);
-    expect(res.headers.get('content-type')).to.equal('application/json');
-    expect(res.headers.get('x-tollgate-reason')).to.equal('invalid_body');
-    const body = (await res.json()) as ErrorBody;
-    expect(body.error).to.include({
+    await expectEnvelope(res, 400, 'invalid_body', {
       type: 'invalid_request_error',
       code: 'invalid_body',
-      param: null,
     });
   });
 
@@ -286,14 +289,9 @@ describe('e2e: claim policies, tenants and body errors through real Envoy', func
       messages: [{ role: 'user', content: 'x'.repeat(1100 * 1000) }],
     });
     const res = await post('/v1/chat/completions', token, big);
-    expect(res.status).to.equal(413);
-    expect(res.headers.get('content-type')).to.equal('application/json');
-    expect(res.headers.get('x-tollgate-reason')).to.equal('body_too_large');
-    const body = (await res.json()) as ErrorBody;
-    expect(body.error).to.include({
+    const body = await expectEnvelope(res, 413, 'body_too_large', {
       type: 'invalid_request_error',
       code: 'request_too_large',
-      param: null,
     });
     expect(body.error.message).to.contain('1048576 bytes');
 
@@ -339,16 +337,11 @@ describe('e2e: Envoy’s own reply when Tollgate is unreachable', function () {
       headers: { 'content-type': 'application/json', authorization: 'Bearer whatever' },
       body: JSON.stringify({ model: 'gpt-4o-mini', messages: HI }),
     });
-    expect(res.status).to.equal(503);
-    expect(res.headers.get('content-type')).to.equal('application/json');
-    expect(res.headers.get('x-tollgate-reason')).to.equal('internal_error');
-    expect(res.headers.get('retry-after')).to.equal('1');
-    const body = (await res.json()) as ErrorBody;
-    expect(body.error).to.include({
+    await expectEnvelope(res, 503, 'internal_error', {
       type: 'server_error',
       code: 'service_unavailable',
-      param: null,
     });
+    expect(res.headers.get('retry-after')).to.equal('1');
     expect(upstream.received).to.have.length(0);
   });
 });

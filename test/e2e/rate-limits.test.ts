@@ -5,9 +5,8 @@
  */
 import { expect } from 'chai';
 import OpenAI from 'openai';
-import { DevIssuer } from '../../src/dev/issuer.js';
-import { DevUpstream } from '../../src/dev/upstream.js';
-import { startStack, type StackProcess } from '../helpers/stack.js';
+import { baseConfig, withStack } from '../helpers/e2e.js';
+import { metricValue, scrapeMetrics } from '../helpers/prometheus.js';
 
 const GO_DURATION = /^(\d+ms|(\d+h)?(\d+m)?\d+(\.\d+)?s)$/;
 
@@ -19,13 +18,7 @@ function durationMs(s: string): number {
   return (Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3])) * 1000;
 }
 
-function configYaml(issuer: DevIssuer): string {
-  return `
-server: { grpc: 127.0.0.1:0, metrics: 127.0.0.1:0 }
-authentication:
-  - provider: { name: main-idp, issuer: ${issuer.url}, clientId: tollgate-test }
-upstream:
-  apiKey: { env: TEST_UPSTREAM_KEY }
+const LIMITS = `
 rateLimits:
   - name: user-limit
     match:
@@ -58,7 +51,6 @@ rateLimits:
     requestsPerUnit: 2
     unit: minute
 `;
-}
 
 interface Outcome {
   readonly status: number;
@@ -82,14 +74,12 @@ async function outcome(call: {
 
 describe('e2e: request rate limits through real Envoy', function () {
   this.timeout(60000);
-  let issuer: DevIssuer;
-  let upstream: DevUpstream;
-  let stack: StackProcess;
+  const e2e = withStack((issuer) => baseConfig({ issuer, extra: LIMITS }));
 
   async function client(claims: Record<string, unknown>): Promise<OpenAI> {
-    const apiKey = await issuer.mint(claims);
+    const apiKey = await e2e.issuer.mint(claims);
     return new OpenAI({
-      baseURL: `${stack.ready.envoy}/v1`,
+      baseURL: `${e2e.stack.ready.envoy}/v1`,
       apiKey,
       maxRetries: 0,
       timeout: 10000,
@@ -109,24 +99,9 @@ describe('e2e: request rate limits through real Envoy', function () {
   const respond = (c: OpenAI) => outcome(c.responses.create({ model: 'gpt-4o-mini', input: 'hi' }));
   const remaining = (o: Outcome) => o.headers.get('x-ratelimit-remaining-requests');
 
-  before(async () => {
-    issuer = await DevIssuer.start({ audience: 'tollgate-test' });
-    upstream = await DevUpstream.start();
-    stack = await startStack({
-      config: configYaml(issuer),
-      upstream: upstream.url,
-      env: { TEST_UPSTREAM_KEY: 'sk-test' },
-    });
-  });
-
-  after(async () => {
-    await stack?.stop();
-    await Promise.all([issuer?.close(), upstream?.close()]);
-  });
-
   it('admits exactly 5 of a 5-per-minute limit, counting down, and answers the 6th with 429', async () => {
     const alice = await client({ sub: 'alice', email: 'alice@myorg.com' });
-    const reached = upstream.received.length;
+    const reached = e2e.upstream.received.length;
     const allowed: Outcome[] = [];
     for (let i = 0; i < 5; i++) allowed.push(await chat(alice));
     expect(allowed.map((o) => o.status)).to.deep.equal([200, 200, 200, 200, 200]);
@@ -161,7 +136,9 @@ describe('e2e: request rate limits through real Envoy', function () {
         Math.ceil(durationMs(denied.headers.get('x-ratelimit-reset-requests') ?? '') / 1000),
       ),
     );
-    expect(upstream.received.length - reached, 'requests that reached the upstream').to.equal(5);
+    expect(e2e.upstream.received.length - reached, 'requests that reached the upstream').to.equal(
+      5,
+    );
 
     // Another user of the same limit has a bucket of their own.
     const bobClient = await client({ sub: 'bob', email: 'bob@myorg.com' });
@@ -263,18 +240,9 @@ describe('e2e: request rate limits through real Envoy', function () {
   });
 
   it('exports rate-limit outcomes per limit as metrics', async () => {
-    const text = await (await fetch(stack.ready.metrics ?? '')).text();
-    const value = (limit: string, result: string): number => {
-      const line = text
-        .split('\n')
-        .find(
-          (l) =>
-            l.startsWith('tollgate_ratelimit_hits') &&
-            l.includes(`limit="${limit}"`) &&
-            l.includes(`result="${result}"`),
-        );
-      return line === undefined ? 0 : Number(line.split(' ').at(-1));
-    };
+    const text = await scrapeMetrics(e2e.stack.ready.metrics);
+    const value = (limit: string, result: string): number =>
+      metricValue(text, 'tollgate_ratelimit_hits_total', { limit, result }) ?? 0;
     expect(value('user-limit', 'allowed')).to.be.at.least(6);
     expect(value('user-limit', 'limited')).to.be.at.least(1);
     expect(value('multi-tight', 'limited')).to.equal(1);

@@ -9,9 +9,9 @@ import { expect } from 'chai';
 import { Redis } from 'ioredis';
 import OpenAI from 'openai';
 import type { OnUnavailable } from '../../src/config/schema.js';
-import { DevIssuer } from '../../src/dev/issuer.js';
-import { DevUpstream } from '../../src/dev/upstream.js';
+import type { DevIssuer } from '../../src/dev/issuer.js';
 import { bucketKey } from '../../src/pipeline/rate-limit.js';
+import { baseConfig, UPSTREAM_ENV, withDevs } from '../helpers/e2e.js';
 import { RedisServer } from '../helpers/redis-server.js';
 import { startStack, type StackProcess } from '../helpers/stack.js';
 
@@ -24,20 +24,17 @@ const POLICIES: readonly OnUnavailable[] = ['closed', 'open', 'local'];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function configYaml(issuer: DevIssuer, redis: RedisServer, policy: OnUnavailable): string {
-  return `
-server: { grpc: 127.0.0.1:0, metrics: 127.0.0.1:0 }
-authentication:
-  - provider: { name: main-idp, issuer: ${issuer.url}, clientId: tollgate-test }
-upstream:
-  apiKey: { env: TEST_UPSTREAM_KEY }
-rateLimits:
+  return baseConfig({
+    issuer,
+    extra: `rateLimits:
   - name: faults
     match: { path: /v1/chat/completions }
     requestsPerUnit: ${LIMIT}
     unit: minute
 store:
   redis: { url: "${redis.url()}", timeoutMs: ${TIMEOUT_MS}, onUnavailable: ${policy}, keyPrefix: "${policy}:" }
-`;
+`,
+  });
 }
 
 interface Outcome {
@@ -56,8 +53,7 @@ interface Setup {
 
 describe('e2e: Redis killed mid-run, per onUnavailable policy', function () {
   this.timeout(60000);
-  let issuer: DevIssuer;
-  let upstream: DevUpstream;
+  const devs = withDevs();
   const setups = new Map<OnUnavailable, Setup>();
   /** Everything started, so `after` can stop it even when `before` failed halfway. */
   const started: { stacks: StackProcess[]; servers: RedisServer[]; clients: Redis[] } = {
@@ -67,10 +63,6 @@ describe('e2e: Redis killed mid-run, per onUnavailable policy', function () {
   };
 
   before(async () => {
-    [issuer, upstream] = await Promise.all([
-      DevIssuer.start({ audience: 'tollgate-test' }),
-      DevUpstream.start(),
-    ]);
     await Promise.all(
       POLICIES.map(async (policy) => {
         const redis = await RedisServer.start();
@@ -83,9 +75,9 @@ describe('e2e: Redis killed mid-run, per onUnavailable policy', function () {
         inspect.on('error', () => undefined);
         started.clients.push(inspect);
         const stack = await startStack({
-          config: configYaml(issuer, redis, policy),
-          upstream: upstream.url,
-          env: { TEST_UPSTREAM_KEY: 'sk-test' },
+          config: configYaml(devs.issuer, redis, policy),
+          upstream: devs.upstream.url,
+          env: UPSTREAM_ENV,
           timeoutMs: 45000,
         });
         started.stacks.push(stack);
@@ -98,12 +90,11 @@ describe('e2e: Redis killed mid-run, per onUnavailable policy', function () {
     await Promise.all(started.stacks.map((s) => s.stop()));
     for (const c of started.clients) c.disconnect();
     await Promise.all(started.servers.map((s) => s.stop()));
-    await Promise.all([issuer?.close(), upstream?.close()]);
   });
 
   /** One SDK chat call as `user`, timed, with its status and headers whatever the outcome. */
   async function call(stack: StackProcess, user: string): Promise<Outcome> {
-    const apiKey = await issuer.mint({ sub: user, email: user });
+    const apiKey = await devs.issuer.mint({ sub: user, email: user });
     const sdk = new OpenAI({
       baseURL: `${stack.ready.envoy}/v1`,
       apiKey,

@@ -8,53 +8,32 @@ import { mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import OpenAI from 'openai';
-import { DevIssuer } from '../../src/dev/issuer.js';
-import { DevUpstream } from '../../src/dev/upstream.js';
-import { startStack, type StackProcess } from '../helpers/stack.js';
+import type { DevIssuer } from '../../src/dev/issuer.js';
+import { baseConfig, withStack } from '../helpers/e2e.js';
+import { metricValue, scrapeMetrics } from '../helpers/prometheus.js';
+import { eventually } from '../helpers/serve.js';
 
 const HI = [{ role: 'user' as const, content: 'hi' }];
 
 function configYaml(issuer: DevIssuer, authorization: string): string {
-  return `
-server: { grpc: 127.0.0.1:0, metrics: 127.0.0.1:0 }
-authentication:
-  - provider: { name: idp, issuer: ${issuer.url}, clientId: tollgate-test }
-upstream:
-  apiKey: { env: TEST_UPSTREAM_KEY }
-${authorization}
-`;
+  return baseConfig({ issuer, name: 'idp', extra: `${authorization}\n` });
 }
 
 /** Polls `probe` until it returns something other than undefined. */
-async function waitFor<T>(
+const waitFor = <T>(
   what: string,
   probe: () => Promise<T | undefined> | T | undefined,
   timeoutMs = 10000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-function series(text: string, name: string, labels: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
-  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
-}
+): Promise<T> => eventually(probe, what, timeoutMs);
 
 describe('e2e: live configuration reload through real Envoy', function () {
   this.timeout(60000);
-  let issuer: DevIssuer;
-  let upstream: DevUpstream;
-  let stack: StackProcess;
+  const e2e = withStack((issuer) => configYaml(issuer, 'authorization: { default: allow }'));
   let token: string;
 
   const client = () =>
     new OpenAI({
-      baseURL: `${stack.ready.envoy}/v1`,
+      baseURL: `${e2e.stack.ready.envoy}/v1`,
       apiKey: token,
       maxRetries: 0,
       timeout: 10000,
@@ -70,38 +49,24 @@ describe('e2e: live configuration reload through real Envoy', function () {
     }
   };
   const reloads = async (result: string) =>
-    series(
-      await (await fetch(stack.ready.metrics!)).text(),
-      'tollgate_config_reloads_total',
-      `result="${result}"`,
-    ) ?? 0;
+    metricValue(await scrapeMetrics(e2e.stack.ready.metrics), 'tollgate_config_reloads_total', {
+      result,
+    }) ?? 0;
 
   before(async () => {
-    issuer = await DevIssuer.start({ audience: 'tollgate-test' });
-    upstream = await DevUpstream.start();
-    stack = await startStack({
-      config: configYaml(issuer, 'authorization: { default: allow }'),
-      upstream: upstream.url,
-      env: { TEST_UPSTREAM_KEY: 'sk-test' },
-    });
-    token = await issuer.mint({ sub: 'u-1', email: 'ada@myorg.com', groups: ['eng'] });
-  });
-
-  after(async () => {
-    await stack?.stop();
-    await Promise.all([issuer?.close(), upstream?.close()]);
+    token = await e2e.issuer.mint({ sub: 'u-1', email: 'ada@myorg.com', groups: ['eng'] });
   });
 
   it('refuses an invalid file: nothing changes, every problem is logged and counted', async () => {
     // Both mistakes would deny everything if they were half-applied.
-    await stack.writeConfig(
+    await e2e.stack.writeConfig(
       configYaml(
-        issuer,
+        e2e.issuer,
         'authorization:\n  defualt: deny\n  rules:\n    - name: block-all\n      action: maybe\n',
       ),
     );
     const refused = await waitFor('the refusal to be logged', () =>
-      stack.logLines().find((l) => String(l['msg']).startsWith('configuration change refused')),
+      e2e.stack.logLines().find((l) => String(l['msg']).startsWith('configuration change refused')),
     );
     const problems = refused['problems'] as { path: string; message: string; line?: number }[];
     expect(problems.map((p) => p.path)).to.deep.equal([
@@ -119,10 +84,10 @@ describe('e2e: live configuration reload through real Envoy', function () {
 
   it('follows a Kubernetes ConfigMap update (the ..data symlink swap)', async () => {
     // The kubelet layout: tollgate.yaml -> ..data/tollgate.yaml, ..data -> ..<timestamp>/.
-    const dir = stack.dir;
+    const dir = e2e.stack.dir;
     const version = async (name: string, authorization: string) => {
       await mkdir(join(dir, name));
-      await writeFile(join(dir, name, 'tollgate.yaml'), configYaml(issuer, authorization));
+      await writeFile(join(dir, name, 'tollgate.yaml'), configYaml(e2e.issuer, authorization));
     };
     const denyModel = (m: string) =>
       `authorization:\n  default: allow\n  rules:\n    - { name: no-${m}, match: { models: ["${m}*"] }, action: deny }\n`;
@@ -130,7 +95,7 @@ describe('e2e: live configuration reload through real Envoy', function () {
     await version('..2026_01_01_00_00_00.000000001', denyModel('o3'));
     await symlink('..2026_01_01_00_00_00.000000001', join(dir, '..data'));
     await symlink('..data/tollgate.yaml', join(dir, 'tollgate.yaml.link'));
-    await rename(join(dir, 'tollgate.yaml.link'), stack.configPath);
+    await rename(join(dir, 'tollgate.yaml.link'), e2e.stack.configPath);
     await waitFor('the first ConfigMap version', async () =>
       (await statusFor('o3-mini')) === 403 ? true : undefined,
     );
@@ -164,7 +129,7 @@ describe('e2e: live configuration reload through real Envoy', function () {
     await waitFor('the first streamed chunk', () => (received > 0 ? true : undefined));
 
     const written = Date.now();
-    await stack.writeConfig(configYaml(issuer, 'authorization: { default: deny }'));
+    await e2e.stack.writeConfig(configYaml(e2e.issuer, 'authorization: { default: deny }'));
     await waitFor(
       'the new policy',
       async () => ((await statusFor('gpt-4o-mini')) === 403 ? true : undefined),
@@ -178,7 +143,7 @@ describe('e2e: live configuration reload through real Envoy', function () {
     expect(received).to.equal(CHUNKS);
     expect(finish).to.equal('stop');
 
-    const denial = stack
+    const denial = e2e.stack
       .logLines()
       .filter((l) => l['audit'] === 'decision' && l['decision'] === 'deny')
       .at(-1);

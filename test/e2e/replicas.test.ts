@@ -5,13 +5,13 @@
  * agrees. A per-pod limiter would admit up to 100 here.
  */
 import { expect } from 'chai';
-import { Redis } from 'ioredis';
 import OpenAI from 'openai';
-import { DevIssuer } from '../../src/dev/issuer.js';
-import { DevUpstream } from '../../src/dev/upstream.js';
+import type { DevIssuer } from '../../src/dev/issuer.js';
 import { bucketKey } from '../../src/pipeline/rate-limit.js';
-import { RedisServer } from '../helpers/redis-server.js';
-import { startStack, type StackProcess } from '../helpers/stack.js';
+import { baseConfig, withDevs, withSharedRedis } from '../helpers/e2e.js';
+import { metricValue, scrapeMetrics } from '../helpers/prometheus.js';
+import type { RedisServer } from '../helpers/redis-server.js';
+import type { StackProcess } from '../helpers/stack.js';
 
 const PREFIX = 'tollgate-replicas:';
 const LIMIT = 50;
@@ -21,13 +21,9 @@ const REQUESTS = 200;
 function configYaml(issuer: DevIssuer, redis: RedisServer): string {
   // A generous timeout: on a loaded 2-core machine a slow event loop must not look like an
   // outage (with `closed` it would turn into 503s and spoil the count).
-  return `
-server: { grpc: 127.0.0.1:0, metrics: 127.0.0.1:0 }
-authentication:
-  - provider: { name: main-idp, issuer: ${issuer.url}, clientId: tollgate-test }
-upstream:
-  apiKey: { env: TEST_UPSTREAM_KEY }
-rateLimits:
+  return baseConfig({
+    issuer,
+    extra: `rateLimits:
   - name: shared-limit
     match: { path: /v1/chat/completions, claims: { email: "*@myorg.com" } }
     requestsPerUnit: ${LIMIT}
@@ -39,57 +35,31 @@ store:
     timeoutMs: 2000
     onUnavailable: closed
     keyPrefix: "${PREFIX}"
-`;
+`,
+  });
 }
 
 /** The sidecar's `tollgate.ratelimit.hits` counters for `shared-limit`. */
 async function rateLimitHits(stack: StackProcess): Promise<{ allowed: number; limited: number }> {
-  const text = await (await fetch(stack.ready.metrics ?? '')).text();
-  const value = (result: string): number => {
-    const line = text
-      .split('\n')
-      .find((l) => l.startsWith('tollgate_ratelimit_hits') && l.includes(`result="${result}"`));
-    return line === undefined ? 0 : Number(line.split(' ').at(-1));
-  };
+  const text = await scrapeMetrics(stack.ready.metrics);
+  const value = (result: string): number =>
+    metricValue(text, 'tollgate_ratelimit_hits_total', { limit: 'shared-limit', result }) ?? 0;
   return { allowed: value('allowed'), limited: value('limited') };
 }
 
 describe('e2e: one limit shared by two replicas through Redis', function () {
   this.timeout(90000);
-  let issuer: DevIssuer;
-  let upstream: DevUpstream;
-  let redis: RedisServer;
-  let inspect: Redis;
-  const stacks: StackProcess[] = [];
-
-  before(async () => {
-    [issuer, upstream, redis] = await Promise.all([
-      DevIssuer.start({ audience: 'tollgate-test' }),
-      DevUpstream.start(),
-      RedisServer.start(),
-    ]);
-    const config = configYaml(issuer, redis);
-    const env = { TEST_UPSTREAM_KEY: 'sk-test' };
-    stacks.push(
-      ...(await Promise.all(
-        [0, 1].map(() => startStack({ config, upstream: upstream.url, env, timeoutMs: 45000 })),
-      )),
-    );
-    inspect = new Redis(redis.url(), { lazyConnect: true, maxRetriesPerRequest: 1 });
-    await inspect.connect();
+  const devs = withDevs();
+  const shared = withSharedRedis(devs, (redis) => configYaml(devs.issuer, redis), {
+    timeoutMs: 45000,
   });
-
-  after(async () => {
-    inspect?.disconnect();
-    await Promise.all(stacks.map((s) => s.stop()));
-    await Promise.all([issuer?.close(), upstream?.close(), redis?.stop()]);
-  });
+  const { stacks } = shared;
 
   it(`admits exactly ${LIMIT} of ${REQUESTS} concurrent requests from ${CLIENTS} clients over both replicas`, async () => {
     // One tenant, 40 users (so the limit, keyed by tenant, is the only thing shared).
     const clients = await Promise.all(
       Array.from({ length: CLIENTS }, async (_, i) => {
-        const apiKey = await issuer.mint({
+        const apiKey = await devs.issuer.mint({
           sub: `u${i}`,
           email: `u${i}@myorg.com`,
           tenant_id: 'acme',
@@ -145,8 +115,10 @@ describe('e2e: one limit shared by two replicas through Redis', function () {
       'limited per the sidecars',
     ).to.equal(REQUESTS - LIMIT);
     // The one shared counter in Redis says the same, and refusals added nothing to it.
-    expect(await inspect.get(PREFIX + bucketKey('shared-limit', 'acme'))).to.equal(String(LIMIT));
-    const pttl = await inspect.pttl(PREFIX + bucketKey('shared-limit', 'acme'));
+    expect(await shared.inspect.get(PREFIX + bucketKey('shared-limit', 'acme'))).to.equal(
+      String(LIMIT),
+    );
+    const pttl = await shared.inspect.pttl(PREFIX + bucketKey('shared-limit', 'acme'));
     expect(pttl).to.be.within(1, 60000);
   });
 });

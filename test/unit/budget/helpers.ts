@@ -1,9 +1,10 @@
 /** Identities, configs, contexts and a log sink for the budget tests. */
-import { Writable } from 'node:stream';
 import type { Config, TokenBudgetConfig } from '../../../src/config/schema.js';
 import type { RequestContext } from '../../../src/pipeline/stage.js';
 import type { Identity } from '../../../src/pipeline/types.js';
-import { createLogger, type Logger } from '../../../src/telemetry/logger.js';
+import { testConfig } from '../../helpers/unit.js';
+
+export { logSink } from '../../helpers/unit.js';
 
 /** 2026-11-15T12:00:00Z, a Sunday in the middle of a month. */
 export const T0 = Date.UTC(2026, 10, 15, 12);
@@ -28,18 +29,7 @@ export function budget(over: Partial<TokenBudgetConfig> & Pick<TokenBudgetConfig
 }
 
 export function config(tokenBudgets: TokenBudgetConfig[], defaultMaxOutputTokens = 100): Config {
-  return {
-    server: { grpc: '127.0.0.1:0', shutdownGraceSeconds: 1 },
-    authentication: [],
-    upstream: { tenants: {} },
-    identityHeaders: {},
-    authorization: { default: 'allow', mode: 'enforce', rules: [] },
-    rateLimits: [],
-    tokenBudgets,
-    metering: { defaultMaxOutputTokens },
-    store: {},
-    logging: { level: 'info' },
-  };
+  return testConfig({ tokenBudgets, metering: { defaultMaxOutputTokens } });
 }
 
 /** A chat request whose estimate is prompt (a handful of tokens) + `maxTokens`. */
@@ -74,21 +64,4 @@ export function ctx(
     config: over.cfg ?? config([]),
     ...(over.admissionId !== undefined ? { admissionId: over.admissionId } : {}),
   };
-}
-
-/** A real pino logger (with the production redaction) writing parsed JSON lines into `lines`. */
-export function logSink(): { logger: Logger; lines: Record<string, unknown>[]; raw: string[] } {
-  const lines: Record<string, unknown>[] = [];
-  const raw: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split('\n')) {
-        if (l.trim() === '') continue;
-        raw.push(l);
-        lines.push(JSON.parse(l) as Record<string, unknown>);
-      }
-      cb();
-    },
-  });
-  return { logger: createLogger({ level: 'info', destination: stream }), lines, raw };
 }

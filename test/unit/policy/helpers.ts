@@ -7,6 +7,7 @@ import type {
 } from '../../../src/config/schema.js';
 import type { RequestContext } from '../../../src/pipeline/stage.js';
 import type { GatewayRequest, Identity } from '../../../src/pipeline/types.js';
+import { testConfig } from '../../helpers/unit.js';
 
 export function identity(overrides: Partial<Identity> = {}): Identity {
   return {
@@ -47,18 +48,11 @@ export function request(overrides: Partial<GatewayRequest> = {}): GatewayRequest
 }
 
 function config(authorization: AuthorizationConfig): Config {
-  return {
-    server: { grpc: '127.0.0.1:0', shutdownGraceSeconds: 1 },
-    authentication: [],
-    upstream: { tenants: {} },
-    identityHeaders: {},
+  return testConfig({
     authorization,
-    rateLimits: [],
-    tokenBudgets: [],
     metering: { defaultMaxOutputTokens: 1024 },
-    store: {},
     logging: { level: 'silent' },
-  };
+  });
 }
 
 export function context(

@@ -3,7 +3,6 @@
  * pino sink with the production redaction, and an in-memory span exporter: the pieces the
  * telemetry tests observe.
  */
-import { Writable } from 'node:stream';
 import {
   BasicTracerProvider,
   InMemorySpanExporter,
@@ -19,9 +18,11 @@ import { RateLimitPlanner } from '../../../src/pipeline/rate-limit.js';
 import { Responder } from '../../../src/pipeline/respond.js';
 import type { GatewayRequest, Identity } from '../../../src/pipeline/types.js';
 import { MemoryStore } from '../../../src/store/memory.js';
-import { createLogger, type Logger } from '../../../src/telemetry/logger.js';
 import { Tracing } from '../../../src/telemetry/tracing.js';
 import { AuthenticationError } from '../../../src/errors.js';
+import { logSink, testConfig } from '../../helpers/unit.js';
+
+export { logSink };
 
 export const T0 = Date.UTC(2026, 10, 15, 12);
 
@@ -41,11 +42,7 @@ export function identity(over: Partial<Identity> = {}): Identity {
 
 /** gpt-4o* only for ml-team (a rule that names a claim), a rate limit, a tenant budget. */
 export function config(over: Partial<Config> = {}): Config {
-  return {
-    server: { grpc: '127.0.0.1:0', shutdownGraceSeconds: 1 },
-    authentication: [],
-    upstream: { tenants: {} },
-    identityHeaders: {},
+  return testConfig({
     authorization: {
       default: 'allow',
       mode: 'enforce',
@@ -74,28 +71,8 @@ export function config(over: Partial<Config> = {}): Config {
       },
     ],
     tokenBudgets: [{ tenant: 'acme', maxTokens: 100_000, period: 'month', timeZone: 'UTC' }],
-    metering: { defaultMaxOutputTokens: 100 },
-    store: {},
-    logging: { level: 'info' },
     ...over,
-  };
-}
-
-/** A real pino logger (production redaction) writing into `raw` and parsed `lines`. */
-export function logSink(): { logger: Logger; lines: Record<string, unknown>[]; raw: string[] } {
-  const lines: Record<string, unknown>[] = [];
-  const raw: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split('\n')) {
-        if (l.trim() === '') continue;
-        raw.push(l);
-        lines.push(JSON.parse(l) as Record<string, unknown>);
-      }
-      cb();
-    },
   });
-  return { logger: createLogger({ level: 'info', destination: stream }), lines, raw };
 }
 
 /** Tracing into memory, exported span by span (no batching delay). */

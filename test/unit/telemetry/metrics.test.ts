@@ -5,29 +5,12 @@
 import { expect } from 'chai';
 import { PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import { Metrics, type UsageRecord } from '../../../src/telemetry/metrics.js';
+import { metricValue as value } from '../../helpers/prometheus.js';
 import { chat, gateway, identity } from './helpers.js';
 
 async function scrape(metrics: Metrics): Promise<string> {
   const { resourceMetrics } = await metrics.exporter.collect();
   return new PrometheusSerializer(undefined, false).serialize(resourceMetrics);
-}
-
-/** The value of the one series named `name` whose label set contains every `labels` entry. */
-function value(
-  text: string,
-  name: string,
-  labels: Record<string, string> = {},
-): number | undefined {
-  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  const lines = text
-    .split('\n')
-    .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
-    .filter((l) => wanted.every((w) => l.includes(w)));
-  if (lines.length > 1)
-    throw new Error(
-      `${lines.length} series match ${name} ${wanted.join(',')}:\n${lines.join('\n')}`,
-    );
-  return lines[0] === undefined ? undefined : Number(lines[0].slice(lines[0].lastIndexOf(' ') + 1));
 }
 
 const usage = (over: Partial<UsageRecord> = {}): UsageRecord => ({
