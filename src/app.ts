@@ -9,7 +9,6 @@ import { Admissions } from './exchange/admissions.js';
 import { BudgetLedger } from './exchange/ledger.js';
 import { BASE_PROCESSING_MODE, exchangeFactory } from './exchange/processor.js';
 import { Authenticator } from './identity/verify.js';
-import { warmTokenizers } from './metering/tokenizer.js';
 import { AdmissionStage } from './pipeline/admit.js';
 import { BudgetPlanner } from './pipeline/budget-reserve.js';
 import { AuthorizeStage } from './pipeline/authorize.js';
@@ -122,9 +121,8 @@ export class App {
       onExpire: (admission) => void (app?.generation ?? generation).ledger.release(admission, 'not_processed'),
     });
     const generation = await App.build(opts.config, opts.logger, metrics, undefined, admissions, tracing);
-    // Rank tables take hundreds of ms to load: before the gRPC server is up, so neither the
-    // first Check (estimates) nor the first abort (counting) pays for them.
-    warmTokenizers();
+    // No tokenizer is loaded here: Checks estimate by bytes, and a rank table (about 15 MiB,
+    // ~150 ms to build) is built on the first response that needs counting (metering/bpe.ts).
     const grpc = await startGrpcServer({
       address: opts.grpcAddress ?? opts.config.server.grpc,
       authorize: (req) => (app ? app.generation.gateway.decide(req) : generation.gateway.decide(req)),

@@ -27,10 +27,11 @@ export interface Admission {
   readonly method: string;
   readonly path: string;
   readonly model?: string;
-  /** The parsed JSON request body, when it was JSON. */
+  /**
+   * The parsed JSON request body, when it was JSON. Not the raw text too: ext_proc edits the
+   * bytes Envoy sends it, and an admission nobody takes waits here for minutes.
+   */
   readonly body?: unknown;
-  /** The raw request body as Envoy buffered it for ext_authz. */
-  readonly rawBody?: string;
   /** Prompt tokens estimated at admission (0 when the endpoint is not metered). */
   readonly promptEstimate: number;
   readonly reservation?: Reservation;

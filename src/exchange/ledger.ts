@@ -19,7 +19,7 @@ import { endpointForPath, type Endpoint } from '../metering/endpoint.js';
 import type { Usage } from '../metering/usage.js';
 import { budgetName } from '../pipeline/budget-reserve.js';
 import type { Degraded, Store } from '../store/store.js';
-import type { Logger } from '../telemetry/logger.js';
+import { auditLogger, type Logger } from '../telemetry/logger.js';
 import type { UsageMetrics } from '../telemetry/metrics.js';
 import type { Admission } from './admissions.js';
 
@@ -60,6 +60,8 @@ interface Applied {
 export class BudgetLedger {
   private readonly store: Store;
   private readonly logger: Logger;
+  /** Writes the usage lines: built from named fields, none keyed by outside names. */
+  private readonly auditLog: Logger;
   private readonly metrics: LedgerDeps['metrics'];
   private readonly now: () => number;
   /** Budget name → maxTokens, to report what is left after a settlement. */
@@ -68,6 +70,7 @@ export class BudgetLedger {
   constructor(config: Pick<Config, 'tokenBudgets'>, store: Store, deps: LedgerDeps) {
     this.store = store;
     this.logger = deps.logger;
+    this.auditLog = auditLogger(deps.logger, []);
     this.metrics = deps.metrics;
     this.now = deps.now ?? Date.now;
     this.limits = new Map(config.tokenBudgets.map((b) => [budgetName(b), b.maxTokens]));
@@ -169,8 +172,8 @@ export class BudgetLedger {
       ...(!applied.settled ? { budgetKeys: reservation?.budgets.map((b) => b.key) ?? [] } : {}),
       ...(applied.error !== undefined ? { error: applied.error } : {}),
     };
-    if (applied.settled) this.logger.info(line, fields['reason'] === undefined ? 'usage settled' : 'usage released');
-    else this.logger.error(line, 'usage NOT settled in the budget store; replay this line');
+    if (applied.settled) this.auditLog.info(line, fields['reason'] === undefined ? 'usage settled' : 'usage released');
+    else this.auditLog.error(line, 'usage NOT settled in the budget store; replay this line');
   }
 
   private record(admission: Admission, usage: Usage): void {

@@ -19,8 +19,9 @@ import { DEFAULT_PROCESSING_MODE } from '../edge/processing-mode.js';
 import type { BodySendMode, ProcessingModeSpec } from '../edge/processing-mode.js';
 import { BodyDecoder, decoderKind } from '../metering/decode.js';
 import { endpointForPath, type Endpoint } from '../metering/endpoint.js';
-import { ResponseMeter } from '../metering/meter.js';
-import { rewriteRequest } from '../metering/request-rewrite.js';
+import { estimatePrompt } from '../metering/estimate.js';
+import { promptTokens, ResponseMeter } from '../metering/meter.js';
+import { injectsUsage, rewriteRequest } from '../metering/request-rewrite.js';
 import type { Usage } from '../metering/usage.js';
 import type { Identity } from '../pipeline/types.js';
 import type { Admission } from './admissions.js';
@@ -117,10 +118,10 @@ export class MeteringExchange implements ExchangeProcessor {
       this.endpoint = endpointForPath(admission.path);
       if (isModelList(admission.method, admission.path)) this.policy = this.deps.modelPolicy?.();
       if (this.endpoint !== 'chat' && this.endpoint !== 'completions') return;
-      const rewrite = rewriteRequest(admission.path, admission.body, admission.rawBody);
-      if (rewrite.body === undefined || endOfStream) return;
+      // Decided on the parsed body; the edit itself is made on the bytes Envoy sends next.
+      if (!injectsUsage(admission.path, admission.body) || endOfStream) return;
       this.injecting = true;
-      this.clientWantsUsage = rewrite.clientWantsUsage;
+      this.clientWantsUsage = false;
       return { modeOverride: { requestBody: 'buffered' } };
     } catch (err) {
       this.report(err);
@@ -185,6 +186,7 @@ export class MeteringExchange implements ExchangeProcessor {
         stream: sse,
         clientWantsUsage: this.clientWantsUsage,
         promptEstimate: admission.promptEstimate,
+        countPrompt: () => countPrompt(admission),
         ...(encoding !== undefined ? { contentEncoding: encoding } : {}),
       });
       if (endOfStream) return;
@@ -216,8 +218,8 @@ export class MeteringExchange implements ExchangeProcessor {
       if (this.endpoint === 'other') return await this.release('not_metered');
       this.closed = true;
       this.decoder?.destroy();
-      // No response yet (the client left first): the prompt was sent, so charge its estimate.
-      const usage = this.meter ? this.meter.finish(outcome) : promptOnly(admission.promptEstimate);
+      // No response yet (the client left first): the prompt was sent, so charge it (counted).
+      const usage = this.meter ? this.meter.finish(outcome) : promptOnly(admission);
       const now = (this.deps.now ?? Date.now)();
       await this.deps.ledger.settle(admission, usage, {
         status: this.status,
@@ -275,8 +277,20 @@ export function responseBodyMode(sse: boolean, contentLength: string | undefined
   return length <= MAX_BUFFERED_RESPONSE_BYTES ? 'buffered' : 'streamed';
 }
 
-function promptOnly(promptEstimate: number): Usage {
-  const input = Math.max(0, Math.ceil(promptEstimate) || 0);
+/**
+ * The prompt of an admission counted with its model's tokenizer, for a charge without usage
+ * (the admission's own estimate is a quick one, made only to size the reservation).
+ */
+function countPrompt(admission: Admission): number {
+  if (admission.body === undefined) return admission.promptEstimate;
+  return estimatePrompt(admission.path, admission.body, admission.model ?? '');
+}
+
+function promptOnly(admission: Admission): Usage {
+  const input = promptTokens({
+    promptEstimate: admission.promptEstimate,
+    countPrompt: () => countPrompt(admission),
+  });
   return { inputTokens: input, outputTokens: 0, totalTokens: input, source: 'estimated' };
 }
 

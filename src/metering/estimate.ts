@@ -1,11 +1,32 @@
 /**
- * Admission-time estimates (DESIGN 1.6): the prompt's tokens, counted with the model's
- * tokenizer, plus the most output the request may produce. Budgets reserve this total and
- * settle to the provider's real usage afterwards, so the estimate only needs to be close and
- * should err high. Never throws: a body we cannot read estimates to 0 prompt tokens.
+ * Request-side token estimates (DESIGN 1.6), two ways over the same walk of the body:
+ * - `quickPromptEstimate`, at admission: every text field at one token per three UTF-8 bytes,
+ *   plus the cookbook's fixed overheads. No tokenizer runs on the Check path: it was the
+ *   largest piece of a Check's own work (bench/OPTIMISATIONS.md). Three bytes a token errs
+ *   high for English (about four characters a token) and code, and is about right for CJK;
+ *   budgets reserve it and settle to the provider's real usage, so it only needs to be close
+ *   and high rather than exact.
+ * - `estimatePrompt`, when a response ends without usage: the prompt counted with the model
+ *   family's real tokenizer, charged as `estimated` input.
+ * Both add the most output the request may produce for the reservation. Never throws: a body
+ * we cannot read estimates to 0 prompt tokens.
  */
 import { endpointForPath } from './endpoint.js';
 import { BudgetedCounter } from './tokenizer.js';
+
+/** Counts the tokens of one text field. */
+interface TextCounter {
+  count(text: string): number;
+}
+
+/** UTF-8 bytes per token assumed at admission (see the file comment). */
+export const QUICK_BYTES_PER_TOKEN = 3;
+
+/** The admission count: one token per three UTF-8 bytes, rounded up per field. */
+const BYTE_COUNTER: TextCounter = {
+  count: (text) =>
+    text.length === 0 ? 0 : Math.ceil(Buffer.byteLength(text, 'utf8') / QUICK_BYTES_PER_TOKEN),
+};
 
 /** Cookbook rule (gpt-3.5-turbo-0613 and later, gpt-4o family): tokens per message… */
 const TOKENS_PER_MESSAGE = 3;
@@ -28,12 +49,12 @@ function isObject(value: unknown): value is Obj {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function str(value: unknown, tk: BudgetedCounter): number {
+function str(value: unknown, tk: TextCounter): number {
   return typeof value === 'string' ? tk.count(value) : 0;
 }
 
 /** Tool definitions and schemas are sent to the model as text of about their JSON size. */
-function json(value: unknown, tk: BudgetedCounter): number {
+function json(value: unknown, tk: TextCounter): number {
   if (value === undefined || value === null) return 0;
   try {
     return tk.count(JSON.stringify(value) ?? '');
@@ -43,7 +64,7 @@ function json(value: unknown, tk: BudgetedCounter): number {
 }
 
 /** A content part of a chat message or a Responses input item. */
-function part(p: unknown, tk: BudgetedCounter): number {
+function part(p: unknown, tk: TextCounter): number {
   if (typeof p === 'string') return tk.count(p);
   if (!isObject(p)) return 0;
   const type = p['type'];
@@ -57,7 +78,7 @@ function part(p: unknown, tk: BudgetedCounter): number {
   return 0;
 }
 
-function content(value: unknown, tk: BudgetedCounter): number {
+function content(value: unknown, tk: TextCounter): number {
   if (typeof value === 'string') return tk.count(value);
   if (!Array.isArray(value)) return 0;
   let n = 0;
@@ -65,14 +86,14 @@ function content(value: unknown, tk: BudgetedCounter): number {
   return n;
 }
 
-function functionCall(call: unknown, tk: BudgetedCounter): number {
+function functionCall(call: unknown, tk: TextCounter): number {
   if (!isObject(call)) return 0;
   const fn = isObject(call['function']) ? call['function'] : call;
   return str(fn['name'], tk) + str(fn['arguments'], tk);
 }
 
 /** One chat message: 3 + every string field (role, content, name, …) + 1 for a name. */
-function chatMessage(message: unknown, tk: BudgetedCounter): number {
+function chatMessage(message: unknown, tk: TextCounter): number {
   if (!isObject(message)) return 0;
   let n = TOKENS_PER_MESSAGE;
   for (const [key, value] of Object.entries(message)) {
@@ -87,7 +108,7 @@ function chatMessage(message: unknown, tk: BudgetedCounter): number {
   return n;
 }
 
-function chatPrompt(body: Obj, tk: BudgetedCounter): number {
+function chatPrompt(body: Obj, tk: TextCounter): number {
   let n = REPLY_PRIMING;
   if (Array.isArray(body['messages'])) for (const m of body['messages']) n += chatMessage(m, tk);
   return (
@@ -96,7 +117,7 @@ function chatPrompt(body: Obj, tk: BudgetedCounter): number {
 }
 
 /** Completions `prompt` / embeddings `input`: a string, strings, token ids, or lists of token ids. */
-function textsOrTokenIds(value: unknown, tk: BudgetedCounter): number {
+function textsOrTokenIds(value: unknown, tk: TextCounter): number {
   if (typeof value === 'string') return tk.count(value);
   if (!Array.isArray(value)) return 0;
   let n = 0;
@@ -109,7 +130,7 @@ function textsOrTokenIds(value: unknown, tk: BudgetedCounter): number {
 }
 
 /** One Responses API input item: a message, a function call or its output, or a reference. */
-function responsesItem(item: unknown, tk: BudgetedCounter): number {
+function responsesItem(item: unknown, tk: TextCounter): number {
   if (typeof item === 'string') return TOKENS_PER_MESSAGE + tk.count(item);
   if (!isObject(item)) return 0;
   const type = item['type'];
@@ -126,7 +147,7 @@ function responsesItem(item: unknown, tk: BudgetedCounter): number {
   return TOKENS_PER_MESSAGE;
 }
 
-function responsesPrompt(body: Obj, tk: BudgetedCounter): number {
+function responsesPrompt(body: Obj, tk: TextCounter): number {
   let n = REPLY_PRIMING;
   const input = body['input'];
   if (typeof input === 'string') n += TOKENS_PER_MESSAGE + tk.count('user') + tk.count(input);
@@ -144,22 +165,13 @@ export interface EstimateOptions {
   exactChars?: number;
 }
 
-/** About 30 ms of js-tiktoken on a slow core: a bound on the time admission spends counting. */
+/** About 30 ms of tokenizing on a slow core: a bound on the time one count may take. */
 const DEFAULT_EXACT_CHARS = 32_768;
 
-/**
- * Estimated prompt tokens of a request body (already parsed JSON). With
- * `previous_response_id` the earlier conversation is invisible here; settlement corrects it.
- */
-export function estimatePrompt(
-  path: string,
-  body: unknown,
-  model: string,
-  opts: EstimateOptions = {},
-): number {
+/** Walks a request body with `tk` for each text field; 0 for a body that is not an object. */
+function promptOf(path: string, body: unknown, tk: TextCounter): number {
   if (!isObject(body)) return 0;
   try {
-    const tk = new BudgetedCounter(model, opts.exactChars ?? DEFAULT_EXACT_CHARS);
     switch (endpointForPath(path)) {
       case 'chat':
         return chatPrompt(body, tk);
@@ -177,6 +189,26 @@ export function estimatePrompt(
   }
 }
 
+/**
+ * Prompt tokens of a request body (already parsed JSON), counted with `model`'s tokenizer.
+ * With `previous_response_id` the earlier conversation is invisible here; settlement
+ * corrects it.
+ */
+export function estimatePrompt(
+  path: string,
+  body: unknown,
+  model: string,
+  opts: EstimateOptions = {},
+): number {
+  if (!isObject(body)) return 0;
+  return promptOf(path, body, new BudgetedCounter(model, opts.exactChars ?? DEFAULT_EXACT_CHARS));
+}
+
+/** Admission's prompt estimate: the same walk at one token per three UTF-8 bytes. */
+export function quickPromptEstimate(path: string, body: unknown): number {
+  return promptOf(path, body, BYTE_COUNTER);
+}
+
 function nonNegativeInt(value: unknown): number | undefined {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) return undefined;
   return Math.min(Math.ceil(value), Number.MAX_SAFE_INTEGER);
@@ -190,19 +222,20 @@ export interface Reservation {
 }
 
 /**
- * Output cap: `max_completion_tokens` / `max_tokens` (chat), `max_tokens` (completions),
+ * What admission reserves: the quick prompt estimate plus the output cap. Output cap:
+ * `max_completion_tokens` / `max_tokens` (chat), `max_tokens` (completions),
  * `max_output_tokens` (responses), else `defaultMaxOutputTokens`. Chat multiplies by `n`;
  * completions by the larger of `n` and `best_of` (every candidate is billed). Embeddings
- * produce no output; other endpoints reserve nothing.
+ * produce no output; other endpoints reserve nothing. `_model` is kept for callers: the
+ * admission estimate does not depend on the tokenizer family.
  */
 export function estimateReservation(
   path: string,
   body: unknown,
-  model: string,
+  _model: string,
   defaultMaxOutputTokens: number,
-  opts: EstimateOptions = {},
 ): Reservation {
-  const prompt = estimatePrompt(path, body, model, opts);
+  const prompt = quickPromptEstimate(path, body);
   const b = isObject(body) ? body : {};
   const fallback = nonNegativeInt(defaultMaxOutputTokens) ?? 0;
   const choices = Math.min(nonNegativeInt(b['n']) || 1, MAX_CHOICES);

@@ -3,8 +3,8 @@
  * response body as it passes and finally asks for the Usage to charge:
  * - provider usage when the body reported it (JSON `usage`, the chat/completions usage chunk,
  *   a Responses terminal event) — even if the client aborted after it passed;
- * - otherwise an estimate: the admission prompt estimate plus the output streamed so far,
- *   counted with the model's tokenizer, marked `estimated`.
+ * - otherwise an estimate: the prompt plus the output streamed so far, both counted with the
+ *   model's tokenizer (the prompt through `countPrompt`), marked `estimated`.
  * When we injected `include_usage`, the usage-only chunk is removed from what the client sees.
  */
 import type { Endpoint } from './endpoint.js';
@@ -21,8 +21,13 @@ export interface MeterOptions {
   stream: boolean;
   /** From rewriteRequest: false when the usage chunk is ours and must be removed. */
   clientWantsUsage: boolean;
-  /** Prompt tokens estimated at admission; charged as input when no usage arrives. */
+  /** Prompt tokens estimated at admission; charged as input when no usage arrives… */
   promptEstimate: number;
+  /**
+   * …unless this is given: it counts the prompt (with the tokenizer), and is called only
+   * when no usage arrived, so a response with usage never pays for it.
+   */
+  countPrompt?: () => number;
   /** The response's content-encoding header; compressed bodies are observed, never rewritten. */
   contentEncoding?: string;
 }
@@ -44,6 +49,17 @@ function isUsageOnlyChunk(data: unknown): boolean {
     data['choices'].length === 0 &&
     isObject(data['usage'])
   );
+}
+
+/** The input to charge without usage: `countPrompt()`, else the admission estimate. */
+export function promptTokens(opts: Pick<MeterOptions, 'promptEstimate' | 'countPrompt'>): number {
+  let n = opts.promptEstimate;
+  try {
+    if (opts.countPrompt) n = opts.countPrompt();
+  } catch {
+    // Never fails a settlement: fall back to the admission estimate.
+  }
+  return Math.max(0, Math.ceil(n) || 0);
 }
 
 export class ResponseMeter {
@@ -105,21 +121,22 @@ export class ResponseMeter {
     if (this.result) return this.result;
     if (outcome === 'complete' && !this.ended) this.endObserved();
     this.decoder?.destroy();
-    let output = 0;
-    if (!this.provider) {
+    if (this.provider) this.result = this.provider;
+    else {
+      let output: number;
       try {
         output = this.tally.tokens;
       } catch {
         output = 0;
       }
+      const input = promptTokens(this.opts);
+      this.result = {
+        inputTokens: input,
+        outputTokens: output,
+        totalTokens: input + output,
+        source: 'estimated',
+      };
     }
-    const input = Math.max(0, Math.ceil(this.opts.promptEstimate) || 0);
-    this.result = this.provider ?? {
-      inputTokens: input,
-      outputTokens: output,
-      totalTokens: input + output,
-      source: 'estimated',
-    };
     this.json = [];
     return this.result;
   }

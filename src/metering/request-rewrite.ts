@@ -25,6 +25,22 @@ function isObject(value: unknown): value is Obj {
 }
 
 /**
+ * Whether `rewriteRequest` would change this request (a streaming chat/completions request
+ * that did not ask for usage itself), without building the new body. When it would, the
+ * usage chunk will be ours, so the client does not want it.
+ */
+export function injectsUsage(path: string, body: unknown): boolean {
+  const endpoint = endpointForPath(path);
+  if (!isObject(body) || body['stream'] !== true) return false;
+  if (endpoint !== 'chat' && endpoint !== 'completions') return false;
+  const current = body['stream_options'];
+  if (isObject(current) && current['include_usage'] === true) return false;
+  // A non-object value is the client's error; the upstream answers it with a 400 and no
+  // tokens, so it is left alone rather than silently repaired.
+  return current === undefined || current === null || isObject(current);
+}
+
+/**
  * `body` is the parsed request JSON. Pass the original bytes as `raw` when available: the
  * edit is then spliced into them, leaving every other byte as the client sent it (a
  * parse/stringify round trip would silently change numbers beyond 2^53, e.g. a `seed`).
@@ -32,16 +48,9 @@ function isObject(value: unknown): value is Obj {
 export function rewriteRequest(path: string, body: unknown, raw?: string | Buffer): RequestRewrite {
   const endpoint = endpointForPath(path);
   const stream = isObject(body) && body['stream'] === true;
-  const unchanged: RequestRewrite = { stream, clientWantsUsage: true, endpoint };
-  if (!stream || !isObject(body) || (endpoint !== 'chat' && endpoint !== 'completions'))
-    return unchanged;
-
+  if (!injectsUsage(path, body) || !isObject(body))
+    return { stream, clientWantsUsage: true, endpoint };
   const current = body['stream_options'];
-  if (isObject(current) && current['include_usage'] === true) return unchanged;
-  // A non-object value is the client's error; the upstream answers it with a 400 and no
-  // tokens, so it is left alone rather than silently repaired.
-  if (current !== undefined && current !== null && !isObject(current)) return unchanged;
-
   const options = JSON.stringify({ ...(isObject(current) ? current : {}), include_usage: true });
   const spliced = raw === undefined ? undefined : spliceMember(raw, 'stream_options', options);
   const newBody =

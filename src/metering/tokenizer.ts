@@ -1,22 +1,26 @@
 /**
- * Token counting with the model family's real BPE (openai.md §7), via js-tiktoken.
+ * Token counting with the model family's real BPE (openai.md §7), from js-tiktoken's rank
+ * tables through our compact counter (bpe.ts).
  *
- * Two costs shape this file:
- * - Loading a rank table takes hundreds of milliseconds, so each encoding is loaded once, on
- *   first use (or at start-up through `warmTokenizers`), never per request.
- * - js-tiktoken's merge step is worse than quadratic in the length of one pre-tokenized
- *   piece, so a long run without whitespace ("AAAA…", minified data) could stall the event
- *   loop for seconds. `TokenCounter` therefore cuts text into batches at spaces and line
- *   breaks (where the count is unchanged) and forces a cut inside any run longer than
- *   `RUN_MAX` characters. A forced cut can add about one token, a small overcount that is
- *   acceptable for an estimate (and errs towards charging, not losing, tokens).
- * - Even ordinary text runs at roughly 1 MB/s, so callers on a deadline (admission) count a
- *   bounded prefix exactly and extrapolate the rest (`BudgetedCounter`).
+ * Costs that shape this file:
+ * - Building a rank table takes a while (about 150 ms for o200k_base on a slow core) and
+ *   about 15 MiB, so each encoding is built once, on first use, never per request. Nothing
+ *   counts on the Check path any more (admission estimates by bytes, see estimate.ts), so a
+ *   sidecar whose responses always carry usage never builds one.
+ * - The merge step is worse than quadratic in the length of one pre-tokenized piece, so a
+ *   long run without whitespace ("AAAA…", minified data) could stall the event loop for
+ *   seconds. `TokenCounter` therefore cuts text into batches at spaces and line breaks
+ *   (where the count is unchanged) and forces a cut inside any run longer than `RUN_MAX`
+ *   characters. A forced cut can add about one token, a small overcount that is acceptable
+ *   for an estimate (and errs towards charging, not losing, tokens).
+ * - Even ordinary text runs at a few MB/s, so callers on a deadline count a bounded prefix
+ *   exactly and extrapolate the rest (`BudgetedCounter`), and `TokenCounter` holds finished
+ *   batches back until they add up to `HOLD_CHARS`: a streamed answer whose usage arrives at
+ *   its end (almost all) is then never tokenized at all.
  */
-import { createRequire } from 'node:module';
-import { Tiktoken, type TiktokenBPE } from 'js-tiktoken/lite';
+import { BpeCounter, loadBpe, type EncodingName } from './bpe.js';
 
-export type EncodingName = 'o200k_base' | 'cl100k_base';
+export type { EncodingName } from './bpe.js';
 
 /** Model-name prefixes, matched longest first (`gpt-4o…` also starts with `gpt-4`). */
 const PREFIXES: ReadonlyArray<readonly [string, EncodingName]> = (
@@ -58,16 +62,12 @@ export function encodingForModel(model: string): EncodingName {
   return 'o200k_base';
 }
 
-const requireCjs = createRequire(import.meta.url);
-const encoders = new Map<EncodingName, Tiktoken>();
+const encoders = new Map<EncodingName, BpeCounter>();
 
-function encoder(name: EncodingName): Tiktoken {
+function encoder(name: EncodingName): BpeCounter {
   let enc = encoders.get(name);
   if (!enc) {
-    // Synchronous, lazy load of the CommonJS build: counting is synchronous and the tables
-    // are big, so only the encodings actually used are ever loaded.
-    const ranks = requireCjs(`js-tiktoken/ranks/${name}`) as TiktokenBPE;
-    enc = new Tiktoken(ranks);
+    enc = loadBpe(name);
     encoders.set(name, enc);
   }
   return enc;
@@ -82,6 +82,8 @@ export function warmTokenizers(
 
 /** Batches aim for this many characters; cuts happen at the next space after a word. */
 const BATCH_CHARS = 1024;
+/** Finished batches held uncounted until they add up to this (see the file comment). */
+const HOLD_CHARS = 16 * 1024;
 /** Longest run (whitespace or not) encoded in one piece; see the file comment. */
 const RUN_MAX = 32;
 /** Characters counted exactly per counter by default; beyond, the observed ratio is used. */
@@ -107,14 +109,16 @@ function isWhitespace(c: number): boolean {
 }
 
 /**
- * Counts tokens of text that arrives in pieces, in bounded memory: only the unfinished batch
- * (at most about `4 × BATCH_CHARS` characters) is kept, finished batches are reduced
- * to a number. Cutting before a space that follows a word matches how the BPE pre-tokenizer
+ * Counts tokens of text that arrives in pieces, in bounded memory: the unfinished batch (at
+ * most about `4 × BATCH_CHARS` characters) and finished ones up to `HOLD_CHARS` are kept,
+ * beyond that finished batches are reduced to a number. Cutting before a space that follows a word matches how the BPE pre-tokenizer
  * splits text (a space starts the next piece), so batching does not change the count of
  * ordinary text.
  */
 export class TokenCounter {
-  private readonly enc: Tiktoken;
+  private readonly encoding: EncodingName;
+  private held: string[] = [];
+  private heldChars = 0;
   private pending = '';
   private batchStart = 0;
   private runLength = 0;
@@ -130,7 +134,7 @@ export class TokenCounter {
    * tokens-per-character ratio observed so far.
    */
   constructor(model: string, maxExactChars: number = EXACT_CHARS) {
-    this.enc = encoder(encodingForModel(model));
+    this.encoding = encodingForModel(model);
     this.maxExactChars = maxExactChars;
   }
 
@@ -160,7 +164,7 @@ export class TokenCounter {
         // Never split a surrogate pair: a low surrogate stays with its high half.
         const forced = sameRun && this.runLength >= RUN_MAX && !(c >= 0xdc00 && c <= 0xdfff);
         if (natural || overflow || forced) {
-          this.count(this.pending.slice(this.batchStart, i));
+          this.hold(this.pending.slice(this.batchStart, i));
           this.batchStart = i;
           this.runLength = 0;
         }
@@ -178,10 +182,26 @@ export class TokenCounter {
 
   /** Tokens of everything added so far. */
   get tokens(): number {
+    this.flush();
     const tail = this.pending.length === 0 ? 0 : this.encodeLength(this.pending);
     if (this.extraChars === 0) return this.exactTokens + tail;
     const ratio = this.exactChars === 0 ? DEFAULT_RATIO : this.exactTokens / this.exactChars;
     return this.exactTokens + tail + Math.ceil(this.extraChars * ratio);
+  }
+
+  private hold(batch: string): void {
+    this.held.push(batch);
+    this.heldChars += batch.length;
+    if (this.heldChars >= HOLD_CHARS) this.flush();
+  }
+
+  /** Counts the held batches, in order, so the exact-characters allowance applies as before. */
+  private flush(): void {
+    if (this.held.length === 0) return;
+    const batches = this.held;
+    this.held = [];
+    this.heldChars = 0;
+    for (const batch of batches) this.count(batch);
   }
 
   private count(batch: string): void {
@@ -194,8 +214,8 @@ export class TokenCounter {
   }
 
   private encodeLength(text: string): number {
-    // Special-token strings in user text are ordinary text: never throw on "<|endoftext|>".
-    return this.enc.encode(text, [], []).length;
+    // Built on first use (special-token strings in user text count as ordinary text).
+    return encoder(this.encoding).count(text);
   }
 }
 

@@ -1,11 +1,12 @@
 /**
  * Token budgets at admission (`tokenBudgets:`). Every budget naming the caller's tenant, one
  * of its groups or the user applies, and the request must have room in all of them. This
- * planner decides what each reserves (the request's estimate: prompt + max output, see
- * metering/estimate.ts) and words the outcome; the admission stage (admit.ts) reserves in the
- * request's one all-or-nothing store call, together with its rate-limit windows, so a request
- * refused by a rate limit holds no tokens and one refused by a budget uses no window. ext_proc
- * settles the reservation to the real usage afterwards (exchange/ledger.ts).
+ * planner decides what each reserves (the request's estimate: a quick prompt estimate + max
+ * output, see metering/estimate.ts) and words the outcome; the admission stage (admit.ts)
+ * reserves in the request's one all-or-nothing store call, together with its rate-limit
+ * windows, so a request refused by a rate limit holds no tokens and one refused by a budget
+ * uses no window. ext_proc settles the reservation to the real usage afterwards
+ * (exchange/ledger.ts).
  *
  * Keys. One counter per budget and calendar period: `tb:<kind>:<subject>:<period id>`, e.g.
  * `tb:tenant:marketing:2026-11`. A new period is simply a new key, so a budget "resets" at
@@ -99,8 +100,8 @@ export class BudgetPlanner implements Planner {
   plan(ctx: RequestContext): CounterPlan {
     const { method, path } = ctx.request;
     if (!isMetered(method, path)) return nothingToCount();
-    // Made for every metered request, budget or not: ext_proc charges this prompt estimate
-    // when a stream ends without the provider's usage.
+    // Made for every metered request, budget or not. Cheap (bytes, no tokenizer): when a
+    // response ends without usage, ext_proc counts the prompt with the tokenizer instead.
     const estimate = estimateReservation(path, ctx.body, ctx.model ?? '', this.defaultMaxOutputTokens);
     const applicable = applicableBudgets(this.budgets, ctx.identity);
     if (applicable.length === 0) return nothingToCount({ promptEstimate: estimate.prompt });

@@ -6,10 +6,11 @@ import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/schema.js';
 import type { Admissions, Reservation } from '../exchange/admissions.js';
 import { AuthenticationError, TollgateError } from '../errors.js';
-import type { Logger } from '../telemetry/logger.js';
+import { auditLogger, type Logger } from '../telemetry/logger.js';
 import type { CheckTrace, StageOutcome, Tracing } from '../telemetry/tracing.js';
 import { decisionLine, shouldWrite } from './audit.js';
 import { readBody } from './body.js';
+import { intern } from './intern.js';
 import { deny } from './denials.js';
 import type { Responder } from './respond.js';
 import type { RequestContext, Stage } from './stage.js';
@@ -59,10 +60,13 @@ export class Gateway {
   private readonly stageObservers: StageObserver[] = [];
   private readonly reservationObservers: ReservationObserver[] = [];
   private readonly deps: GatewayDeps;
+  /** Writes the decision lines: of their fields only `claimsUsed` has keys from outside. */
+  private readonly auditLog: Logger;
 
   constructor(deps: GatewayDeps) {
     this.deps = deps;
     this.now = deps.now ?? Date.now;
+    this.auditLog = auditLogger(deps.logger, ['claimsUsed']);
   }
 
   get config(): Config {
@@ -191,11 +195,10 @@ export class Gateway {
       id: admissionId,
       requestId: request.id,
       identity,
-      method: request.method,
-      path: request.path,
-      ...(ctx.model !== undefined ? { model: ctx.model } : {}),
+      method: intern(request.method),
+      path: intern(request.path),
+      ...(ctx.model !== undefined ? { model: intern(ctx.model) } : {}),
       ...(ctx.body !== undefined ? { body: ctx.body } : {}),
-      ...(request.body !== undefined ? { rawBody: request.body } : {}),
       promptEstimate,
       ...(reservation !== undefined ? { reservation } : {}),
       admittedAt: ctx.now,
@@ -234,7 +237,7 @@ export class Gateway {
       stages: probe.stages,
       ...(probe.trace !== undefined ? { traceId: probe.trace.traceId } : {}),
     });
-    this.deps.logger.info(line, decision.deny ? `deny ${decision.deny.reason}` : 'allow');
+    this.auditLog.info(line, decision.deny ? `deny ${decision.deny.reason}` : 'allow');
   }
 }
 

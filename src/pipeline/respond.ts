@@ -27,9 +27,20 @@ function identityValue(identity: Identity, claim: string): unknown {
   }
 }
 
+/** Header mutations toward the upstream; shared between requests, so never to be mutated. */
+export interface UpstreamHeaders {
+  readonly set: Readonly<Record<string, string>>;
+  readonly remove: readonly string[];
+}
+
 export class Responder {
   private readonly headers: readonly (readonly [string, string])[];
   private readonly credentials: UpstreamCredentials;
+  /**
+   * The verified-token cache hands out the same Identity object for every request with the
+   * same token, and the headers depend only on it and on this configuration.
+   */
+  private readonly computed = new WeakMap<Identity, UpstreamHeaders>();
 
   constructor(config: Config, credentials: UpstreamCredentials) {
     this.credentials = credentials;
@@ -37,7 +48,16 @@ export class Responder {
   }
 
   /** Header mutations toward the upstream for a verified identity. */
-  upstreamHeaders(identity: Identity): { set: Record<string, string>; remove: string[] } {
+  upstreamHeaders(identity: Identity): UpstreamHeaders {
+    let headers = this.computed.get(identity);
+    if (headers === undefined) {
+      headers = this.compute(identity);
+      this.computed.set(identity, headers);
+    }
+    return headers;
+  }
+
+  private compute(identity: Identity): UpstreamHeaders {
     const set: Record<string, string> = {};
     const remove: string[] = [];
     for (const [header, claim] of this.headers) {

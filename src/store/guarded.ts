@@ -231,12 +231,26 @@ export class GuardedStore implements Store {
     this.onStateChange?.(state, cause);
   }
 
+  /**
+   * Rejects when `promise` has not settled `timeoutMs` after the call. The verdict waits one
+   * turn of the event loop (setImmediate) after the timer: when the loop was blocked past the
+   * deadline (a burst of work on a saturated sidecar), the timer and the reply are due
+   * together, and timers run before sockets are read, so without that turn a reply already
+   * waiting in the socket would lose to the timer and a busy sidecar would trip its own
+   * breaker (bench/OPTIMISATIONS.md). A store that really is late still fails one turn later.
+   */
   private withDeadline<T>(promise: Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
+    let turn: NodeJS.Immediate | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new StoreTimeout(this.timeoutMs)), this.timeoutMs);
+      timer = setTimeout(() => {
+        turn = setImmediate(() => reject(new StoreTimeout(this.timeoutMs)));
+      }, this.timeoutMs);
     });
     // race() subscribes to both, so a late rejection of `promise` is never unhandled.
-    return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+    return Promise.race([promise, deadline]).finally(() => {
+      clearTimeout(timer);
+      if (turn !== undefined) clearImmediate(turn);
+    });
   }
 }

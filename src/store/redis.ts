@@ -8,8 +8,10 @@
  * EVALSHA: one round trip however many limits and budgets apply.
  *
  * The client is set up to fail fast rather than queue: no offline queue, no retried
- * commands (a resent INCR would count twice), a command timeout of `timeoutMs`. The guarded
- * store decides what a failure means.
+ * commands (a resent INCR would count twice). The deadline of a call (`timeoutMs`) and what a
+ * failure means belong to the guarded store (guarded.ts) that always wraps this one: a
+ * second, client-side command timer would fire in the same timer phase as the guard's and
+ * fail a call whose reply is already waiting in the socket.
  */
 import { isIP } from 'node:net';
 import { Redis, type RedisOptions } from 'ioredis';
@@ -28,7 +30,7 @@ import {
 export interface RedisStoreOptions {
   /** `redis://[[user]:password@]host[:port][/db]`, or `rediss://` for TLS. */
   readonly url: string;
-  /** Per-command timeout. */
+  /** The call deadline the guard enforces; here only the connection handshake's floor. */
   readonly timeoutMs: number;
   /** Prepended to every key, e.g. `tollgate:`. */
   readonly keyPrefix: string;
@@ -93,7 +95,6 @@ export class RedisStore implements Store {
       ...redisOptionsFromUrl(options.url),
       // A handshake (TLS included) may need more than one command's budget.
       connectTimeout: Math.max(1000, options.timeoutMs),
-      commandTimeout: options.timeoutMs,
       maxRetriesPerRequest: 0,
       enableOfflineQueue: false,
       autoResendUnfulfilledCommands: false,

@@ -27,7 +27,6 @@ async function admitted(store: Store, maxTokens = 100): Promise<Admission> {
     path: '/v1/chat/completions',
     model: 'gpt-4o-mini',
     body: { messages: [{ role: 'user', content: SECRET_PROMPT }] },
-    rawBody: JSON.stringify({ messages: [{ role: 'user', content: SECRET_PROMPT }] }),
     promptEstimate: result.ok.promptEstimate ?? 0,
     reservation: result.ok.reservation,
     admittedAt: T0,

@@ -31,7 +31,7 @@ export function admission(over: Partial<Admission> & { body?: unknown } = {}): A
     method: 'POST',
     path: '/v1/chat/completions',
     model: 'gpt-4o-mini',
-    ...(body !== undefined ? { body, rawBody: JSON.stringify(body) } : {}),
+    ...(body !== undefined ? { body } : {}),
     promptEstimate: 20,
     admittedAt: ADMITTED_AT,
     ...over,

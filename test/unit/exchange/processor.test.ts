@@ -8,6 +8,7 @@ import {
   type ExchangeDeps,
 } from '../../../src/exchange/processor.js';
 import type { Admission } from '../../../src/exchange/admissions.js';
+import { estimatePrompt } from '../../../src/metering/estimate.js';
 import { fixture, splitAt } from '../metering/helpers.js';
 import {
   ADMITTED_AT,
@@ -20,6 +21,7 @@ import {
   headers,
 } from './helpers.js';
 
+const CHAT_PATH = '/v1/chat/completions';
 const CHAT_USAGE = { inputTokens: 19, outputTokens: 13, totalTokens: 32, source: 'provider' };
 
 function setup(a: Admission, over: Partial<ExchangeDeps> = {}) {
@@ -147,20 +149,29 @@ describe('exchange: MeteringExchange', () => {
     expect(call.kind).to.equal('settle');
     if (call.kind !== 'settle') return;
     expect(call.usage.source).to.equal('estimated');
-    expect(call.usage.inputTokens).to.equal(20);
+    // The prompt is counted with the tokenizer now, not taken from the quick admission estimate.
+    expect(call.usage.inputTokens)
+      .to.equal(estimatePrompt(CHAT_PATH, body, 'gpt-4o-mini'))
+      .and.not.equal(20);
     expect(call.usage.outputTokens).to.be.greaterThan(0);
     expect(call.info).to.deep.include({ status: 200, aborted: true });
   });
 
-  it('charges the prompt estimate when the client leaves before any response', async () => {
-    const { ex, ledger } = setup(admission({ body: { model: 'gpt-4o-mini', messages: [] } }));
+  it('charges the prompt, counted with the tokenizer, when the client leaves before any response', async () => {
+    const body = {
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'Say hello to the world' }],
+    };
+    const { ex, ledger } = setup(admission({ body }));
     ex.requestHeaders({}, meta(), false);
     await ex.end('aborted');
+    const prompt = estimatePrompt(CHAT_PATH, body, 'gpt-4o-mini');
+    expect(prompt).to.equal(3 + 3 + 1 + 5);
     expect(ledger.calls).to.deep.equal([
       {
         kind: 'settle',
         admission: ledger.calls[0]!.admission,
-        usage: { inputTokens: 20, outputTokens: 0, totalTokens: 20, source: 'estimated' },
+        usage: { inputTokens: prompt, outputTokens: 0, totalTokens: prompt, source: 'estimated' },
         info: { status: 0, latencyMs: 250, aborted: true },
       },
     ]);

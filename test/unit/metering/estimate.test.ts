@@ -1,6 +1,10 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { estimatePrompt, estimateReservation } from '../../../src/metering/estimate.js';
+import {
+  estimatePrompt,
+  estimateReservation,
+  quickPromptEstimate,
+} from '../../../src/metering/estimate.js';
 import { countTokens } from '../../../src/metering/tokenizer.js';
 
 const CHAT = '/v1/chat/completions';
@@ -176,9 +180,48 @@ describe('metering/estimate', () => {
     );
   });
 
+  it('estimates at admission without a tokenizer: three UTF-8 bytes a token per field', () => {
+    // 3 priming + per message 3 + ceil(bytes / 3) per string field + 1 for a name.
+    const messages = [
+      { role: 'system', content: 'Be brief.' }, // 6 + 9 bytes
+      { role: 'user', name: 'ann', content: '東京は今日も晴れです' }, // 4 + 3 + 30 bytes
+    ];
+    const expected = 3 + (3 + 2 + 3) + (3 + 2 + 1 + 1 + 10);
+    expect(quickPromptEstimate(CHAT, { messages })).to.equal(expected);
+    expect(estimateReservation(CHAT, { messages, max_tokens: 5 }, 'gpt-4o', 1000).prompt).to.equal(
+      expected,
+    );
+    // The same walk as the exact count: images, token ids, Responses input, tools.
+    const image = { type: 'image_url', image_url: { url: 'https://x/y.png', detail: 'low' } };
+    expect(quickPromptEstimate(CHAT, { messages: [{ role: 'user', content: [image] }] })).to.equal(
+      3 + 3 + 2 + 85,
+    );
+    expect(quickPromptEstimate('/v1/embeddings', { input: [[1, 2, 3], 'abcdef'] })).to.equal(3 + 2);
+    expect(quickPromptEstimate('/v1/responses', { input: 'abc', instructions: 'abcd' })).to.equal(
+      3 + (3 + 2 + 1) + (3 + 2 + 2),
+    );
+    expect(quickPromptEstimate('/v1/models', { input: 'abc' })).to.equal(0);
+  });
+
+  it('errs high against the real tokenizer on English, stays close on CJK', () => {
+    for (const model of ['gpt-4', 'gpt-4o']) {
+      const body = { messages: COOKBOOK_MESSAGES };
+      const exact = estimatePrompt(CHAT, body, model);
+      // Short fields round up one token each: 1.6× here, about 1.35× on longer prose.
+      expect(quickPromptEstimate(CHAT, body), model).to.be.within(exact, exact * 1.7);
+      const cjk = {
+        messages: [
+          { role: 'user', content: '東京は今日も晴れです。明日は雨が降るでしょう。'.repeat(20) },
+        ],
+      };
+      const exactCjk = estimatePrompt(CHAT, cjk, model);
+      expect(quickPromptEstimate(CHAT, cjk), model).to.be.within(exactCjk * 0.8, exactCjk * 1.8);
+    }
+  });
+
   it('reserves the output cap times n (and best_of), or the default', () => {
     const messages = [{ role: 'user', content: 'hi' }];
-    const prompt = estimatePrompt(CHAT, { messages }, 'gpt-4o');
+    const prompt = quickPromptEstimate(CHAT, { messages });
     expect(estimateReservation(CHAT, { messages }, 'gpt-4o', 1000)).to.deep.equal({
       prompt,
       maxOutput: 1000,

@@ -134,6 +134,32 @@ describe('metering/meter', () => {
     expect(meter.finish('complete')).to.equal(usage); // idempotent
   });
 
+  it('counts the prompt (countPrompt) only when no usage arrived, falling back on failure', async () => {
+    let counted = 0;
+    const countPrompt = (): number => {
+      counted += 1;
+      return 33;
+    };
+    const withUsage = new ResponseMeter(chatOpts({ countPrompt }));
+    await run(withUsage, [fixture('chat-with-usage.sse')]);
+    expect(withUsage.finish('complete').source).to.equal('provider');
+    expect(counted).to.equal(0); // a response with usage never pays for a count
+
+    const aborted = new ResponseMeter(chatOpts({ countPrompt }));
+    await aborted.push(fixture('chat-without-usage.sse').subarray(0, 10), false);
+    expect(aborted.finish('aborted')).to.include({ inputTokens: 33, source: 'estimated' });
+    expect(counted).to.equal(1);
+
+    const failing = new ResponseMeter(
+      chatOpts({
+        countPrompt: () => {
+          throw new Error('no tokenizer');
+        },
+      }),
+    );
+    expect(failing.finish('aborted')).to.include({ inputTokens: 20, source: 'estimated' });
+  });
+
   it('estimates a complete stream that carried no usage from all of its deltas', async () => {
     const meter = new ResponseMeter(chatOpts());
     await run(meter, [fixture('chat-without-usage.sse')]);

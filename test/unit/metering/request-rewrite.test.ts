@@ -1,7 +1,11 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { endpointForPath } from '../../../src/metering/endpoint.js';
-import { rewriteRequest, spliceMember } from '../../../src/metering/request-rewrite.js';
+import {
+  injectsUsage,
+  rewriteRequest,
+  spliceMember,
+} from '../../../src/metering/request-rewrite.js';
 
 const CHAT = '/v1/chat/completions';
 const rewrite = (path: string, body: unknown, raw?: string) =>
@@ -138,5 +142,31 @@ describe('metering/request-rewrite', () => {
       }),
       { numRuns: 300 },
     );
+  });
+  it('property: injectsUsage says exactly when rewriteRequest changes the body', () => {
+    const options = fc.oneof(
+      fc.constant(undefined),
+      fc.constant(null),
+      fc.constant('yes'),
+      fc.record(
+        { include_usage: fc.oneof(fc.boolean(), fc.constant('true')) },
+        { requiredKeys: [] },
+      ),
+    );
+    fc.assert(
+      fc.property(
+        fc.constantFrom(CHAT, '/v1/completions', '/v1/responses', '/v1/embeddings', '/v1/models'),
+        fc.oneof(fc.boolean(), fc.constant('true'), fc.constant(undefined)),
+        options,
+        (path, stream, streamOptions) => {
+          const body: Record<string, unknown> = { model: 'gpt-4o', messages: [] };
+          if (stream !== undefined) body['stream'] = stream;
+          if (streamOptions !== undefined) body['stream_options'] = streamOptions;
+          expect(injectsUsage(path, body)).to.equal(rewrite(path, body).body !== undefined);
+        },
+      ),
+      { numRuns: 300 },
+    );
+    expect(injectsUsage(CHAT, 'not an object')).to.equal(false);
   });
 });

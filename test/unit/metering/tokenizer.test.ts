@@ -113,6 +113,25 @@ describe('metering/tokenizer', () => {
     );
   });
 
+  it('tokenizes nothing until asked while a stream is short, and holds a bounded amount', () => {
+    type Inside = { exactChars: number; heldChars: number; pending: string };
+    const counter = new TokenCounter('gpt-4o');
+    const answer = 'A typical streamed answer of a few thousand characters. '.repeat(150); // ~8.4 K
+    for (let i = 0; i < answer.length; i += 7) counter.add(answer.slice(i, i + 7));
+    // Usage usually arrives at the end of a stream: this text was never tokenized.
+    expect((counter as unknown as Inside).exactChars).to.equal(0);
+    expect(counter.tokens).to.equal(reference.o200k.encode(answer, [], []).length);
+
+    const long = new TokenCounter('gpt-4o');
+    for (let i = 0; i < 3_000; i++) long.add('a much longer answer ');
+    const inside = long as unknown as Inside;
+    expect(inside.exactChars).to.be.greaterThan(0); // counted as it went
+    expect(inside.heldChars + inside.pending.length).to.be.below(16 * 1024 + 1_200);
+    expect(long.tokens).to.equal(
+      reference.o200k.encode('a much longer answer '.repeat(3_000), [], []).length,
+    );
+  });
+
   it('extrapolates past the exact-character allowance of a BudgetedCounter', () => {
     const text = 'lorem ipsum dolor sit amet '.repeat(200);
     const exact = countTokens(text, 'gpt-4o');
