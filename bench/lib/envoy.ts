@@ -3,13 +3,11 @@
  * the stack template; the baseline, native-filter and upstream Envoys need other documents.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { findEnvoyBinary } from '../../src/stack/envoy.js';
-import { waitUntil } from '../../src/stack/ports.js';
+import { findEnvoyBinary, waitForEnvoy } from '../../src/stack/envoy.js';
 
 export interface BenchEnvoy {
   readonly pid: number;
@@ -17,16 +15,6 @@ export interface BenchEnvoy {
   readonly url: string;
   readonly adminUrl: string;
   stop(): Promise<void>;
-}
-
-async function fetchText(url: string): Promise<string | undefined> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
-  return res.ok ? await res.text() : undefined;
-}
-
-interface ListenerStatus {
-  name?: string;
-  local_address?: { socket_address?: { port_value?: number } };
 }
 
 /** Starts Envoy on `yaml` (admin and listener on port 0) and waits until `ingress` is bound. */
@@ -72,30 +60,7 @@ export async function startBenchEnvoy(
   };
   try {
     const wait = { timeoutMs: 20_000, intervalMs: 20, signal: exited.signal };
-    const admin = await waitUntil(
-      () =>
-        existsSync(adminPath) ? readFileSync(adminPath, 'utf8').trim() || undefined : undefined,
-      { ...wait, what: 'the Envoy admin address' },
-    );
-    const adminUrl = `http://${admin}`;
-    await waitUntil(
-      async () => ((await fetchText(`${adminUrl}/ready`))?.trim() === 'LIVE' ? true : undefined),
-      {
-        ...wait,
-        what: 'Envoy to be ready',
-      },
-    );
-    const port = await waitUntil(
-      async () => {
-        const body = await fetchText(`${adminUrl}/listeners?format=json`);
-        const statuses = (JSON.parse(body ?? '{}') as { listener_statuses?: ListenerStatus[] })
-          .listener_statuses;
-        const value = statuses?.find((l) => l.name === 'ingress')?.local_address?.socket_address
-          ?.port_value;
-        return value !== undefined && value > 0 ? value : undefined;
-      },
-      { ...wait, what: 'the Envoy listener port' },
-    );
+    const { adminUrl, port } = await waitForEnvoy(adminPath, wait);
     if (proc.pid === undefined) throw new Error('envoy has no pid');
     return { pid: proc.pid, url: `http://127.0.0.1:${port}`, adminUrl, stop };
   } catch (err) {

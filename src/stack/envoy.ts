@@ -159,30 +159,7 @@ export async function startEnvoy(options: EnvoyOptions): Promise<RunningEnvoy> {
       signal: exited.signal,
       intervalMs: 20,
     };
-    const admin = await waitUntil(
-      () =>
-        existsSync(adminPath) ? readFileSync(adminPath, 'utf8').trim() || undefined : undefined,
-      { ...wait, what: 'the Envoy admin address' },
-    );
-    const adminUrl = `http://${admin}`;
-    await waitUntil(
-      async () => ((await fetchText(`${adminUrl}/ready`))?.trim() === 'LIVE' ? true : undefined),
-      {
-        ...wait,
-        what: 'Envoy to be ready',
-      },
-    );
-    const port = await waitUntil(
-      async () => {
-        const body = await fetchText(`${adminUrl}/listeners?format=json`);
-        const statuses = (JSON.parse(body ?? '{}') as { listener_statuses?: ListenerStatus[] })
-          .listener_statuses;
-        const ingress = statuses?.find((l) => l.name === 'ingress');
-        const value = ingress?.local_address?.socket_address?.port_value;
-        return value !== undefined && value > 0 ? value : undefined;
-      },
-      { ...wait, what: 'the Envoy listener port' },
-    );
+    const { adminUrl, port } = await waitForEnvoy(adminPath, wait);
     return {
       url: `http://${clientHost(options.listenAddress)}:${port}`,
       port,
@@ -196,4 +173,36 @@ export async function startEnvoy(options: EnvoyOptions): Promise<RunningEnvoy> {
     const why = err instanceof Error ? err.message : String(err);
     throw new Error(`envoy failed to start: ${why}\n${tail.join('\n')}`, { cause: err });
   }
+}
+
+/**
+ * Waits until an Envoy started with `--admin-address-path adminPath` is LIVE and its `ingress`
+ * listener is bound, and returns the admin URL and the listener's real port (port 0 in the
+ * bootstrap means Envoy picked it). Shared by the stack and the benchmark.
+ */
+export async function waitForEnvoy(
+  adminPath: string,
+  wait: { timeoutMs: number; intervalMs: number; signal: AbortSignal },
+): Promise<{ adminUrl: string; port: number }> {
+  const admin = await waitUntil(
+    () => (existsSync(adminPath) ? readFileSync(adminPath, 'utf8').trim() || undefined : undefined),
+    { ...wait, what: 'the Envoy admin address' },
+  );
+  const adminUrl = `http://${admin}`;
+  await waitUntil(
+    async () => ((await fetchText(`${adminUrl}/ready`))?.trim() === 'LIVE' ? true : undefined),
+    { ...wait, what: 'Envoy to be ready' },
+  );
+  const port = await waitUntil(
+    async () => {
+      const body = await fetchText(`${adminUrl}/listeners?format=json`);
+      const statuses = (JSON.parse(body ?? '{}') as { listener_statuses?: ListenerStatus[] })
+        .listener_statuses;
+      const value = statuses?.find((l) => l.name === 'ingress')?.local_address?.socket_address
+        ?.port_value;
+      return value !== undefined && value > 0 ? value : undefined;
+    },
+    { ...wait, what: 'the Envoy listener port' },
+  );
+  return { adminUrl, port };
 }
