@@ -73,13 +73,6 @@ function encoder(name: EncodingName): BpeCounter {
   return enc;
 }
 
-/** Loads rank tables ahead of traffic so the first request does not pay for it. */
-export function warmTokenizers(
-  names: readonly EncodingName[] = ['o200k_base', 'cl100k_base'],
-): void {
-  for (const name of names) encoder(name);
-}
-
 /** Batches aim for this many characters; cuts happen at the next space after a word. */
 const BATCH_CHARS = 1024;
 /** Finished batches held uncounted until they add up to this (see the file comment). */
