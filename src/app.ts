@@ -200,7 +200,7 @@ export class App {
     const rateLimits = new RateLimitPlanner(config, {
       onOutcome: (limit, result) => metrics.recordRateLimit(limit, result),
     });
-    const authorize = new AuthorizeStage(config.authorization);
+    const authorize = new AuthorizeStage(config.authorization, { budgets: config.tokenBudgets.length > 0 });
     // Rate limits and budgets are counted last and together, in one store call: a request the
     // policy refuses never counts, and one refused by either counts in neither.
     const stages: Stage[] = [

@@ -22,6 +22,8 @@ export type ReasonCode =
   | 'model_not_allowed'
   // 400 / 413: request
   | 'invalid_body'
+  | 'invalid_path'
+  | 'invalid_model'
   | 'body_too_large'
   // 429
   | 'rate_limited'

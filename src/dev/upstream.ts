@@ -19,6 +19,10 @@ export interface ReceivedRequest {
   readonly path: string;
   readonly headers: Readonly<Record<string, string>>;
   readonly body: string;
+  /** The request target exactly as received, query string included. */
+  readonly url: string;
+  /** The body's bytes exactly as received. */
+  readonly rawBody: Buffer;
 }
 
 export const DEV_MODELS = ['gpt-4o', 'gpt-4o-mini', 'gpt-4.1', 'o3-mini', 'text-embedding-3-small'];
@@ -108,10 +112,12 @@ export class DevUpstream {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
-    const raw = Buffer.concat(chunks).toString('utf8');
+    const rawBody = Buffer.concat(chunks);
+    const raw = rawBody.toString('utf8');
     const headers = flatHeaders(req);
-    const path = (req.url ?? '/').split('?')[0] ?? '/';
-    this.received.push({ method: req.method ?? 'GET', path, headers, body: raw });
+    const url = req.url ?? '/';
+    const path = url.split('?')[0] ?? '/';
+    this.received.push({ method: req.method ?? 'GET', path, headers, body: raw, url, rawBody });
 
     let body: Record<string, unknown> = {};
     if (raw.length > 0) {

@@ -31,7 +31,10 @@ export function toGatewayRequest(check: CheckRequest): GatewayRequest {
   const http = attributes.request?.http ?? {};
   const headers = lowerCaseHeaders(http);
   const rawPath = http.path ?? headers[':path'] ?? '/';
-  const path = rawPath.split(/[?#]/, 1)[0] || '/';
+  const q = rawPath.indexOf('?');
+  // Envoy refuses fragments; should one arrive anyway it stays in the path and is refused there.
+  const path = (q < 0 ? rawPath : rawPath.slice(0, q)) || '/';
+  const query = q < 0 ? undefined : rawPath.slice(q + 1);
   // Envoy 1.40 fills `http.id` with its internal stream id, not x-request-id; the header is
   // what upstream and access logs see, so it names the request.
   const id = nonEmpty(headers['x-request-id']) ?? nonEmpty(http.id) ?? randomUUID();
@@ -39,13 +42,14 @@ export function toGatewayRequest(check: CheckRequest): GatewayRequest {
     http.body !== undefined && http.body !== ''
       ? http.body
       : http.raw_body !== undefined && http.raw_body.length > 0
-        ? http.raw_body.toString('utf8')
+        ? http.raw_body
         : undefined;
   const sourceIp = nonEmpty(attributes.source?.address?.socket_address?.address);
   return {
     id,
     method: (http.method ?? headers[':method'] ?? 'GET').toUpperCase(),
     path,
+    ...(query !== undefined ? { query } : {}),
     headers,
     ...(body !== undefined ? { body } : {}),
     ...(sourceIp !== undefined ? { sourceIp } : {}),
@@ -92,6 +96,9 @@ export function toCheckResponse(decision: Decision): CheckResponse {
       ok_response: {
         headers: headerOptions(allow.setHeaders),
         headers_to_remove: [...allow.removeHeaders],
+        ...(allow.removeQueryParams !== undefined && allow.removeQueryParams.length > 0
+          ? { query_parameters_to_remove: [...allow.removeQueryParams] }
+          : {}),
         response_headers_to_add: headerOptions(allow.responseHeaders),
       },
     };

@@ -232,6 +232,7 @@ export function encodeCheckResponse(response: CheckResponse): Buffer {
     headerOptions(w, 2, ok.headers);
     for (const name of ok.headers_to_remove ?? []) w.string(5, name);
     headerOptions(w, 6, ok.response_headers_to_add);
+    for (const name of ok.query_parameters_to_remove ?? []) w.string(8, name);
     w.end(at);
   }
   if (present(metadata)) struct(w, 4, metadata);

@@ -153,6 +153,7 @@ export interface CheckResponse {
     headers?: HeaderValueOption[];
     headers_to_remove?: string[];
     response_headers_to_add?: HeaderValueOption[];
+    query_parameters_to_remove?: string[];
   };
   dynamic_metadata?: ProtoStruct;
 }

@@ -120,9 +120,35 @@ export function sanitizeHeaderValue(value: string, maxLength = 1024): string {
 }
 
 /**
- * Render a claim value for an identity header: scalars as text, lists joined with ",".
- * Returns undefined when there is nothing to send (claim absent, an object, an empty list, or
- * nothing left after sanitizing), so the caller removes the header instead of sending "".
+ * Characters an identity header carries as they are: RFC 3986 unreserved and the sub-delims
+ * and `:@/` that e-mail addresses, URLs and group paths use, except `,` (the list separator).
+ * Every other character, `%` included, is percent-encoded as UTF-8.
+ */
+const PLAIN = /^[A-Za-z0-9\-._~!$&'()*+;=:@/]$/;
+
+/**
+ * One claim value as identity-header text: percent-encoded UTF-8 for every character outside
+ * the plain set (see PLAIN). Unambiguous — a `,` inside a group name is `%2C`, never a
+ * separator — and ASCII-only, so no header carries raw control or non-ASCII bytes; a consumer
+ * splits on `,` and percent-decodes each element. Cut at `maxBytes` on a character boundary.
+ */
+export function encodeClaimValue(value: string, maxBytes = Number.MAX_SAFE_INTEGER): string {
+  let out = '';
+  for (const ch of value) {
+    // A lone surrogate has no UTF-8 form (encodeURIComponent would throw): U+FFFD stands in.
+    const lone = ch.length === 1 && ch >= '\ud800' && ch <= '\udfff';
+    const piece = PLAIN.test(ch) ? ch : encodeURIComponent(lone ? '\ufffd' : ch);
+    if (out.length + piece.length > maxBytes) break;
+    out += piece;
+  }
+  return out;
+}
+
+/**
+ * Render a claim value for an identity header: scalars encoded by `encodeClaimValue`, lists
+ * as their encoded elements joined with ",". Returns undefined when there is nothing to send
+ * (claim absent, an object, an empty list or string), so the caller removes the header
+ * instead of sending "".
  *
  * A list that does not fit in `maxLength` loses whole trailing elements, never part of one: a
  * cut group name could turn `admins-readonly` into `admins`.
@@ -130,22 +156,28 @@ export function sanitizeHeaderValue(value: string, maxLength = 1024): string {
 export function claimHeaderValue(value: unknown, maxLength = 1024): string | undefined {
   if (value === undefined || value === null) return undefined;
   if (Array.isArray(value)) {
-    const parts: string[] = [];
-    let size = 0;
-    for (const element of claimStrings(value)) {
-      const clean = sanitizeHeaderValue(element, Number.MAX_SAFE_INTEGER);
-      if (clean.length === 0) continue;
-      const added = Buffer.byteLength(clean, 'utf8') + (parts.length > 0 ? 1 : 0);
-      if (size + added > maxLength) break;
-      parts.push(clean);
-      size += added;
-    }
-    return parts.length > 0 ? parts.join(',') : undefined;
+    const text = encodeClaimList(claimStrings(value), maxLength);
+    return text === '' ? undefined : text;
   }
   const [single] = claimStrings(value);
   if (single === undefined) return undefined;
-  const clean = sanitizeHeaderValue(single, maxLength);
-  return clean.length > 0 ? clean : undefined;
+  const encoded = encodeClaimValue(single, maxLength);
+  return encoded.length > 0 ? encoded : undefined;
+}
+
+/** Encoded elements joined with ",", whole elements only, at most `maxLength` bytes. */
+export function encodeClaimList(values: readonly string[], maxLength = Number.MAX_SAFE_INTEGER): string {
+  const parts: string[] = [];
+  let size = 0;
+  for (const element of values) {
+    const encoded = encodeClaimValue(element);
+    if (encoded.length === 0) continue;
+    const added = encoded.length + (parts.length > 0 ? 1 : 0);
+    if (size + added > maxLength) break;
+    parts.push(encoded);
+    size += added;
+  }
+  return parts.join(',');
 }
 
 /**

@@ -27,9 +27,12 @@ export class AuthorizeStage implements Stage {
   readonly name = 'authorize';
   private readonly policy: CompiledPolicy;
 
-  /** Compiles every rule; build once per config. */
-  constructor(config: AuthorizationConfig) {
-    this.policy = compilePolicy(config);
+  /**
+   * Compiles every rule; build once per config. `budgets`: token budgets are configured, so
+   * indirect model work needs an explicit allow even without model rules.
+   */
+  constructor(config: AuthorizationConfig, opts: { budgets?: boolean } = {}) {
+    this.policy = compilePolicy(config, opts);
   }
 
   run(ctx: RequestContext): Promise<StageResult> {
@@ -37,6 +40,7 @@ export class AuthorizeStage implements Stage {
       path: ctx.request.path,
       method: ctx.request.method,
       identity: ctx.identity,
+      indirect: ctx.endpoint.class === 'indirect',
       ...(ctx.model !== undefined ? { model: ctx.model } : {}),
     });
     if (!outcome.allowed) {

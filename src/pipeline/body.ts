@@ -1,25 +1,27 @@
 /**
  * Parses a request body once at admission, so authorization (model rules), budgets
- * (max_tokens) and metering read the same parsed object.
+ * (max_tokens) and metering read the same parsed object — and refuses a body that the
+ * upstream could read differently from us (DESIGN 1.8):
+ * - a JSON endpoint's body is parsed whatever its content-type says (a `text/plain` label
+ *   must not hide the model from a rule while the upstream still reads JSON);
+ * - a compressed body is refused: it cannot be judged;
+ * - invalid UTF-8 is refused (decoded leniently it would be judged as U+FFFD while the raw
+ *   bytes travel on); this needs the body as bytes (`pack_as_bytes: true`, as our Envoy
+ *   bootstraps set it);
+ * - a duplicated top-level member is refused (parsers disagree on which one wins);
+ * - on a metered endpoint, `model` is required and plain, and the fields that size the
+ *   reservation (`n`, `best_of`, `max_*tokens`, `stream`) must have their JSON types, so a
+ *   lenient upstream cannot coerce `"n": "5"` into five paid choices we counted as one.
  */
+import { isWriteMethod, type EndpointInfo } from '../metering/endpoint.js';
+import { duplicateMember, scanObject } from '../metering/json-scan.js';
+import { modelProblem } from './canonical.js';
 import { deny } from './denials.js';
 import type { Denial, GatewayRequest } from './types.js';
 
 export type BodyResult =
   | { readonly ok: true; readonly json?: unknown; readonly model?: string }
   | { readonly ok: false; readonly denial: Denial };
-
-/**
- * OpenAI endpoints whose bodies are always JSON. They are parsed whatever the content-type
- * says: otherwise a caller could dodge a `models:` rule by labelling the body `text/plain`
- * while the upstream still reads it as JSON.
- */
-export const JSON_ENDPOINTS: ReadonlySet<string> = new Set([
-  '/v1/chat/completions',
-  '/v1/completions',
-  '/v1/embeddings',
-  '/v1/responses',
-]);
 
 /** `application/json`, `application/json; charset=utf-8`, `application/vnd.foo+json`, … */
 function isJsonContentType(value: string | undefined): boolean {
@@ -42,33 +44,86 @@ function describeSyntaxError(err: unknown): string {
   return position !== null ? `syntax error at position ${position[1]}` : 'syntax error';
 }
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** Fields of a metered body that size its reservation: integers when present. */
+const COUNT_FIELDS = ['n', 'best_of', 'max_tokens', 'max_completion_tokens', 'max_output_tokens'];
+
+function invalid(message: string): BodyResult {
+  return { ok: false, denial: deny('invalid_body', message) };
+}
+
+function invalidModel(message: string): BodyResult {
+  return { ok: false, denial: deny('invalid_model', message) };
+}
+
+/** Why a metered body's sizing fields could be read differently upstream, or undefined. */
+function sizingProblem(body: Readonly<Record<string, unknown>>): string | undefined {
+  for (const field of COUNT_FIELDS) {
+    const value = body[field];
+    if (value === undefined || value === null) continue;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 0)
+      return `"${field}" must be a non-negative integer`;
+  }
+  const stream = body['stream'];
+  if (stream !== undefined && stream !== null && typeof stream !== 'boolean')
+    return '"stream" must be a boolean';
+  return undefined;
+}
+
 /**
- * Read the body of `request`. JSON content types and POSTs to the known JSON endpoints are
- * parsed; anything else (no body, GET/HEAD, multipart uploads, …) passes with nothing.
+ * Read the body of `request`, addressed to `endpoint`. JSON endpoints and JSON content types
+ * are parsed; anything else (no body, multipart uploads, …) passes with nothing to judge.
  * `model` is set when the body is an object whose `model` is a string.
  */
-export function readBody(request: GatewayRequest): BodyResult {
-  const method = request.method.toUpperCase();
-  const body = request.body;
-  if (method === 'GET' || method === 'HEAD' || body === undefined || body.length === 0)
-    return { ok: true };
-  const isJson =
-    isJsonContentType(request.headers['content-type']) ||
-    (method === 'POST' && JSON_ENDPOINTS.has(request.path));
-  if (!isJson) return { ok: true };
+export function readBody(request: GatewayRequest, endpoint: EndpointInfo): BodyResult {
+  // Reads, deletes and the like make no model work whatever their body says (endpoint.ts).
+  if (!isWriteMethod(request.method)) return { ok: true };
+  const raw = request.body;
+  if (raw === undefined || raw.length === 0) {
+    return endpoint.class === 'metered'
+      ? invalidModel('the request has no body; a "model" is required')
+      : { ok: true };
+  }
+  const encoding = request.headers['content-encoding']?.trim().toLowerCase();
+  if (encoding !== undefined && encoding !== '' && encoding !== 'identity')
+    return invalid(
+      `compressed request bodies (content-encoding: ${encoding.slice(0, 32)}) are not accepted`,
+    );
+  if (!endpoint.json && !isJsonContentType(request.headers['content-type'])) return { ok: true };
 
+  let text: string;
+  try {
+    text = typeof raw === 'string' ? raw : UTF8.decode(raw);
+  } catch {
+    return invalid('the request body is not valid UTF-8');
+  }
   let json: unknown;
   try {
-    json = JSON.parse(body);
+    json = JSON.parse(text);
   } catch (err) {
-    return {
-      ok: false,
-      denial: deny('invalid_body', `request body is not valid JSON: ${describeSyntaxError(err)}`),
-    };
+    return invalid(`request body is not valid JSON: ${describeSyntaxError(err)}`);
   }
-  if (typeof json === 'object' && json !== null && !Array.isArray(json)) {
-    const model: unknown = (json as Record<string, unknown>)['model'];
-    if (typeof model === 'string') return { ok: true, json, model };
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    return endpoint.class === 'metered'
+      ? invalid('the request body must be a JSON object')
+      : { ok: true, json };
   }
-  return { ok: true, json };
+  const layout = scanObject(text);
+  if (layout === undefined) return invalid('the request body could not be read as one JSON object');
+  const duplicate = duplicateMember(layout);
+  if (duplicate !== undefined)
+    return invalid(`the request body names "${duplicate.slice(0, 64)}" twice`);
+  const body = json as Record<string, unknown>;
+  const model = body['model'];
+  if (endpoint.class === 'metered') {
+    if (model === undefined)
+      return invalidModel('the request names no "model"; the gateway requires one');
+    const sizing = sizingProblem(body);
+    if (sizing !== undefined) return invalid(sizing);
+  }
+  if (model === undefined) return { ok: true, json };
+  const problem = modelProblem(model);
+  if (problem !== undefined) return invalidModel(problem);
+  return { ok: true, json, model: model as string };
 }

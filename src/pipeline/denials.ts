@@ -27,6 +27,8 @@ const SHAPES: Readonly<Record<ReasonCode, Shape>> = {
   access_denied: { status: 403, type: 'permission_denied', code: 'access_denied' },
   model_not_allowed: { status: 403, type: 'permission_denied', code: 'model_not_allowed' },
   invalid_body: { status: 400, type: 'invalid_request_error', code: 'invalid_body' },
+  invalid_path: { status: 400, type: 'invalid_request_error', code: 'invalid_path' },
+  invalid_model: { status: 400, type: 'invalid_request_error', code: 'invalid_model' },
   body_too_large: { status: 413, type: 'invalid_request_error', code: 'request_too_large' },
   rate_limited: { status: 429, type: 'requests', code: 'rate_limit_exceeded' },
   budget_exhausted: { status: 429, type: 'insufficient_quota', code: 'insufficient_quota' },

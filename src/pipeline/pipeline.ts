@@ -9,7 +9,12 @@ import { AuthenticationError, TollgateError } from '../errors.js';
 import { auditLogger, type Logger } from '../telemetry/logger.js';
 import type { CheckTrace, StageOutcome, Tracing } from '../telemetry/tracing.js';
 import { decisionLine, shouldWrite } from './audit.js';
+import { classify } from '../metering/endpoint.js';
+import { encodeClaimList } from '../identity/claims.js';
+import { extractBearer } from '../identity/token.js';
 import { readBody } from './body.js';
+import { pathProblem } from './canonical.js';
+import { CREDENTIAL_HEADERS, credentialRemovals, tokenInRequest } from './credentials.js';
 import { intern } from './intern.js';
 import { deny } from './denials.js';
 import type { Responder } from './respond.js';
@@ -118,7 +123,7 @@ export class Gateway {
     );
     this.audit(request, decision, model, latencyMs, probe);
     for (const observer of this.observers) observer(decision, latencyMs);
-    return decision;
+    return withRequestId(decision, request.id);
   }
 
   /**
@@ -147,6 +152,9 @@ export class Gateway {
   }
 
   private async run(request: GatewayRequest, probe: Probe): Promise<{ decision: Decision; model?: string }> {
+    // One canonical request (DESIGN 1.8): a path in any other form is refused, never judged.
+    const badPath = pathProblem(request.path);
+    if (badPath !== undefined) return { decision: { deny: deny('invalid_path', `${badPath}; send the plain path`) } };
     let identity: Identity;
     try {
       identity = await this.timed('authenticate', probe, () => 'pass', () =>
@@ -156,11 +164,17 @@ export class Gateway {
       if (err instanceof AuthenticationError) return { decision: { deny: deny(err.code, err.message) } };
       throw err;
     }
-    const body = readBody(request);
+    // Verified above, so the header holds a well-formed bearer token.
+    const token = extractBearer(request.headers['authorization']);
+    const leak = tokenInRequest(request, token);
+    if (leak !== undefined) return { decision: { deny: leak, identity } };
+    const endpoint = classify(request.method, request.path);
+    const body = readBody(request, endpoint);
     if (!body.ok) return { decision: { deny: body.denial, identity } };
     const ctx: RequestContext = {
       request,
       identity,
+      endpoint,
       ...(body.model !== undefined ? { model: body.model } : {}),
       ...(body.json !== undefined ? { body: body.json } : {}),
       now: this.now(),
@@ -188,6 +202,7 @@ export class Gateway {
       promptEstimate = result.ok.promptEstimate ?? promptEstimate;
     }
     const upstream = this.deps.responder.upstreamHeaders(identity);
+    const removals = credentialRemovals(request, token);
     const admissionId = ctx.admissionId ?? randomUUID();
     // Last, once nothing can refuse any more: an admission put here is settled or released
     // by ext_proc, or released when it expires unused.
@@ -209,7 +224,8 @@ export class Gateway {
         allow: {
           identity,
           setHeaders: { ...setExtra, ...upstream.set },
-          removeHeaders: upstream.remove,
+          removeHeaders: [...upstream.remove, ...CREDENTIAL_HEADERS, ...removals.headers],
+          removeQueryParams: removals.params,
           responseHeaders,
           metadata: {
             ...metadata,
@@ -217,7 +233,8 @@ export class Gateway {
             subject: identity.subject,
             user: identity.user,
             provider: identity.provider,
-            groups: identity.groups.join(','),
+            // The identity headers' encoding: a `,` inside a group name cannot split it.
+            groups: encodeClaimList(identity.groups),
             ...(identity.tenant !== undefined ? { tenant: identity.tenant } : {}),
             ...(ctx.model !== undefined ? { model: ctx.model } : {}),
             admission: admissionId,
@@ -240,6 +257,26 @@ export class Gateway {
     this.auditLog.info(line, decision.deny ? `deny ${decision.deny.reason}` : 'allow');
   }
 }
+
+/**
+ * Every response carries the id of the audit line (DESIGN 1.10): a denial, which Tollgate
+ * writes, as `x-request-id` (what the SDKs report as the request id); an allowed response,
+ * whose `x-request-id` is the provider's own, as `x-tollgate-request-id`.
+ */
+function withRequestId(decision: Decision, id: string): Decision {
+  if (decision.allow !== undefined) {
+    const allow = decision.allow;
+    return { allow: { ...allow, responseHeaders: { ...allow.responseHeaders, [TOLLGATE_REQUEST_ID]: id } } };
+  }
+  const denial = decision.deny;
+  return {
+    ...decision,
+    deny: { ...denial, headers: { ...denial.headers, 'x-request-id': id, [TOLLGATE_REQUEST_ID]: id } },
+  };
+}
+
+/** The response header that names Tollgate's (Envoy's) request id next to the provider's. */
+export const TOLLGATE_REQUEST_ID = 'x-tollgate-request-id';
 
 function modelOf(ctx: RequestContext): { model?: string } {
   return ctx.model !== undefined ? { model: ctx.model } : {};

@@ -2,6 +2,7 @@
  * The contract every post-authentication stage fulfils. A stage sees plain objects only.
  */
 import type { Config } from '../config/schema.js';
+import type { EndpointInfo } from '../metering/endpoint.js';
 import type { Reservation } from '../exchange/admissions.js';
 import type { Denial, GatewayRequest, Identity } from './types.js';
 
@@ -9,6 +10,8 @@ import type { Denial, GatewayRequest, Identity } from './types.js';
 export interface RequestContext {
   readonly request: GatewayRequest;
   readonly identity: Identity;
+  /** The endpoint catalogue's entry for the request (metering/endpoint.ts). */
+  readonly endpoint: EndpointInfo;
   /** The JSON body's `model`, when the body is a JSON object with a string model. */
   readonly model?: string;
   /** The parsed JSON body, when the body is JSON. */

@@ -9,12 +9,17 @@ export interface GatewayRequest {
   /** Envoy's x-request-id (or a generated id). */
   readonly id: string;
   readonly method: string;
-  /** Path without the query string. */
+  /** Path without the query string, as Envoy sent it (canonical only once checked). */
   readonly path: string;
+  /** The query string without its `?`, when the request target has one. */
+  readonly query?: string;
   /** Lower-case header names; repeated headers comma-joined by Envoy. */
   readonly headers: Readonly<Record<string, string>>;
-  /** Raw request body as buffered by Envoy, when any. */
-  readonly body?: string;
+  /**
+   * Request body as buffered by Envoy, when any: bytes when Envoy packs it as bytes (our
+   * bootstraps do, so invalid UTF-8 can be refused), text otherwise.
+   */
+  readonly body?: string | Buffer;
   /** Source IP when known. */
   readonly sourceIp?: string;
 }
@@ -57,6 +62,8 @@ export interface Allowance {
   readonly setHeaders: Readonly<Record<string, string>>;
   /** Request headers to remove toward the upstream. */
   readonly removeHeaders: readonly string[];
+  /** Query parameters to remove toward the upstream (credentials riding in the query). */
+  readonly removeQueryParams?: readonly string[];
   /** Headers added to the downstream response (x-ratelimit-*). */
   readonly responseHeaders: Readonly<Record<string, string>>;
   /** JSON-able metadata published as ext_authz dynamic metadata (read by ext_proc, access logs). */

@@ -3,9 +3,9 @@
  *
  * Syntax: `*` matches any run of characters (none included, `/` and `@` included), `?` matches
  * exactly one character, every other character is literal — there is no escaping, no classes,
- * no braces. Matching is case-sensitive: claim values and model ids are compared as the token
- * and the request carry them, so write patterns in the case your IdP emits (e-mail addresses
- * are usually lower-case).
+ * no braces. Claim values are matched case-sensitively, as the token carries them, so write
+ * patterns in the case your IdP emits (e-mail addresses are usually lower-case); model names
+ * are matched ignoring case (`compileGlobs(…, { ignoreCase: true })`).
  *
  * "Character" means a Unicode code point, so `?` matches one emoji or accented letter whatever
  * its UTF-16 length.
@@ -92,8 +92,15 @@ export function compileGlob(pattern: string): GlobMatcher {
   return (value) => walk(tokens, value);
 }
 
-/** Compile several patterns into one matcher that accepts a value matching any of them. */
-export function compileGlobs(patterns: readonly string[]): GlobMatcher {
+/**
+ * Compile several patterns into one matcher that accepts a value matching any of them. With
+ * `ignoreCase`, patterns and values are compared in lower case (model names).
+ */
+export function compileGlobs(patterns: readonly string[], opts: { ignoreCase?: boolean } = {}): GlobMatcher {
+  if (opts.ignoreCase === true) {
+    const lower = compileGlobs(patterns.map((p) => p.toLowerCase()));
+    return (value) => lower(value.toLowerCase());
+  }
   const matchers = patterns.map(compileGlob);
   return (value) => matchers.some((m) => m(value));
 }

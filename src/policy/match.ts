@@ -12,12 +12,18 @@ import { compileGlobs, type GlobMatcher } from './glob.js';
 
 /** What a match is evaluated against. */
 export interface MatchInput {
-  /** Request path without the query string. */
+  /** Request path without the query string (canonical: pipeline/canonical.ts). */
   readonly path: string;
   readonly method: string;
   /** The JSON body's `model`, when it has one. */
   readonly model?: string;
   readonly identity: Identity;
+  /**
+   * The endpoint makes the provider run models the gate cannot judge or meter (batches,
+   * Realtime, multipart audio, unknown endpoints: metering/endpoint.ts). Not matched by rules;
+   * read by the policy's default.
+   */
+  readonly indirect?: boolean;
 }
 
 /**
@@ -51,13 +57,19 @@ export function claimValues(identity: Identity, key: string): readonly string[] 
   }
 }
 
+/**
+ * Paths match regardless of letter case: a rule written for `/v1/batches*` must also hold for
+ * `/V1/Batches` on an upstream that routes case-insensitively (on one that does not, the
+ * request is a 404 anyway).
+ */
 function compilePath(path: string | undefined): ((p: string) => boolean) | undefined {
   if (path === undefined) return undefined;
-  if (path.endsWith('*')) {
-    const prefix = path.slice(0, -1);
-    return (p) => p.startsWith(prefix);
+  const lower = path.toLowerCase();
+  if (lower.endsWith('*')) {
+    const prefix = lower.slice(0, -1);
+    return (p) => p.toLowerCase().startsWith(prefix);
   }
-  return (p) => p === path;
+  return (p) => p.toLowerCase() === lower;
 }
 
 function compileMethods(
@@ -72,8 +84,10 @@ function compileMethods(
 export function compileMatch(match: RequestMatch): CompiledMatch {
   const pathOk = compilePath(match.path);
   const methodOk = compileMethods(match.methods);
+  // Model names match regardless of letter case, so `GPT-4o` meets the rule for `gpt-4o*`
+  // whatever the provider makes of the capitals.
   const modelOk: GlobMatcher | undefined =
-    match.models !== undefined ? compileGlobs(match.models) : undefined;
+    match.models !== undefined ? compileGlobs(match.models, { ignoreCase: true }) : undefined;
   const claims: ReadonlyArray<readonly [string, GlobMatcher]> = Object.entries(match.claims).map(
     ([key, globs]) => [key, compileGlobs(globs)] as const,
   );

@@ -53,13 +53,35 @@ interface CompiledRule {
 export interface CompiledPolicy {
   readonly config: AuthorizationConfig;
   readonly rules: readonly CompiledRule[];
+  /**
+   * Endpoints with indirect model work need an explicit allow: true when some rule judges
+   * models or token budgets are configured, since such work escapes both.
+   */
+  readonly governsIndirect: boolean;
 }
 
-/** Compile every rule of `config` (call once per config). */
-export function compilePolicy(config: AuthorizationConfig): CompiledPolicy {
+/**
+ * Compile every rule of `config` (call once per config). `budgets`: whether token budgets are
+ * configured (they, like model rules, would be walked around by indirect model work).
+ */
+export function compilePolicy(config: AuthorizationConfig, opts: { budgets?: boolean } = {}): CompiledPolicy {
   return {
     config,
     rules: config.rules.map((rule) => ({ rule, match: compileMatch(rule.match) })),
+    governsIndirect: opts.budgets === true || config.rules.some((r) => r.match.models !== undefined),
+  };
+}
+
+/** The pseudo-rule named when an indirect endpoint is refused for want of an explicit allow. */
+export const INDIRECT_RULE = 'indirect-endpoint';
+
+function indirectDenial(input: MatchInput): PolicyDenial {
+  return {
+    rule: INDIRECT_RULE,
+    reason: 'access_denied',
+    message:
+      `${input.method.toUpperCase()} ${input.path.slice(0, 128)} makes the provider run models that the gateway ` +
+      'cannot judge or meter; it needs an authorization rule that allows it explicitly',
   };
 }
 
@@ -117,10 +139,17 @@ export function evaluatePolicy(policy: CompiledPolicy, input: MatchInput): Polic
           };
     break;
   }
+  // `default: allow` never opens indirect model work where model rules or budgets would be
+  // walked around by it (DESIGN 1.8): only a rule that matched the request can.
   decided ??=
-    policy.config.default === 'allow'
+    policy.config.default === 'allow' && !(input.indirect === true && policy.governsIndirect)
       ? { allow: true, matchedRule: null, claimsUsed: {} }
-      : { allow: false, denial: DEFAULT_DENIAL, matchedRule: null, claimsUsed: {} };
+      : {
+          allow: false,
+          denial: policy.config.default === 'allow' ? indirectDenial(input) : DEFAULT_DENIAL,
+          matchedRule: null,
+          claimsUsed: {},
+        };
 
   const { matchedRule, claimsUsed } = decided;
   if (decided.allow) {

@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_PROCESSING_MODE, toModeConfig } from '../edge/processing-mode.js';
 import type { ProcessingModeSpec } from '../edge/processing-mode.js';
+import { CREDENTIAL_HEADERS } from '../pipeline/credentials.js';
 import { deny, envelope } from '../pipeline/denials.js';
 
 export interface BootstrapOptions {
@@ -168,6 +169,9 @@ function celFilter(expression: string): Record<string, unknown> {
   };
 }
 
+/** Request headers the route strips before the upstream: see REQUEST_HEADERS_TO_REMOVE. */
+export const ROUTE_HEADERS_TO_REMOVE: readonly string[] = ['accept-encoding', ...CREDENTIAL_HEADERS];
+
 function envelopeMapper(
   expression: string,
   body: string,
@@ -200,6 +204,9 @@ function envelopeMapper(
  * - `ext_authz_error` (Check failed or timed out) and `ext_proc_error_gRPC_error_14…` (the
  *   ext_proc stream could not connect) mean Tollgate is unreachable → 503 instead of Envoy's
  *   bare 503/500. When Tollgate is down both happen: ext_proc fails on the ext_authz reply.
+ * - `path_normalization_failed`: a path Envoy will not normalise (an escaped `/` or `\`, a NUL,
+ *   a fragment) → 400 `invalid_path`. Envoy refuses it before it assigns a request id, so the
+ *   reply makes one (`%UNIQUE_ID%`); the access log records it as the response's x-request-id.
  */
 export function localReplyConfig(maxRequestBytes = MAX_REQUEST_BYTES): Record<string, unknown> {
   const tooLarge = deny(
@@ -214,8 +221,17 @@ export function localReplyConfig(maxRequestBytes = MAX_REQUEST_BYTES): Record<st
     status: 503 as const,
     code: 'service_unavailable',
   };
+  const badPath = deny(
+    'invalid_path',
+    'The request path is not in its plain form (an escaped slash or backslash, a NUL or a fragment); send the plain path.',
+  );
   return {
     mappers: [
+      envelopeMapper(
+        `response.code_details == 'path_normalization_failed'`,
+        envelope(badPath),
+        { 'x-tollgate-reason': badPath.reason, 'x-request-id': '%UNIQUE_ID%' },
+      ),
       envelopeMapper(
         `response.code == 413 && response.code_details == 'request_payload_too_large'`,
         envelope(tooLarge),
@@ -249,6 +265,7 @@ export function renderBootstrap(
     UPSTREAM_CLUSTER: upstream.cluster,
     UPSTREAM_HOST: upstream.host,
     MAX_REQUEST_BYTES,
+    REQUEST_HEADERS_TO_REMOVE: ROUTE_HEADERS_TO_REMOVE,
     LOCAL_REPLY_CONFIG: localReplyConfig(),
   };
   return template.replace(/\{\{([A-Z_]+)\}\}/g, (_match, name: string) => {

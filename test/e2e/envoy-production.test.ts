@@ -84,6 +84,13 @@ describe('Envoy bootstraps', function () {
         http_filters: hcm.http_filters,
         early_header_mutation_extensions: hcm.early_header_mutation_extensions,
         local_reply_config: hcm.local_reply_config,
+        canonical_paths: {
+          use_remote_address: hcm.use_remote_address,
+          normalize_path: hcm.normalize_path,
+          merge_slashes: hcm.merge_slashes,
+          path_with_escaped_slashes_action: hcm.path_with_escaped_slashes_action,
+        },
+        response_headers_to_add: route.response_headers_to_add,
         route_timeouts: { timeout: route.route.timeout, idle_timeout: route.route.idle_timeout },
         request_headers_to_remove: route.request_headers_to_remove,
         tollgate_protocol: c.cluster('tollgate').typed_extension_protocol_options,

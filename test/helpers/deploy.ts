@@ -158,12 +158,17 @@ export interface Route {
     host_rewrite_literal?: string;
   };
   request_headers_to_remove?: string[];
+  response_headers_to_add?: unknown[];
 }
 
 export interface Hcm {
   http_filters: unknown[];
   early_header_mutation_extensions?: unknown[];
   local_reply_config?: unknown;
+  use_remote_address?: boolean;
+  normalize_path?: boolean;
+  merge_slashes?: boolean;
+  path_with_escaped_slashes_action?: string;
   access_log?: { typed_config: { log_format: { json_format: Record<string, string> } } }[];
   route_config: { virtual_hosts: { routes: Route[] }[] };
 }

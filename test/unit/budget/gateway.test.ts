@@ -39,7 +39,7 @@ function setup() {
     id,
     method: 'POST',
     path: '/v1/chat/completions',
-    headers: { authorization: 'Bearer x', 'content-type': 'application/json' },
+    headers: { authorization: 'Bearer stub.verified.token-for-the-gateway-test', 'content-type': 'application/json' },
     body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: maxTokens }),
   });
   return { store, admissions, gateway, request, lines, tick: (ms: number) => (clock += ms) };

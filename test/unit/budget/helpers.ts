@@ -1,5 +1,6 @@
 /** Identities, configs, contexts and a log sink for the budget tests. */
 import type { Config, TokenBudgetConfig } from '../../../src/config/schema.js';
+import { classify } from '../../../src/metering/endpoint.js';
 import type { RequestContext } from '../../../src/pipeline/stage.js';
 import type { Identity } from '../../../src/pipeline/types.js';
 import { testConfig } from '../../helpers/unit.js';
@@ -58,6 +59,7 @@ export function ctx(
       body: JSON.stringify(body),
     },
     identity: over.who ?? identity(),
+    endpoint: classify(over.method ?? 'POST', over.path ?? '/v1/chat/completions'),
     model: 'gpt-4o-mini',
     body,
     now: over.now ?? T0,

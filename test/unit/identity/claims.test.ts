@@ -124,10 +124,25 @@ describe('identity/claims', () => {
       expect(claimHeaderValue(['/team/ml', 3, { no: 1 }])).to.equal('/team/ml,3');
     });
 
-    it('sanitizes every element of a list', () => {
+    it('percent-encodes every element of a list: no raw control, separator or non-ASCII byte', () => {
       expect(claimHeaderValue(['ok', 'evil\r\nx-injected: 1', '\u0000'])).to.equal(
-        'ok,evil  x-injected: 1',
+        'ok,evil%0D%0Ax-injected:%201,%00',
       );
+    });
+
+    it('keeps a comma inside a group name apart from the separator, and round-trips', () => {
+      const groups = ['ml,research', 'eng', 'José Müller', '100%', 'ad\u200bmin', '日本'];
+      const out = claimHeaderValue(groups)!;
+      expect(out).to.equal('ml%2Cresearch,eng,Jos%C3%A9%20M%C3%BCller,100%25,ad%E2%80%8Bmin,%E6%97%A5%E6%9C%AC');
+      expect(out).to.match(/^[\x21-\x7e]+$/);
+      expect(out.split(',').map(decodeURIComponent)).to.deep.equal(groups);
+      expect(claimHeaderValue(['a,b'])).to.not.equal(claimHeaderValue(['a', 'b']));
+    });
+
+    it('leaves e-mail addresses, URLs and paths as they are', () => {
+      expect(claimHeaderValue('first.last+tag@my-org.example')).to.equal('first.last+tag@my-org.example');
+      expect(claimHeaderValue('https://idp.example/groups/ml')).to.equal('https://idp.example/groups/ml');
+      expect(claimHeaderValue('lone \ud800 surrogate')).to.equal('lone%20%EF%BF%BD%20surrogate');
     });
 
     it('is undefined when there is nothing to send', () => {
@@ -135,7 +150,8 @@ describe('identity/claims', () => {
       expect(claimHeaderValue(null)).to.equal(undefined);
       expect(claimHeaderValue({ a: 1 })).to.equal(undefined);
       expect(claimHeaderValue([])).to.equal(undefined);
-      expect(claimHeaderValue(' \r\n ')).to.equal(undefined);
+      expect(claimHeaderValue('')).to.equal(undefined);
+      expect(claimHeaderValue(['', ''])).to.equal(undefined);
     });
 
     it('drops whole trailing list elements rather than cutting one', () => {
@@ -149,8 +165,11 @@ describe('identity/claims', () => {
       expect(out!.split(',').every((g) => many.includes(g))).to.equal(true);
     });
 
-    it('caps a long single value', () => {
+    it('caps a long single value without cutting an escape', () => {
       expect(claimHeaderValue('y'.repeat(3000))).to.have.length(1024);
+      const capped = claimHeaderValue('é'.repeat(400))!;
+      expect(capped.length).to.be.at.most(1024);
+      expect(decodeURIComponent(capped)).to.equal('é'.repeat(capped.length / 6));
     });
   });
 

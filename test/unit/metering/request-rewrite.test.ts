@@ -1,6 +1,5 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { endpointForPath } from '../../../src/metering/endpoint.js';
 import {
   injectsUsage,
   rewriteRequest,
@@ -13,18 +12,6 @@ const rewrite = (path: string, body: unknown, raw?: string) =>
 const parsed = (b: Buffer | undefined): unknown => (b ? JSON.parse(b.toString('utf8')) : undefined);
 
 describe('metering/request-rewrite', () => {
-  it('classifies endpoints by path, with prefixes, Azure deployments and queries', () => {
-    expect(endpointForPath('/v1/chat/completions')).to.equal('chat');
-    expect(
-      endpointForPath('/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21'),
-    ).to.equal('chat');
-    expect(endpointForPath('/v1/completions/')).to.equal('completions');
-    expect(endpointForPath('/v1/embeddings')).to.equal('embeddings');
-    expect(endpointForPath('/v1/responses')).to.equal('responses');
-    expect(endpointForPath('/v1/responses/resp_123')).to.equal('other');
-    expect(endpointForPath('/v1/models')).to.equal('other');
-  });
-
   it('injects include_usage into a streaming chat request and remembers the client did not ask', () => {
     const body = { model: 'gpt-4o', stream: true, messages: [{ role: 'user', content: 'hi' }] };
     const r = rewrite(CHAT, body);

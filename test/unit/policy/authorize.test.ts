@@ -200,3 +200,43 @@ describe('pipeline/authorize', () => {
     });
   });
 });
+
+describe('pipeline/authorize: indirect model work (DESIGN 1.8)', () => {
+  const batches = { path: '/v1/batches', method: 'POST' };
+
+  it('default: allow does not open an indirect endpoint when rules judge models', async () => {
+    const d = denial(await new AuthorizeStage(designExample).run(context(designExample, { who: sales, ...batches })));
+    expect(d).to.include({ status: 403, reason: 'access_denied', code: 'access_denied', rule: 'indirect-endpoint' });
+    expect(d.message).to.contain('POST /v1/batches').and.to.contain('explicitly');
+    for (const path of ['/v1/realtime/client_secrets', '/v1/audio/transcriptions', '/v1/unknown-endpoint', '/V1/Batches']) {
+      denial(await new AuthorizeStage(designExample).run(context(designExample, { who: sales, path, method: 'POST' })));
+    }
+  });
+
+  it('nor when token budgets are configured, even without model rules', async () => {
+    const open = authz([]);
+    denial(await new AuthorizeStage(open, { budgets: true }).run(context(open, batches)));
+    // Nothing to walk around: no model rules, no budgets.
+    grant(await new AuthorizeStage(open).run(context(open, batches)));
+  });
+
+  it('a rule that matches the request opens it, and default: deny stays the default denial', async () => {
+    const config = authz([rule('ml-may-batch', 'allow', { path: '/v1/batches*', claims: { groups: ['ml-team'] } }), ...designExample.rules]);
+    const ok = grant(await new AuthorizeStage(config).run(context(config, { who: mlTeam, ...batches })));
+    expect(ok.metadata).to.deep.include({ authz: { matchedRule: 'ml-may-batch', claimsUsed: { groups: 'ml-team' } } });
+    denial(await new AuthorizeStage(config).run(context(config, { who: sales, ...batches })));
+    const closed = authz([...designExample.rules], { default: 'deny' });
+    expect(denial(await new AuthorizeStage(closed).run(context(closed, { who: sales, ...batches }))).rule).to.equal('default');
+  });
+
+  it('plain and metered endpoints keep default: allow', async () => {
+    grant(await new AuthorizeStage(designExample).run(context(designExample, { who: sales, path: '/v1/files', method: 'POST' })));
+    grant(await new AuthorizeStage(designExample).run(context(designExample, { who: sales, path: '/v1/batches/b_1', method: 'GET' })));
+  });
+
+  it('in shadow mode the refusal is recorded, not enforced', async () => {
+    const shadow = authz([...designExample.rules], { mode: 'shadow' });
+    const ok = grant(await new AuthorizeStage(shadow).run(context(shadow, { who: sales, ...batches })));
+    expect(ok.metadata).to.deep.include({ shadowDenied: { rule: 'indirect-endpoint', reason: 'access_denied' } });
+  });
+});

@@ -5,6 +5,7 @@ import type {
   Config,
   RequestMatch,
 } from '../../../src/config/schema.js';
+import { classify } from '../../../src/metering/endpoint.js';
 import type { RequestContext } from '../../../src/pipeline/stage.js';
 import type { GatewayRequest, Identity } from '../../../src/pipeline/types.js';
 import { testConfig } from '../../helpers/unit.js';
@@ -65,6 +66,7 @@ export function context(
       method: options.method ?? 'POST',
     }),
     identity: options.who ?? identity(),
+    endpoint: classify(options.method ?? 'POST', options.path ?? '/v1/chat/completions'),
     ...(options.model !== undefined ? { model: options.model } : {}),
     now: 0,
     config: config(authorization),

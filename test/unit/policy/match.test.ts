@@ -20,7 +20,11 @@ describe('policy/match', () => {
       expect(m(input()).matched).to.equal(true);
       expect(m(input({ path: '/v1/chat/completions/x' })).matched).to.equal(false);
       expect(m(input({ path: '/v1/chat' })).matched).to.equal(false);
-      expect(m(input({ path: '/V1/chat/completions' })).matched).to.equal(false);
+    });
+
+    it('ignores letter case, so a rule holds on an upstream that routes case-insensitively', () => {
+      expect(compileMatch(match({ path: '/v1/chat/completions' }))(input({ path: '/V1/Chat/Completions' })).matched).to.equal(true);
+      expect(compileMatch(match({ path: '/V1/Batches*' }))(input({ path: '/v1/batches/b_1' })).matched).to.equal(true);
     });
 
     it('matches a prefix when the path ends with *', () => {
@@ -54,6 +58,12 @@ describe('policy/match', () => {
       expect(m(input({ model: 'o1' })).matched).to.equal(true);
       expect(m(input({ model: 'gpt-3.5-turbo' })).matched).to.equal(false);
       expect(m(input({ model: 'o1-preview' })).matched).to.equal(false);
+    });
+
+    it('ignores letter case: GPT-4o meets the rule for gpt-4o*, and a capitalised glob holds too', () => {
+      expect(m(input({ model: 'GPT-4o' })).matched).to.equal(true);
+      expect(m(input({ model: 'Gpt-4O-Mini' })).matched).to.equal(true);
+      expect(compileMatch(match({ models: ['GPT-4.1*'] }))(input({ model: 'gpt-4.1-mini' })).matched).to.equal(true);
     });
 
     it('does not match a request without a model', () => {

@@ -6,6 +6,7 @@ import {
   RateLimitPlanner,
   type RateLimitOptions,
 } from '../../../src/pipeline/rate-limit.js';
+import { classify } from '../../../src/metering/endpoint.js';
 import type { RequestContext, StageResult } from '../../../src/pipeline/stage.js';
 import type { Identity } from '../../../src/pipeline/types.js';
 import { MemoryStore } from '../../../src/store/memory.js';
@@ -50,6 +51,7 @@ function ctx(
       headers: {},
     },
     identity: over.identity ?? identity(),
+    endpoint: classify('POST', over.path ?? '/v1/chat/completions'),
     ...(over.model !== undefined ? { model: over.model } : {}),
     now: over.now ?? T0,
     // The stage reads only rateLimits, which it got at construction.
