@@ -383,10 +383,10 @@ describe('e2e: security — one canonical request, no way around the rules', fun
         logs().find((l) => l['audit'] === 'decision' && l['requestId'] === requestId),
       ).to.deep.include({ reason: 'model_not_allowed' });
 
-      const { data, response } = await client.chat.completions
+      const { request_id: providerId, response } = await client.chat.completions
         .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })
         .withResponse();
-      expect(data._request_id).to.match(/^dev-/); // the provider's own
+      expect(providerId).to.match(/^dev-/); // the provider's own
       const ours = response.headers.get('x-tollgate-request-id') ?? '';
       expect(logs().find((l) => l['audit'] === 'decision' && l['requestId'] === ours)).to.not.equal(
         undefined,
