@@ -11,6 +11,7 @@ import { DevIssuer } from '../dev/issuer.js';
 import { DevUpstream } from '../dev/upstream.js';
 import { runStack, readyLine } from '../stack/run.js';
 import { createLogger } from '../telemetry/logger.js';
+import { stdout } from '../telemetry/output.js';
 import { guardProcess } from './serve.js';
 import { untilSignal } from './signals.js';
 
@@ -40,8 +41,8 @@ export async function demo(port: number): Promise<number> {
     throw err;
   });
   const token = await issuer.mint(DEMO_CLAIMS);
-  process.stdout.write(readyLine(stack, { issuer: issuer.url, upstream: upstreamUrl }));
-  process.stdout.write(banner(stack.envoyUrl, token, realOpenAI ? 'OpenAI (OPENAI_API_KEY)' : `dev upstream ${upstreamUrl}`));
+  stdout().write(readyLine(stack, { issuer: issuer.url, upstream: upstreamUrl }));
+  stdout().write(banner(stack.envoyUrl, token, realOpenAI ? 'OpenAI (OPENAI_API_KEY)' : `dev upstream ${upstreamUrl}`));
   await untilSignal();
   await stack.stop();
   await issuer.close();

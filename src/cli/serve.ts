@@ -4,6 +4,7 @@ import { loadConfigFile } from '../config/load.js';
 import { watchConfig } from '../config/watch.js';
 import { ConfigError } from '../errors.js';
 import { createLogger, type Logger } from '../telemetry/logger.js';
+import { stderr, stdout } from '../telemetry/output.js';
 import { untilSignal } from './signals.js';
 
 /** Loads a config file, printing every problem and returning undefined when it is invalid. */
@@ -12,17 +13,30 @@ export async function loadOrReport(file: string): Promise<Awaited<ReturnType<typ
     return await loadConfigFile(file);
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`${err.message}\n`);
+      stderr().write(`${err.message}\n`);
       return undefined;
     }
     throw err;
   }
 }
 
-/** One request's failure must never take the process down; log it and keep serving. */
+/**
+ * One request's failure must never take the process down; log it and keep serving. The
+ * logger drops its lines once its output broke, so logging an error can never cause another.
+ */
 export function guardProcess(logger: Logger): void {
-  process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection'));
-  process.on('uncaughtException', (err) => logger.error({ err }, 'uncaught exception'));
+  // A write to a dead stdout or stderr (ours or a library's) must not become an uncaught exception.
+  stdout();
+  stderr();
+  const report = (err: unknown, what: string): void => {
+    try {
+      logger.error({ err }, what);
+    } catch {
+      // Nowhere left to report it.
+    }
+  };
+  process.on('unhandledRejection', (reason) => report(reason, 'unhandled rejection'));
+  process.on('uncaughtException', (err) => report(err, 'uncaught exception'));
 }
 
 /**

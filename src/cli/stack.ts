@@ -1,6 +1,7 @@
 /** `tollgate stack --config FILE --upstream URL [--port N]`. */
 import { runStack, readyLine } from '../stack/run.js';
 import { createLogger } from '../telemetry/logger.js';
+import { stdout } from '../telemetry/output.js';
 import { guardProcess, loadOrReport, reloadOnChange } from './serve.js';
 import { untilSignal } from './signals.js';
 
@@ -12,7 +13,7 @@ export async function stackCommand(file: string, upstreamUrl: string, port: numb
   guardProcess(logger);
   const stack = await runStack({ config, upstreamUrl, port, logger });
   const watcher = reloadOnChange(file, stack.app);
-  process.stdout.write(readyLine(stack));
+  stdout().write(readyLine(stack));
   const signal = await untilSignal();
   logger.info({ signal }, 'stopping stack');
   watcher.close();
