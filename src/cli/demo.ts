@@ -13,7 +13,7 @@ import { runStack, readyLine } from '../stack/run.js';
 import { createLogger } from '../telemetry/logger.js';
 import { stdout } from '../telemetry/output.js';
 import { guardProcess } from './serve.js';
-import { untilSignal } from './signals.js';
+import { exitWithin, untilSignal } from './signals.js';
 
 /** Where the demo keeps its issuer keys, so `tollgate token` can mint for it. */
 export function stateDir(): string {
@@ -44,7 +44,9 @@ export async function demo(port: number): Promise<number> {
   stdout().write(readyLine(stack, { issuer: issuer.url, upstream: upstreamUrl }));
   stdout().write(banner(stack.envoyUrl, token, realOpenAI ? 'OpenAI (OPENAI_API_KEY)' : `dev upstream ${upstreamUrl}`));
   await untilSignal();
-  await stack.stop();
+  const graceMs = config.server.shutdownGraceSeconds * 1000;
+  exitWithin(graceMs);
+  await stack.stop(graceMs);
   await issuer.close();
   await upstream?.close();
   return 0;

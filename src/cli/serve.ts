@@ -5,7 +5,7 @@ import { watchConfig } from '../config/watch.js';
 import { ConfigError } from '../errors.js';
 import { createLogger, type Logger } from '../telemetry/logger.js';
 import { stderr, stdout } from '../telemetry/output.js';
-import { untilSignal } from './signals.js';
+import { exitWithin, untilSignal } from './signals.js';
 
 /** Loads a config file, printing every problem and returning undefined when it is invalid. */
 export async function loadOrReport(file: string): Promise<Awaited<ReturnType<typeof loadConfigFile>> | undefined> {
@@ -79,10 +79,8 @@ export async function serve(file: string): Promise<number> {
   const watcher = reloadOnChange(file, app);
   const signal = await untilSignal();
   const graceMs = app.config.server.shutdownGraceSeconds * 1000;
+  exitWithin(graceMs);
   logger.info({ signal, graceSeconds: graceMs / 1000 }, 'shutting down');
-  // The grace period is a promise to the orchestrator: should anything keep the event loop
-  // alive after stop(), leave anyway (a second later, once stop() had its full grace).
-  setTimeout(() => process.exit(process.exitCode ?? 0), graceMs + 1000).unref();
   watcher.close();
   await app.stop(graceMs);
   logger.info({ signal }, 'stopped');

@@ -3,7 +3,7 @@ import { runStack, readyLine } from '../stack/run.js';
 import { createLogger } from '../telemetry/logger.js';
 import { stdout } from '../telemetry/output.js';
 import { guardProcess, loadOrReport, reloadOnChange } from './serve.js';
-import { untilSignal } from './signals.js';
+import { exitWithin, untilSignal } from './signals.js';
 
 export async function stackCommand(file: string, upstreamUrl: string, port: number): Promise<number> {
   const config = await loadOrReport(file);
@@ -15,8 +15,10 @@ export async function stackCommand(file: string, upstreamUrl: string, port: numb
   const watcher = reloadOnChange(file, stack.app);
   stdout().write(readyLine(stack));
   const signal = await untilSignal();
+  const graceMs = stack.app.config.server.shutdownGraceSeconds * 1000;
+  exitWithin(graceMs);
   logger.info({ signal }, 'stopping stack');
   watcher.close();
-  await stack.stop();
+  await stack.stop(graceMs);
   return 0;
 }
