@@ -11,8 +11,9 @@ import { DevIssuer } from '../dev/issuer.js';
 import { DevUpstream } from '../dev/upstream.js';
 import { runStack, readyLine } from '../stack/run.js';
 import { createLogger } from '../telemetry/logger.js';
+import { stdout } from '../telemetry/output.js';
 import { guardProcess } from './serve.js';
-import { untilSignal } from './signals.js';
+import { exitWithin, untilSignal } from './signals.js';
 
 /** Where the demo keeps its issuer keys, so `tollgate token` can mint for it. */
 export function stateDir(): string {
@@ -40,10 +41,12 @@ export async function demo(port: number): Promise<number> {
     throw err;
   });
   const token = await issuer.mint(DEMO_CLAIMS);
-  process.stdout.write(readyLine(stack, { issuer: issuer.url, upstream: upstreamUrl }));
-  process.stdout.write(banner(stack.envoyUrl, token, realOpenAI ? 'OpenAI (OPENAI_API_KEY)' : `dev upstream ${upstreamUrl}`));
+  stdout().write(readyLine(stack, { issuer: issuer.url, upstream: upstreamUrl }));
+  stdout().write(banner(stack.envoyUrl, token, realOpenAI ? 'OpenAI (OPENAI_API_KEY)' : `dev upstream ${upstreamUrl}`));
   await untilSignal();
-  await stack.stop();
+  const graceMs = config.server.shutdownGraceSeconds * 1000;
+  exitWithin(graceMs);
+  await stack.stop(graceMs);
   await issuer.close();
   await upstream?.close();
   return 0;

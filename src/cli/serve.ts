@@ -4,7 +4,8 @@ import { loadConfigFile } from '../config/load.js';
 import { watchConfig } from '../config/watch.js';
 import { ConfigError } from '../errors.js';
 import { createLogger, type Logger } from '../telemetry/logger.js';
-import { untilSignal } from './signals.js';
+import { stderr, stdout } from '../telemetry/output.js';
+import { exitWithin, untilSignal } from './signals.js';
 
 /** Loads a config file, printing every problem and returning undefined when it is invalid. */
 export async function loadOrReport(file: string): Promise<Awaited<ReturnType<typeof loadConfigFile>> | undefined> {
@@ -12,17 +13,30 @@ export async function loadOrReport(file: string): Promise<Awaited<ReturnType<typ
     return await loadConfigFile(file);
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`${err.message}\n`);
+      stderr().write(`${err.message}\n`);
       return undefined;
     }
     throw err;
   }
 }
 
-/** One request's failure must never take the process down; log it and keep serving. */
+/**
+ * One request's failure must never take the process down; log it and keep serving. The
+ * logger drops its lines once its output broke, so logging an error can never cause another.
+ */
 export function guardProcess(logger: Logger): void {
-  process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection'));
-  process.on('uncaughtException', (err) => logger.error({ err }, 'uncaught exception'));
+  // A write to a dead stdout or stderr (ours or a library's) must not become an uncaught exception.
+  stdout();
+  stderr();
+  const report = (err: unknown, what: string): void => {
+    try {
+      logger.error({ err }, what);
+    } catch {
+      // Nowhere left to report it.
+    }
+  };
+  process.on('unhandledRejection', (reason) => report(reason, 'unhandled rejection'));
+  process.on('uncaughtException', (err) => report(err, 'uncaught exception'));
 }
 
 /**
@@ -65,10 +79,8 @@ export async function serve(file: string): Promise<number> {
   const watcher = reloadOnChange(file, app);
   const signal = await untilSignal();
   const graceMs = app.config.server.shutdownGraceSeconds * 1000;
+  exitWithin(graceMs);
   logger.info({ signal, graceSeconds: graceMs / 1000 }, 'shutting down');
-  // The grace period is a promise to the orchestrator: should anything keep the event loop
-  // alive after stop(), leave anyway (a second later, once stop() had its full grace).
-  setTimeout(() => process.exit(process.exitCode ?? 0), graceMs + 1000).unref();
   watcher.close();
   await app.stop(graceMs);
   logger.info({ signal }, 'stopped');

@@ -1,8 +1,9 @@
 /** `tollgate stack --config FILE --upstream URL [--port N]`. */
 import { runStack, readyLine } from '../stack/run.js';
 import { createLogger } from '../telemetry/logger.js';
+import { stdout } from '../telemetry/output.js';
 import { guardProcess, loadOrReport, reloadOnChange } from './serve.js';
-import { untilSignal } from './signals.js';
+import { exitWithin, untilSignal } from './signals.js';
 
 export async function stackCommand(file: string, upstreamUrl: string, port: number): Promise<number> {
   const config = await loadOrReport(file);
@@ -12,10 +13,12 @@ export async function stackCommand(file: string, upstreamUrl: string, port: numb
   guardProcess(logger);
   const stack = await runStack({ config, upstreamUrl, port, logger });
   const watcher = reloadOnChange(file, stack.app);
-  process.stdout.write(readyLine(stack));
+  stdout().write(readyLine(stack));
   const signal = await untilSignal();
+  const graceMs = stack.app.config.server.shutdownGraceSeconds * 1000;
+  exitWithin(graceMs);
   logger.info({ signal }, 'stopping stack');
   watcher.close();
-  await stack.stop();
+  await stack.stop(graceMs);
   return 0;
 }

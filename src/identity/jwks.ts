@@ -95,7 +95,10 @@ export class KeySource {
   #keys: readonly KeyEntry[] = [];
   #loaded = false;
   #inflight: Promise<void> | undefined;
+  /** Start of the last fetch of any kind: paces retries and background refreshes. */
   #lastAttemptAt: number | undefined;
+  /** Start of the last refetch an unknown `kid` caused: only these start the cooldown. */
+  #lastKidRefetchAt: number | undefined;
   #lastSuccessAt: number | undefined;
   #lastError: string | undefined;
   #refreshes = 0;
@@ -144,20 +147,13 @@ export class KeySource {
     let found = this.#select(kid, alg);
     let refetchNote = '';
     if (found.length === 0 && !this.#hasKid(kid)) {
-      if (this.#cooledDown()) {
-        // An unknown kid usually means the IdP rotated its keys: look once, then stop
-        // looking until the cooldown passes so random kids cannot make us hammer the IdP.
-        const refetched = await this.#refresh().then(
-          () => true,
-          () => false,
-        );
-        found = this.#select(kid, alg);
-        refetchNote = refetched
-          ? ' (the key set was refetched)'
-          : ' (the key set could not be refetched; cached keys were searched)';
-      } else {
-        refetchNote = ` (the key set was fetched less than ${this.provider.jwksCooldownSeconds}s ago)`;
-      }
+      const outcome = await this.#refetchForUnknownKid();
+      found = this.#select(kid, alg);
+      refetchNote = {
+        refetched: ' (the key set was refetched)',
+        failed: ' (the key set could not be refetched; cached keys were searched)',
+        cooling: ` (it was refetched for an unknown kid less than ${this.provider.jwksCooldownSeconds}s ago)`,
+      }[outcome];
     } else {
       this.#refreshIfStale();
     }
@@ -216,11 +212,27 @@ export class KeySource {
     });
   }
 
-  #cooledDown(): boolean {
-    return (
-      this.#lastAttemptAt === undefined ||
-      this.#now() - this.#lastAttemptAt >= this.provider.jwksCooldownSeconds * 1000
+  /**
+   * An unknown kid usually means the IdP rotated its keys: look again, then not before the
+   * cooldown passed, so random kids cannot make us hammer the IdP. Only these refetches start
+   * the cooldown: a start-up or background fetch just before a rotation must not delay it. A
+   * fetch already in flight, of any kind, is joined rather than repeated, so concurrent
+   * requests with new kids share one.
+   */
+  async #refetchForUnknownKid(): Promise<'refetched' | 'failed' | 'cooling'> {
+    if (this.#inflight === undefined) {
+      if (!this.#cooledSince(this.#lastKidRefetchAt)) return 'cooling';
+      this.#lastKidRefetchAt = this.#now();
+    }
+    return this.#refresh().then(
+      () => 'refetched' as const,
+      () => 'failed' as const,
     );
+  }
+
+  /** True when `since` (epoch ms) is at least one cooldown ago, or never happened. */
+  #cooledSince(since: number | undefined): boolean {
+    return since === undefined || this.#now() - since >= this.provider.jwksCooldownSeconds * 1000;
   }
 
   async #ensureLoaded(): Promise<void> {
@@ -247,7 +259,12 @@ export class KeySource {
   #refreshIfStale(): void {
     if (this.#lastSuccessAt === undefined || this.#inflight !== undefined) return;
     const age = this.#now() - this.#lastSuccessAt;
-    if (age < this.provider.jwksCacheMaxAgeSeconds * 1000 || !this.#cooledDown()) return;
+    // While the IdP fails, retry at most once per cooldown, not on every request.
+    if (
+      age < this.provider.jwksCacheMaxAgeSeconds * 1000 ||
+      !this.#cooledSince(this.#lastAttemptAt)
+    )
+      return;
     this.#refresh().catch(() => undefined);
   }
 

@@ -37,8 +37,8 @@ export interface RunningEnvoy {
   readonly proc: ChildProcess;
   /** The rendered bootstrap (removed on stop). */
   readonly configPath: string;
-  /** SIGTERM, then SIGKILL after a grace period. Idempotent. */
-  stop(): Promise<void>;
+  /** SIGTERM, then SIGKILL after `killAfterMs` (default 5 s). Idempotent. */
+  stop(killAfterMs?: number): Promise<void>;
 }
 
 function executable(file: string): boolean {
@@ -140,11 +140,11 @@ export async function startEnvoy(options: EnvoyOptions): Promise<RunningEnvoy> {
   });
 
   let stopping: Promise<void> | undefined;
-  const stop = (): Promise<void> => {
+  const stop = (killAfterMs = 5000): Promise<void> => {
     stopping ??= (async () => {
       if (exit === undefined && proc.exitCode === null && !exited.signal.aborted) {
         proc.kill('SIGTERM');
-        const timer = setTimeout(() => proc.kill('SIGKILL'), 5000);
+        const timer = setTimeout(() => proc.kill('SIGKILL'), killAfterMs);
         await exitedPromise;
         clearTimeout(timer);
       }

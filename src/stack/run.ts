@@ -15,7 +15,8 @@ export interface RunningStack {
   /** host:port of the gRPC listener. */
   readonly grpc: string;
   readonly metrics?: string;
-  stop(): Promise<void>;
+  /** Envoy, then the sidecar, within `graceMs` (default `server.shutdownGraceSeconds`). */
+  stop(graceMs?: number): Promise<void>;
 }
 
 /**
@@ -53,9 +54,11 @@ export async function runStack(opts: {
     envoyUrl: running.url,
     grpc: app.grpcAddress,
     ...(app.metricsUrl !== undefined ? { metrics: app.metricsUrl } : {}),
-    async stop() {
-      await running.stop();
-      await app.stop();
+    async stop(graceMs = app.config.server.shutdownGraceSeconds * 1000) {
+      const deadline = Date.now() + graceMs;
+      // Envoy exits on SIGTERM at once; one that does not may take at most half the grace period.
+      await running.stop(Math.min(5000, graceMs / 2));
+      await app.stop(Math.max(0, deadline - Date.now()));
     },
   };
 }

@@ -2,7 +2,8 @@
  * The pino root logger. Redaction is on from the first line: authorization headers, cookies,
  * API keys and tokens never reach the output, and request bodies are never logged at all.
  */
-import { pino, type Logger, type DestinationStream } from 'pino';
+import { pino, type Logger } from 'pino';
+import { guardOutput, type Sink } from './output.js';
 
 export type { Logger };
 
@@ -84,7 +85,7 @@ export function auditLogger(logger: Logger, openFields: readonly string[]): Logg
 export interface LoggerOptions {
   readonly level?: string;
   /** Where lines go; default stdout. `stack` and `demo` log to stderr so stdout stays for their output. */
-  readonly destination?: DestinationStream | NodeJS.WritableStream;
+  readonly destination?: Sink | NodeJS.WritableStream;
 }
 
 export function createLogger(opts: LoggerOptions = {}): Logger {
@@ -96,6 +97,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
       redact: { paths: REDACT_PATHS, censor: CENSOR },
       formatters: { level: (label) => ({ level: label }) },
     },
-    opts.destination ?? pino.destination({ fd: 1, sync: false }),
+    // Once the destination fails (its reader died), lines are dropped: see output.ts.
+    guardOutput(opts.destination ?? pino.destination({ fd: 1, sync: false })),
   );
 }

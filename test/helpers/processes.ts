@@ -3,9 +3,11 @@
  * always stop. Every process spawned here is tracked; call `stopAll()` in an `after` hook (or
  * use `stopAllAfter()` inside a describe) so a failing test never leaves one running.
  */
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess, SpawnOptions } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
 
 export interface Exit {
   readonly code: number | null;
@@ -147,4 +149,31 @@ export async function stopAll(): Promise<void> {
 /** Registers `stopAll` as an `after` hook of the enclosing describe. */
 export function stopAllAfter(): void {
   after(stopAll);
+}
+
+/**
+ * Whether `pid` is a live process (Linux `/proc`). A zombie counts as gone: an orphan killed
+ * with its parent may wait a moment for init to reap it.
+ */
+export function isRunning(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // `pid (comm) state …`: comm may hold spaces and parentheses; the state follows the last ')'.
+    const state = stat.charAt(stat.lastIndexOf(')') + 2);
+    return state !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** The pids of `pid`'s children whose command name is `name` (e.g. `envoy`), from `ps`. */
+export async function childPidsNamed(pid: number, name: string): Promise<number[]> {
+  const ps = promisify(execFile);
+  const args = ['-o', 'pid=,comm=', '--ppid', String(pid)];
+  const { stdout } = await ps('ps', args).catch(() => ({ stdout: '' }));
+  return stdout
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/))
+    .filter(([child, comm]) => child !== undefined && comm === name)
+    .map(([child]) => Number(child));
 }

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import type { ProviderConfig } from '../../../src/config/schema.js';
 import { DevIssuer } from '../../../src/dev/issuer.js';
@@ -106,23 +107,72 @@ describe('identity/jwks: KeySource', () => {
     expect(issuer.requests.jwks).to.equal(before + 1);
   });
 
-  it('refetches for an unknown kid at most once per cooldown', async () => {
+  it('refetches for a flood of unknown kids at most once per cooldown, sharing the fetch', async () => {
     const clock = fakeClock();
     const source = new KeySource(provider, { now: clock.now });
     await source.prefetch();
     const start = issuer.requests.jwks;
-    // Right after a fetch, an unknown kid does not refetch at all.
-    const early = await rejectsWith(source.keysFor('rotated-1', 'RS256'), 'unknown_kid');
-    expect(early.message).to.contain('fetched less than 30s ago');
-    expect(issuer.requests.jwks).to.equal(start);
-    clock.advance(31);
-    const first = await rejectsWith(source.keysFor('rotated-1', 'RS256'), 'unknown_kid');
-    expect(first.message).to.contain('(the key set was refetched)');
-    await rejectsWith(source.keysFor('rotated-2', 'RS256'), 'unknown_kid');
+    const flood = () =>
+      Promise.all(
+        Array.from({ length: 50 }, () =>
+          rejectsWith(source.keysFor(`random-${randomUUID()}`, 'RS256'), 'unknown_kid'),
+        ),
+      );
+    // The start-up fetch does not hold the first look back; the concurrent ones share it.
+    const first = await flood();
+    expect(first[0]!.message).to.contain('(the key set was refetched)');
     expect(issuer.requests.jwks).to.equal(start + 1);
-    clock.advance(31);
-    await rejectsWith(source.keysFor('rotated-3', 'RS256'), 'unknown_kid');
+    clock.advance(provider.jwksCooldownSeconds - 1);
+    const cooling = await flood();
+    expect(cooling[0]!.message).to.contain(
+      `refetched for an unknown kid less than ${provider.jwksCooldownSeconds}s ago`,
+    );
+    expect(issuer.requests.jwks).to.equal(start + 1);
+    clock.advance(1);
+    await flood();
+    await flood();
     expect(issuer.requests.jwks).to.equal(start + 2);
+  });
+
+  describe('a key rotation is picked up at once', () => {
+    let rotating: DevIssuer;
+    let clock: ReturnType<typeof fakeClock>;
+    let source: KeySource;
+
+    beforeEach(async () => {
+      rotating = await DevIssuer.start();
+      clock = fakeClock();
+      source = new KeySource(testProvider(rotating), { now: clock.now });
+      await source.prefetch();
+    });
+
+    afterEach(() => rotating.close());
+
+    it('right after start-up, by every concurrent request with one fetch', async () => {
+      const kid = await rotating.rotate();
+      const found = await Promise.all(
+        Array.from({ length: 10 }, () => source.keysFor(kid, 'RS256')),
+      );
+      expect(found.map((keys) => keys.length)).to.deep.equal(Array(10).fill(1));
+      expect(rotating.requests.jwks).to.equal(2);
+    });
+
+    it('right after a background refresh', async () => {
+      clock.advance(provider.jwksCacheMaxAgeSeconds + 1);
+      await source.keysFor(rotating.currentKid, 'RS256');
+      await eventually(() => source.stats.refreshes === 2);
+      const kid = await rotating.rotate();
+      expect(await source.keysFor(kid, 'RS256')).to.have.length(1);
+      expect(rotating.requests.jwks).to.equal(3);
+    });
+
+    it('through the Authenticator, for a token signed with the new key', async () => {
+      const auth = new Authenticator([testProvider(rotating)], { now: clock.now });
+      await auth.prefetch();
+      await rotating.rotate();
+      const token = await rotating.mint({ sub: 'rotated' });
+      expect((await auth.authenticate(`Bearer ${token}`)).subject).to.equal('rotated');
+    });
   });
 
   it('accepts a rotated key after the refetch, and keeps accepting the old one while published', async () => {
