@@ -115,6 +115,8 @@ export class BudgetPlanner implements Planner {
           key: budgetKey(budget, window),
           limit: budget.maxTokens,
           amount: estimate.total,
+          // Any room left admits, the reservation clamped to it.
+          minAmount: 1,
           expiresAtMs: window.endMs,
         },
       };

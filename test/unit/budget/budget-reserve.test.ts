@@ -118,8 +118,8 @@ describe('budget/BudgetPlanner (through the admission stage)', () => {
       ttlMs: DEFAULT_RESERVATION_TTL_SECONDS * 1000,
       now: T0,
       items: [
-        { key: 'tb:tenant:acme:2026-11', limit: 10_000, amount, expiresAtMs: Date.UTC(2026, 11, 1) },
-        { key: 'tb:user:ann%40myorg.com:2026-11-15', limit: 5_000, amount, expiresAtMs: Date.UTC(2026, 10, 16) },
+        { key: 'tb:tenant:acme:2026-11', limit: 10_000, amount, minAmount: 1, expiresAtMs: Date.UTC(2026, 11, 1) },
+        { key: 'tb:user:ann%40myorg.com:2026-11-15', limit: 5_000, amount, minAmount: 1, expiresAtMs: Date.UTC(2026, 10, 16) },
       ],
     });
     expect(grant.reservation).to.deep.equal({
