@@ -16,7 +16,7 @@ export interface Reservation {
   readonly budgets: readonly BudgetRef[];
   /** Human names of those budgets for logs, e.g. `tenant:marketing`. */
   readonly names: readonly string[];
-  /** Tokens reserved (the clamped estimate) in each budget, same order as `budgets`. */
+  /** Tokens reserved in each budget (the worst case, or less when capped), same order as `budgets`. */
   readonly reserved: readonly number[];
 }
 
