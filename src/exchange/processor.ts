@@ -142,7 +142,10 @@ export class MeteringExchange implements ExchangeProcessor {
       return { modeOverride: { requestBody: 'buffered' } };
     } catch (err) {
       this.report(err);
-      if (this.outputLimit !== undefined) return { immediate: this.refuseUnbounded() };
+      // Whatever failed, a request that must carry a limit does not go on without one.
+      const a = this.admission;
+      if (a?.outputLimit !== undefined && hasOutputLimit(a.path) && !endOfStream)
+        return { immediate: this.refuseUnbounded() };
     }
   }
 
