@@ -309,6 +309,16 @@ describe('ext_proc over gRPC', () => {
     ]);
     s.call.end();
     expect(await s.status).to.equal(null);
+
+    // The same in answer to request headers.
+    factory = () => ({ requestHeaders: () => ({ immediate: { status: 503 }, setHeaders: { x: 'y' } }) });
+    const h = open(client);
+    const answer = await h.ask({ request_headers: headers({ ':path': '/v1/chat/completions' }) });
+    expect(answer.response).to.equal('immediate_response');
+    expect(answer.immediate_response?.status.code).to.equal(503);
+    expect(answer.immediate_response?.headers ?? null).to.equal(null);
+    h.call.end();
+    expect(await h.status).to.equal(null);
   });
 
   it('does not answer in observability mode', async () => {
