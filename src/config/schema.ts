@@ -101,14 +101,24 @@ export interface TokenBudgetConfig {
   readonly timeZone: string;
 }
 
+/**
+ * What happens to a request whose worst case (prompt estimate + its output limit × n) does not
+ * fit the room left in every budget that applies: `refuse` it (429 budget_exhausted), or `cap`
+ * its output limit so that it fits (refused only when not even a minimal output fits).
+ */
+export type FitToBudget = 'refuse' | 'cap';
+export const FIT_TO_BUDGET: readonly FitToBudget[] = ['refuse', 'cap'];
+
 export interface MeteringConfig {
-  /** Output tokens reserved at admission when the request names no max_tokens. */
+  /** Output tokens reserved (and written into the request) when it names no output limit. */
   readonly defaultMaxOutputTokens: number;
   /**
    * Seconds a budget reservation lives when it is never settled (a crashed replica, a lost
    * ext_proc stream). Absent = DEFAULT_RESERVATION_TTL_SECONDS in pipeline/budget-reserve.ts.
    */
   readonly reservationTtlSeconds?: number;
+  /** Absent = `refuse` (DEFAULT_FIT_TO_BUDGET in pipeline/budget-fit.ts). */
+  readonly fitToBudget?: FitToBudget;
 }
 
 export type OnUnavailable = 'closed' | 'open' | 'local';

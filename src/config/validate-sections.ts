@@ -1,6 +1,6 @@
 /** The infrastructure sections: server, upstream, identityHeaders, metering, store, logging, metrics. */
 import { isMap, isScalar } from 'yaml';
-import { DEFAULT_MAX_LABEL_VALUES } from './schema.js';
+import { DEFAULT_MAX_LABEL_VALUES, FIT_TO_BUDGET } from './schema.js';
 import type {
   IdentityHeaders,
   LoggingConfig,
@@ -165,14 +165,16 @@ export function readIdentityHeaders(cur: Cursor | undefined): IdentityHeaders {
 export function readMetering(cur: Cursor | undefined): MeteringConfig {
   const defaults: MeteringConfig = { defaultMaxOutputTokens: 4096 };
   if (cur === undefined) return defaults;
-  const f = readMap(cur, ['defaultMaxOutputTokens', 'reservationTtlSeconds'], true);
+  const f = readMap(cur, ['defaultMaxOutputTokens', 'reservationTtlSeconds', 'fitToBudget'], true);
   if (f === undefined) return defaults;
-  // Unset stays unset, so the budget stage's documented default applies.
+  // Unset stays unset, so the budget stage's documented defaults apply.
   const ttl = readInt(f.get('reservationTtlSeconds'), 10, 7 * 86_400);
+  const fit = readEnum(f.get('fitToBudget'), FIT_TO_BUDGET);
   return {
     defaultMaxOutputTokens:
       readInt(f.get('defaultMaxOutputTokens'), 1, 10_000_000) ?? defaults.defaultMaxOutputTokens,
     ...(ttl !== undefined ? { reservationTtlSeconds: ttl } : {}),
+    ...(fit !== undefined ? { fitToBudget: fit } : {}),
   };
 }
 

@@ -5,7 +5,10 @@
  * what really reached the upstream.
  *
  * Test controls travel as request headers (the SDK's per-request `headers` option):
- * `x-dev-prompt-tokens` / `x-dev-completion-tokens` fix the reported usage, `x-dev-chunks`
+ * `x-dev-prompt-tokens` / `x-dev-completion-tokens` fix the reported usage (completion tokens
+ * per choice, default 12, never more than the request's own `max_completion_tokens` /
+ * `max_tokens` / `max_output_tokens`, times `n`, or `max(n, best_of)` for completions, as a
+ * real model bills), `x-dev-chunks`
  * sets the number of content chunks, `x-dev-chunk-delay-ms` slows a stream, `x-dev-status`
  * answers with that error status, `x-dev-gzip: 1` gzips the body, `x-dev-reset-after-chunks: N`
  * cuts a stream's connection after N content chunks (an upstream reset mid-stream).
@@ -23,6 +26,14 @@ export interface ReceivedRequest {
   readonly url: string;
   /** The body's bytes exactly as received. */
   readonly rawBody: Buffer;
+}
+
+/** Usage the upstream reported in a response (JSON body or a stream's usage chunk). */
+export interface ReportedUsage {
+  readonly path: string;
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  readonly totalTokens: number;
 }
 
 export const DEV_MODELS = ['gpt-4o', 'gpt-4o-mini', 'gpt-4.1', 'o3-mini', 'text-embedding-3-small'];
@@ -44,12 +55,29 @@ function num(value: string | undefined, fallback: number): number {
   return Number.isFinite(n) && n >= 0 ? n : fallback;
 }
 
-function controls(headers: Record<string, string>, body: Record<string, unknown>): Controls {
+/** A whole, non-negative number from the body, or undefined. */
+function count(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0 ? value : undefined;
+}
+
+/**
+ * Output tokens of the whole request: per choice the control (default 12) but never more
+ * than the request's output limit, for every choice (`n`) or candidate (`best_of`).
+ */
+function completionTokensOf(headers: Record<string, string>, body: Record<string, unknown>, path: string): number {
+  const limit = count(body['max_completion_tokens']) ?? count(body['max_tokens']) ?? count(body['max_output_tokens']);
+  const perChoice = Math.min(num(headers['x-dev-completion-tokens'], 12), limit ?? Infinity);
+  const n = count(body['n']) || 1;
+  const choices = path === '/v1/completions' ? Math.max(n, count(body['best_of']) || 1) : path === '/v1/responses' ? 1 : n;
+  return perChoice * choices;
+}
+
+function controls(headers: Record<string, string>, body: Record<string, unknown>, path: string): Controls {
   const messages = Array.isArray(body['messages']) ? body['messages'].length : 1;
   const status = num(headers['x-dev-status'], 0);
   return {
     promptTokens: num(headers['x-dev-prompt-tokens'], 8 + 5 * messages),
-    completionTokens: num(headers['x-dev-completion-tokens'], 12),
+    completionTokens: completionTokensOf(headers, body, path),
     chunks: Math.max(1, num(headers['x-dev-chunks'], 4)),
     delayMs: num(headers['x-dev-chunk-delay-ms'], 0),
     ...(status >= 400 ? { status } : {}),
@@ -76,6 +104,8 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class DevUpstream {
   readonly received: ReceivedRequest[] = [];
+  /** Every usage reported to a caller, in order: what a correct ledger charges. */
+  readonly reported: ReportedUsage[] = [];
   private readonly server: Server;
   readonly url: string;
   private constructor(server: Server, url: string) {
@@ -128,7 +158,7 @@ export class DevUpstream {
         return this.json(res, 400, errorBody('We could not parse the JSON body of your request.'), false);
       }
     }
-    const c = controls(headers, body);
+    const c = controls(headers, body, path);
     if (c.status !== undefined) {
       return this.json(res, c.status, errorBody(`dev upstream was asked to fail with ${c.status}`), c.gzip);
     }
@@ -137,14 +167,23 @@ export class DevUpstream {
       return this.json(res, 200, { object: 'list', data: DEV_MODELS.map((id) => ({ id, object: 'model', created: 1700000000, owned_by: 'tollgate-dev' })) }, c.gzip);
     }
     if (req.method !== 'POST') return this.json(res, 404, errorBody(`unknown path ${path}`), false);
+    const report = (completionTokens = c.completionTokens): void => {
+      const { promptTokens } = c;
+      this.reported.push({ path, promptTokens, completionTokens, totalTokens: promptTokens + completionTokens });
+    };
     switch (path) {
       case '/v1/chat/completions':
-        return body['stream'] === true ? this.chatStream(res, body, model, c) : this.json(res, 200, chatCompletion(model, c), c.gzip);
+        if (body['stream'] === true) return this.chatStream(res, body, model, c, report);
+        report();
+        return this.json(res, 200, chatCompletion(model, c), c.gzip);
       case '/v1/completions':
+        report();
         return this.json(res, 200, textCompletion(model, c), c.gzip);
       case '/v1/embeddings':
+        report(0);
         return this.json(res, 200, embeddings(model, body, c), c.gzip);
       case '/v1/responses':
+        report();
         return this.json(res, 200, responsesResult(model, c), c.gzip);
       default:
         return this.json(res, 404, errorBody(`unknown path ${path}`), false);
@@ -161,7 +200,13 @@ export class DevUpstream {
     res.end(out);
   }
 
-  private async chatStream(res: ServerResponse, body: Record<string, unknown>, model: string, c: Controls): Promise<void> {
+  private async chatStream(
+    res: ServerResponse,
+    body: Record<string, unknown>,
+    model: string,
+    c: Controls,
+    report: () => void,
+  ): Promise<void> {
     const opts = body['stream_options'];
     const includeUsage = !!opts && typeof opts === 'object' && (opts as Record<string, unknown>)['include_usage'] === true;
     const headers: Record<string, string> = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' };
@@ -190,7 +235,8 @@ export class DevUpstream {
       await write(`data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: { content: piece }, finish_reason: null }], ...extra })}\n\n`);
     }
     await write(`data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }], ...extra })}\n\n`);
-    if (includeUsage) {
+    if (includeUsage && !res.destroyed) {
+      report();
       await write(`data: ${JSON.stringify({ ...base, choices: [], usage: usageOf(c) })}\n\n`);
     }
     await write('data: [DONE]\n\n');

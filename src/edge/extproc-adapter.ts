@@ -20,8 +20,26 @@ import type {
 /** The ext_authz namespace whose dynamic metadata Envoy forwards to ext_proc. */
 export const AUTHZ_NAMESPACE = 'envoy.filters.http.ext_authz';
 
+/**
+ * A local reply Envoy sends instead of going on (ImmediateResponse): the request goes no
+ * further and the client gets this.
+ */
+export interface ImmediateReply {
+  readonly status: number;
+  /** Reply headers; Envoy's default content-type for it is text/plain. */
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly body?: Buffer;
+  /** Shown as %RESPONSE_CODE_DETAILS% in Envoy's access log. */
+  readonly details?: string;
+}
+
 /** What to do with a headers message. Every field is optional; `{}` or `void` = continue. */
 export interface HeaderAction {
+  /**
+   * Request side only: answer the client with this instead of forwarding the request; every
+   * other field is then ignored.
+   */
+  readonly immediate?: ImmediateReply;
   /** Headers to set, overwriting any existing value (lower-case names). */
   readonly setHeaders?: Readonly<Record<string, string>>;
   readonly removeHeaders?: readonly string[];
@@ -39,6 +57,11 @@ export interface HeaderAction {
 
 /** What to do with one body message. `void` = pass the chunk unchanged. */
 export interface BodyAction {
+  /**
+   * Request side only: answer the client with this instead of forwarding the request; every
+   * other field is then ignored.
+   */
+  readonly immediate?: ImmediateReply;
   /** Replacement bytes for this chunk (STREAMED) or the whole body (BUFFERED); empty drops it. */
   readonly body?: Buffer;
   /**
@@ -121,6 +144,20 @@ function commonResponse(
   return response;
 }
 
+/** An ImmediateResponse: allowed in answer to any message, in place of the matching case. */
+export function immediateResponse(reply: ImmediateReply): ProcessingResponse {
+  return {
+    immediate_response: {
+      status: { code: reply.status },
+      ...(reply.headers !== undefined
+        ? { headers: headerMutation(reply.headers, undefined) ?? {} }
+        : {}),
+      ...(reply.body !== undefined ? { body: reply.body } : {}),
+      ...(reply.details !== undefined ? { details: reply.details } : {}),
+    },
+  };
+}
+
 /**
  * Serves one Process stream. Never throws: a processor failure closes the stream with
  * INTERNAL (Envoy then fails the request closed) and never takes the process down.
@@ -175,7 +212,12 @@ export function serveProcessStream(
           fromStruct(ns),
           h.end_of_stream === true,
         );
-        send(msg, headersAnswer('request_headers', action));
+        send(
+          msg,
+          action?.immediate !== undefined
+            ? immediateResponse(action.immediate)
+            : headersAnswer('request_headers', action),
+        );
         return;
       }
       case 'response_headers': {
@@ -200,9 +242,12 @@ export function serveProcessStream(
           b.body ?? Buffer.alloc(0),
           b.end_of_stream === true,
         );
-        send(msg, {
-          request_body: { response: commonResponse(action, action ? action.body : undefined) },
-        });
+        send(
+          msg,
+          action?.immediate !== undefined
+            ? immediateResponse(action.immediate)
+            : { request_body: { response: commonResponse(action, action ? action.body : undefined) } },
+        );
         return;
       }
       case 'response_body': {

@@ -16,7 +16,7 @@ export interface Reservation {
   readonly budgets: readonly BudgetRef[];
   /** Human names of those budgets for logs, e.g. `tenant:marketing`. */
   readonly names: readonly string[];
-  /** Tokens reserved (the clamped estimate) in each budget, same order as `budgets`. */
+  /** Tokens reserved in each budget (the worst case, or less when capped), same order as `budgets`. */
   readonly reserved: readonly number[];
 }
 
@@ -35,6 +35,12 @@ export interface Admission {
   /** Prompt tokens estimated at admission (0 when the endpoint is not metered). */
   readonly promptEstimate: number;
   readonly reservation?: Reservation;
+  /**
+   * The output limit per generation (per choice) to write into the request before it goes
+   * upstream: the budgets' cap, or the default when the request named none. Absent when the
+   * request's own limit fits (or no budget applies): the body then goes unchanged.
+   */
+  readonly outputLimit?: number;
   /** Epoch ms of the Check. */
   readonly admittedAt: number;
 }

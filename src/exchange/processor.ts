@@ -7,21 +7,30 @@
  *
  * Processing modes, chosen for the least added latency (docs/metering.md): the base mode sends
  * headers only; bodies are asked for per request, and only when needed:
- * - request body BUFFERED only when `include_usage` must be injected;
+ * - request body BUFFERED only when `include_usage` must be injected or the admission's output
+ *   limit written (pipeline/budget-fit.ts). The limit is what keeps a request within the
+ *   tokens its budgets reserved, so writing it fails closed: a body that cannot carry it is
+ *   answered with a 500 from here and never reaches the upstream;
  * - response body STREAMED for SSE (each chunk waits for our answer; that is the cost of being
  *   able to remove the injected usage chunk), BUFFERED for a JSON body of known, small size
  *   (one message), STREAMED for a larger or unsized JSON body (Envoy answers 500 when a body
  *   outgrows its buffer in BUFFERED mode);
  * - nothing at all for non-2xx responses and for endpoints that use no tokens.
  */
-import type { BodyAction, ExchangeProcessor, HeaderAction } from '../edge/extproc-adapter.js';
+import type {
+  BodyAction,
+  ExchangeProcessor,
+  HeaderAction,
+  ImmediateReply,
+} from '../edge/extproc-adapter.js';
 import { DEFAULT_PROCESSING_MODE } from '../edge/processing-mode.js';
 import type { BodySendMode, ProcessingModeSpec } from '../edge/processing-mode.js';
 import { BodyDecoder, decoderKind } from '../metering/decode.js';
 import { endpointForPath, type Endpoint } from '../metering/endpoint.js';
 import { estimatePrompt } from '../metering/estimate.js';
 import { promptTokens, ResponseMeter } from '../metering/meter.js';
-import { injectsUsage, rewriteRequest } from '../metering/request-rewrite.js';
+import { hasOutputLimit, injectsUsage, rewriteRequest } from '../metering/request-rewrite.js';
+import { deny, envelope } from '../pipeline/denials.js';
 import type { Usage } from '../metering/usage.js';
 import type { Identity } from '../pipeline/types.js';
 import type { Admission } from './admissions.js';
@@ -54,7 +63,7 @@ export interface SettleInfo {
  * Why an admission is released without a charge: the upstream answered with a non-2xx status
  * (`upstream_status_503`), or the endpoint uses no tokens (`/v1/models`, `/v1/files`, …).
  */
-export type ReleaseReason = `upstream_status_${number}` | 'not_metered';
+export type ReleaseReason = `upstream_status_${number}` | 'not_metered' | 'not_forwarded';
 
 /** What the exchange needs from the budget ledger. Implementations must never throw. */
 export interface UsageLedger {
@@ -84,8 +93,10 @@ export class MeteringExchange implements ExchangeProcessor {
   private readonly deps: ExchangeDeps;
   private admission: Admission | undefined;
   private endpoint: Endpoint = 'other';
-  /** The request body must be replaced to inject `include_usage`. */
-  private injecting = false;
+  /** The request body was asked for, to inject `include_usage` and/or write `outputLimit`. */
+  private rewriting = false;
+  /** The output limit per generation to write; the request must not go upstream without it. */
+  private outputLimit: number | undefined;
   /** False only when the usage chunk is ours and must be removed from the stream. */
   private clientWantsUsage = true;
   /** Set for a `GET …/models` whose list is filtered in the response body. */
@@ -117,30 +128,53 @@ export class MeteringExchange implements ExchangeProcessor {
       this.admission = admission;
       this.endpoint = endpointForPath(admission.path);
       if (isModelList(admission.method, admission.path)) this.policy = this.deps.modelPolicy?.();
-      if (this.endpoint !== 'chat' && this.endpoint !== 'completions') return;
-      // Decided on the parsed body; the edit itself is made on the bytes Envoy sends next.
-      if (!injectsUsage(admission.path, admission.body) || endOfStream) return;
-      this.injecting = true;
-      this.clientWantsUsage = false;
+      // A request without a body asks the model for nothing: there is nothing to bound.
+      if (endOfStream) return;
+      if (admission.outputLimit !== undefined && hasOutputLimit(admission.path))
+        this.outputLimit = admission.outputLimit;
+      // Decided on the parsed body; the edits are made on the bytes Envoy sends next.
+      const inject =
+        (this.endpoint === 'chat' || this.endpoint === 'completions') &&
+        injectsUsage(admission.path, admission.body);
+      if (!inject && this.outputLimit === undefined) return;
+      this.rewriting = true;
+      if (inject) this.clientWantsUsage = false;
       return { modeOverride: { requestBody: 'buffered' } };
     } catch (err) {
       this.report(err);
+      // Whatever failed, a request that must carry a limit does not go on without one.
+      const a = this.admission;
+      if (a?.outputLimit !== undefined && hasOutputLimit(a.path) && !endOfStream)
+        return { immediate: this.refuseUnbounded() };
     }
   }
 
   requestBody(chunk: Buffer, endOfStream: boolean): BodyAction | void {
-    if (!this.injecting || !this.admission) return;
-    this.injecting = false;
+    const admission = this.admission;
+    if (!this.rewriting || !admission) return;
+    this.rewriting = false;
+    const limit = this.outputLimit;
     try {
-      // BUFFERED sends the whole body at once; a partial one cannot be edited safely, and
-      // then the upstream sends no usage chunk, so there is nothing to remove either.
-      if (!endOfStream) return;
+      // BUFFERED sends the whole body at once; a partial one cannot be edited safely. Without
+      // the injection the upstream then sends no usage chunk, so there is nothing to remove;
+      // without the limit the request would be unbounded, so it goes no further.
+      if (!endOfStream) {
+        if (limit !== undefined) return { immediate: this.refuseUnbounded() };
+        return;
+      }
       // Splice into the bytes Envoy really holds, so every other byte stays the client's.
-      const { body } = rewriteRequest(this.admission.path, this.admission.body, chunk);
-      if (body === undefined) return;
-      return { body, setHeaders: { 'content-length': String(body.length) } };
+      const body = isObject(admission.body) ? admission.body : parseObject(chunk);
+      const rewrite = rewriteRequest(
+        admission.path,
+        body,
+        chunk,
+        limit !== undefined ? { outputLimit: limit } : {},
+      );
+      if (rewrite.body === undefined) return;
+      return { body: rewrite.body, setHeaders: { 'content-length': String(rewrite.body.length) } };
     } catch (err) {
       this.report(err);
+      if (limit !== undefined) return { immediate: this.refuseUnbounded() };
     }
   }
 
@@ -253,6 +287,32 @@ export class MeteringExchange implements ExchangeProcessor {
     return { body, setHeaders: { 'content-length': String(body.length) } };
   }
 
+  /**
+   * Fail closed: the request must carry an output limit and cannot, so it is answered here
+   * (500 internal_error, the OpenAI envelope) instead of reaching the upstream unbounded, and
+   * its reservation is released.
+   */
+  private refuseUnbounded(): ImmediateReply {
+    const admission = this.admission;
+    if (admission !== undefined && !this.closed) {
+      this.closed = true;
+      // Never throws (UsageLedger); caught anyway so a broken ledger cannot stop the answer.
+      Promise.resolve(this.deps.ledger.release(admission, 'not_forwarded')).catch((err: unknown) =>
+        this.report(err),
+      );
+    }
+    const denial = deny(
+      'internal_error',
+      'Tollgate could not limit the output of this request to its token budget, so it was not sent.',
+    );
+    return {
+      status: denial.status,
+      headers: { 'content-type': 'application/json', 'x-tollgate-reason': denial.reason },
+      body: Buffer.from(envelope(denial), 'utf8'),
+      details: 'tollgate_output_limit_not_written',
+    };
+  }
+
   private async release(reason: ReleaseReason): Promise<void> {
     const admission = this.admission;
     if (!admission || this.closed) return;
@@ -266,6 +326,20 @@ export class MeteringExchange implements ExchangeProcessor {
     } catch {
       // a failing reporter must not break the exchange
     }
+  }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** The JSON object in `bytes`, or undefined (then a limit cannot be written). */
+function parseObject(bytes: Buffer): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(bytes.toString('utf8'));
+    return isObject(value) ? value : undefined;
+  } catch {
+    return undefined;
   }
 }
 

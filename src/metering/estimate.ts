@@ -217,17 +217,29 @@ function nonNegativeInt(value: unknown): number | undefined {
 /** What admission reserves: prompt estimate + the output cap × the number of generations. */
 export interface Reservation {
   prompt: number;
+  /** `outputLimit × generations`. */
   maxOutput: number;
+  /** The request's worst case: `prompt + maxOutput`. */
   total: number;
+  /**
+   * How many outputs the per-output limit applies to: `n` (chat), `max(n, best_of)`
+   * (completions), 1 (responses); 0 where nothing is generated (embeddings, other paths).
+   */
+  generations: number;
+  /** The most output tokens per generation: the request's own limit, else the default. */
+  outputLimit: number;
+  /** The request names its own output limit (so writing one is needed only to lower it). */
+  limitGiven: boolean;
 }
 
 /**
  * What admission reserves: the quick prompt estimate plus the output cap. Output cap:
- * `max_completion_tokens` / `max_tokens` (chat), `max_tokens` (completions),
- * `max_output_tokens` (responses), else `defaultMaxOutputTokens`. Chat multiplies by `n`;
- * completions by the larger of `n` and `best_of` (every candidate is billed). Embeddings
- * produce no output; other endpoints reserve nothing. `_model` is kept for callers: the
- * admission estimate does not depend on the tokenizer family.
+ * `max_completion_tokens` / `max_tokens` (chat; the larger when both are given, since
+ * providers differ in which one wins), `max_tokens` (completions), `max_output_tokens`
+ * (responses), else `defaultMaxOutputTokens`. Chat multiplies by `n`; completions by the
+ * larger of `n` and `best_of` (every candidate is billed). Embeddings produce no output;
+ * other endpoints reserve nothing. `_model` is kept for callers: the admission estimate does
+ * not depend on the tokenizer family.
  */
 export function estimateReservation(
   path: string,
@@ -239,28 +251,39 @@ export function estimateReservation(
   const b = isObject(body) ? body : {};
   const fallback = nonNegativeInt(defaultMaxOutputTokens) ?? 0;
   const choices = Math.min(nonNegativeInt(b['n']) || 1, MAX_CHOICES);
-  let maxOutput = 0;
+  let given: number | undefined;
+  let generations = 0;
   switch (endpointForPath(path)) {
-    case 'chat':
-      maxOutput =
-        (nonNegativeInt(b['max_completion_tokens']) ??
-          nonNegativeInt(b['max_tokens']) ??
-          fallback) * choices;
-      break;
-    case 'completions': {
-      const candidates = Math.min(
-        Math.max(choices, nonNegativeInt(b['best_of']) || 1),
-        MAX_CHOICES,
-      );
-      maxOutput = (nonNegativeInt(b['max_tokens']) ?? fallback) * candidates;
+    case 'chat': {
+      const completion = nonNegativeInt(b['max_completion_tokens']);
+      const legacy = nonNegativeInt(b['max_tokens']);
+      given =
+        completion === undefined || legacy === undefined
+          ? (completion ?? legacy)
+          : Math.max(completion, legacy);
+      generations = choices;
       break;
     }
+    case 'completions':
+      given = nonNegativeInt(b['max_tokens']);
+      generations = Math.min(Math.max(choices, nonNegativeInt(b['best_of']) || 1), MAX_CHOICES);
+      break;
     case 'responses':
-      maxOutput = nonNegativeInt(b['max_output_tokens']) ?? fallback;
+      given = nonNegativeInt(b['max_output_tokens']);
+      generations = 1;
       break;
     case 'embeddings':
     case 'other':
       break;
   }
-  return { prompt, maxOutput, total: prompt + maxOutput };
+  const outputLimit = generations === 0 ? 0 : (given ?? fallback);
+  const maxOutput = outputLimit * generations;
+  return {
+    prompt,
+    maxOutput,
+    total: prompt + maxOutput,
+    generations,
+    outputLimit,
+    limitGiven: generations > 0 && given !== undefined,
+  };
 }

@@ -160,6 +160,7 @@ function merge(grants: readonly StageGrant[]): StageGrant {
     setHeaders?: Record<string, string>;
     reservation?: StageGrant['reservation'];
     promptEstimate?: number;
+    outputLimit?: number;
   } = {};
   for (const g of grants) {
     if (g.responseHeaders) out.responseHeaders = { ...out.responseHeaders, ...g.responseHeaders };
@@ -167,6 +168,7 @@ function merge(grants: readonly StageGrant[]): StageGrant {
     if (g.setHeaders) out.setHeaders = { ...out.setHeaders, ...g.setHeaders };
     if (g.reservation !== undefined) out.reservation = g.reservation;
     if (g.promptEstimate !== undefined) out.promptEstimate = g.promptEstimate;
+    if (g.outputLimit !== undefined) out.outputLimit = g.outputLimit;
   }
   return out;
 }

@@ -1,8 +1,9 @@
 /**
  * Token budgets at admission (`tokenBudgets:`). Every budget naming the caller's tenant, one
  * of its groups or the user applies, and the request must have room in all of them. This
- * planner decides what each reserves (the request's estimate: a quick prompt estimate + max
- * output, see metering/estimate.ts) and words the outcome; the admission stage (admit.ts)
+ * planner decides what each reserves (the request's worst case: a quick prompt estimate + max
+ * output, see metering/estimate.ts; refused or capped when it does not fit, see budget-fit.ts)
+ * and words the outcome; the admission stage (admit.ts)
  * reserves in the request's one all-or-nothing store call, together with its rate-limit
  * windows, so a request refused by a rate limit holds no tokens and one refused by a budget
  * uses no window. ext_proc settles the reservation to the real usage afterwards
@@ -16,13 +17,14 @@
  * Only metered endpoints (chat, completions, embeddings, responses) are counted; a model
  * list or a file upload passes without touching the store.
  */
-import type { Config, TokenBudgetConfig } from '../config/schema.js';
+import type { Config, FitToBudget, TokenBudgetConfig } from '../config/schema.js';
 import type { Reservation } from '../exchange/admissions.js';
 import { endpointForPath } from '../metering/endpoint.js';
-import { estimateReservation } from '../metering/estimate.js';
+import { estimateReservation, type Reservation as Estimate } from '../metering/estimate.js';
 import { periodWindow, type PeriodWindow } from '../metering/period.js';
 import type { BudgetItem } from '../store/store.js';
 import { nothingToCount, type CounterPlan, type PlanAnswer, type Planner } from './admit.js';
+import { DEFAULT_FIT_TO_BUDGET, fitAmounts, MIN_CAPPED_OUTPUT, outputLimitToWrite } from './budget-fit.js';
 import { deny } from './denials.js';
 import { formatResetDuration, retryAfterSeconds } from './rate-headers.js';
 import type { RequestContext, StageResult } from './stage.js';
@@ -88,11 +90,13 @@ interface Planned {
 export class BudgetPlanner implements Planner {
   private readonly budgets: readonly TokenBudgetConfig[];
   private readonly defaultMaxOutputTokens: number;
+  private readonly fit: FitToBudget;
   private readonly ttlMs: number;
 
   constructor(config: Pick<Config, 'tokenBudgets' | 'metering'>) {
     this.budgets = config.tokenBudgets;
     this.defaultMaxOutputTokens = config.metering.defaultMaxOutputTokens;
+    this.fit = config.metering.fitToBudget ?? DEFAULT_FIT_TO_BUDGET;
     this.ttlMs =
       (config.metering.reservationTtlSeconds ?? DEFAULT_RESERVATION_TTL_SECONDS) * 1000;
   }
@@ -106,6 +110,8 @@ export class BudgetPlanner implements Planner {
     const applicable = applicableBudgets(this.budgets, ctx.identity);
     if (applicable.length === 0) return nothingToCount({ promptEstimate: estimate.prompt });
 
+    const { amount, minAmount } = fitAmounts(estimate, this.fit);
+    const fit = { mode: this.fit, estimate, minAmount };
     const planned: Planned[] = applicable.map((budget) => {
       const window = periodWindow(budget.period, budget.timeZone, ctx.now);
       return {
@@ -114,7 +120,8 @@ export class BudgetPlanner implements Planner {
         item: {
           key: budgetKey(budget, window),
           limit: budget.maxTokens,
-          amount: estimate.total,
+          amount,
+          minAmount,
           expiresAtMs: window.endMs,
         },
       };
@@ -123,7 +130,7 @@ export class BudgetPlanner implements Planner {
       windows: [],
       budgets: planned.map((p) => p.item),
       reservationTtlMs: this.ttlMs,
-      render: (answer) => render(planned, answer, estimate.prompt, ctx.now),
+      render: (answer) => render(planned, answer, fit, ctx.now),
       unavailable: () => {
         // The guarded store throws only under `closed` (and an unguarded store on any failure);
         // `open` and `local` come back as answers.
@@ -134,13 +141,22 @@ export class BudgetPlanner implements Planner {
   }
 }
 
+/** How the request was fitted to its budgets, for the verdict. */
+interface Fit {
+  readonly mode: FitToBudget;
+  readonly estimate: Estimate;
+  /** The least room each budget needed (the worst case, or the capped minimum). */
+  readonly minAmount: number;
+}
+
 function render(
   planned: readonly Planned[],
   answer: PlanAnswer,
-  promptEstimate: number,
+  fit: Fit,
   now: number,
 ): StageResult {
-  if (answer.refusedBy !== undefined) return { deny: exhausted(planned, answer, now) };
+  if (answer.refusedBy !== undefined) return { deny: exhausted(planned, answer, fit, now) };
+  const outputLimit = outputLimitToWrite(fit.estimate, answer.reserved, answer.degraded);
   const reservation: Reservation = {
     id: answer.reservationId,
     budgets: planned.map((p) => ({ key: p.item.key, expiresAtMs: p.item.expiresAtMs })),
@@ -152,7 +168,8 @@ function render(
   return {
     ok: {
       reservation,
-      promptEstimate,
+      promptEstimate: fit.estimate.prompt,
+      ...(outputLimit !== undefined ? { outputLimit } : {}),
       ...(tightest !== undefined ? { responseHeaders: tightest } : {}),
       metadata: {
         budgets: reservation.names.join(','),
@@ -171,19 +188,24 @@ function tokenHeaders(limit: number, remaining: number, resetMs: number): Record
 }
 
 /**
- * 429 `insufficient_quota`. `x-should-retry: false` because the OpenAI SDKs otherwise honour
- * `retry-after` on a 429, and that may be weeks away.
+ * 429 `insufficient_quota`, for a spent budget or one whose room is too small for this
+ * request. `x-should-retry: false` because the OpenAI SDKs otherwise honour `retry-after` on a
+ * 429, and that may be weeks away.
  */
-function exhausted(planned: readonly Planned[], answer: PlanAnswer, now: number) {
+function exhausted(planned: readonly Planned[], answer: PlanAnswer, fit: Fit, now: number) {
   const i = answer.refusedBy?.kind === 'budget' ? answer.refusedBy.index : -1;
   const p = planned[i];
   if (p === undefined) throw new Error('store denied an unknown budget');
   const resetMs = p.window.endMs - now;
   const name = budgetName(p.budget);
+  const left = answer.remaining[i] ?? 0;
+  const budget = `token budget ${name} for this ${p.budget.period} (${p.budget.maxTokens} tokens)`;
+  const resetIn = formatResetDuration(resetMs);
   return deny(
     'budget_exhausted',
-    `You exceeded your token budget ${name} for this ${p.budget.period} ` +
-      `(${p.budget.maxTokens} tokens). It resets in ${formatResetDuration(resetMs)}.`,
+    left <= 0
+      ? `You exceeded your ${budget}. It resets in ${resetIn}.`
+      : doesNotFit(fit, left, budget, resetIn),
     {
       headers: {
         'retry-after': retryAfterSeconds(resetMs),
@@ -214,4 +236,22 @@ function tightestOf(
   }
   if (best === undefined) return undefined;
   return tokenHeaders(best.p.budget.maxTokens, best.remaining, best.p.window.endMs - now);
+}
+
+/** The refusal of a request too large for the room a budget has left. */
+function doesNotFit(fit: Fit, left: number, budget: string, resetIn: string): string {
+  const { estimate } = fit;
+  if (fit.mode === 'cap') {
+    const least = Math.min(MIN_CAPPED_OUTPUT, estimate.outputLimit);
+    return (
+      `This request needs at least ${fit.minAmount} tokens (its prompt and ${least} output ` +
+      `tokens per choice), which does not fit the ${left} left in your ${budget}. ` +
+      `It resets in ${resetIn}.`
+    );
+  }
+  const fewer = estimate.generations > 1 ? 'output tokens or choices (n)' : 'output tokens';
+  return (
+    `This request's worst case of ${fit.minAmount} tokens does not fit the ${left} left in your ` +
+    `${budget}. Ask for fewer ${fewer}; the budget resets in ${resetIn}.`
+  );
 }

@@ -184,6 +184,7 @@ export class Gateway {
     const responseHeaders: Record<string, string> = {};
     let reservation: Reservation | undefined;
     let promptEstimate = 0;
+    let outputLimit: number | undefined;
     const metadata: Record<string, unknown> = {};
     const setExtra: Record<string, string> = {};
     for (const stage of this.deps.stages) {
@@ -200,6 +201,7 @@ export class Gateway {
       Object.assign(setExtra, result.ok.setHeaders);
       reservation = result.ok.reservation ?? reservation;
       promptEstimate = result.ok.promptEstimate ?? promptEstimate;
+      outputLimit = result.ok.outputLimit ?? outputLimit;
     }
     const upstream = this.deps.responder.upstreamHeaders(identity);
     const removals = credentialRemovals(request, token);
@@ -216,6 +218,7 @@ export class Gateway {
       ...(ctx.body !== undefined ? { body: ctx.body } : {}),
       promptEstimate,
       ...(reservation !== undefined ? { reservation } : {}),
+      ...(outputLimit !== undefined ? { outputLimit } : {}),
       admittedAt: ctx.now,
     });
     if (reservation !== undefined) for (const observer of this.reservationObservers) observer(reservation);

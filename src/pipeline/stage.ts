@@ -39,6 +39,8 @@ export interface StageGrant {
   readonly reservation?: Reservation;
   /** Prompt tokens estimated for a metered request (budget stage); see Admission. */
   readonly promptEstimate?: number;
+  /** Output limit per generation ext_proc must write into the request (budget stage). */
+  readonly outputLimit?: number;
 }
 
 export type StageResult = { readonly ok: StageGrant } | { readonly deny: Denial };

@@ -56,8 +56,10 @@ export class MemoryStore implements Store {
       b === undefined
         ? limit
         : limit - b.used - reservedTotal(b) + (b.reservations.get(reservationId)?.amount ?? 0);
+    // Never admitted on partial room: at least `minAmount` (and 1) must be left.
     const fullBudget = items.findIndex(
-      (item) => roomOf(this.liveBudget(item.key, now), item.limit) <= 0,
+      (item) =>
+        roomOf(this.liveBudget(item.key, now), item.limit) < Math.max(1, wholeTokens(item.minAmount)),
     );
     const refusedBy: Refusal | undefined =
       fullWindow !== -1

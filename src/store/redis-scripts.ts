@@ -27,7 +27,8 @@ end
  * One admission: hit every window and reserve in every budget, or do neither.
  * KEYS: one key per window, then hash, zset per budget.
  * ARGV: windowCount, reservationId, ttlMs, now, then limit, windowMs per window, then limit,
- * amount, keyExpireAtMs per budget.
+ * amount, minAmount, keyExpireAtMs per budget. A budget admits when its room is at least
+ * max(1, minAmount), and reserves min(amount, room).
  * Returns { refusedKind (0 = admitted, 1 = window, 2 = budget), refusedIndex (1-based, 0 when
  * admitted), then count, pttl per window, then reserved, remaining per budget }.
  */
@@ -36,7 +37,7 @@ local nw = tonumber(ARGV[1])
 local id, ttl, now = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local field = 'r:' .. id
 local nb = (#KEYS - nw) / 2
-local wa, ba = 4, 4 + 2 * nw -- ARGV offsets of the window and budget triples
+local wa, ba = 4, 4 + 2 * nw -- ARGV offsets of the window pairs and budget quads
 local kind, index = 0, 0
 
 -- check every window (a key named twice counts twice) ...
@@ -54,8 +55,9 @@ for j = 1, nb do
   purge(h, KEYS[nw + 2 * j], now)
   local v = redis.call('HMGET', h, 'used', 'reserved', field)
   -- a retried reservation id replaces its earlier amount rather than adding to it
-  room[j] = tonumber(ARGV[ba + 3 * j - 2]) - (tonumber(v[1]) or 0) - (tonumber(v[2]) or 0) + (tonumber(v[3]) or 0)
-  if kind == 0 and room[j] <= 0 then kind, index = 2, j end
+  room[j] = tonumber(ARGV[ba + 4 * j - 3]) - (tonumber(v[1]) or 0) - (tonumber(v[2]) or 0) + (tonumber(v[3]) or 0)
+  -- never admitted on partial room: at least minAmount (and 1) must be left
+  if kind == 0 and room[j] < math.max(1, tonumber(ARGV[ba + 4 * j - 1])) then kind, index = 2, j end
 end
 
 local out = { kind, index }
@@ -81,16 +83,16 @@ for i = 1, nw do
 end
 for j = 1, nb do
   local h, z = KEYS[nw + 2 * j - 1], KEYS[nw + 2 * j]
-  local limit = tonumber(ARGV[ba + 3 * j - 2])
+  local limit = tonumber(ARGV[ba + 4 * j - 3])
   local amt = 0
   if kind == 0 then
-    amt = math.min(tonumber(ARGV[ba + 3 * j - 1]), room[j])
+    amt = math.min(tonumber(ARGV[ba + 4 * j - 2]), room[j])
     local prev = tonumber(redis.call('HGET', h, field) or '0')
     redis.call('HSET', h, field, amt)
     redis.call('HINCRBY', h, 'reserved', amt - prev)
     redis.call('ZADD', z, now + ttl, id)
-    redis.call('PEXPIREAT', h, ARGV[ba + 3 * j])
-    redis.call('PEXPIREAT', z, ARGV[ba + 3 * j])
+    redis.call('PEXPIREAT', h, ARGV[ba + 4 * j])
+    redis.call('PEXPIREAT', z, ARGV[ba + 4 * j])
   end
   local v = redis.call('HMGET', h, 'used', 'reserved')
   out[#out + 1] = amt

@@ -144,6 +144,7 @@ export class RedisStore implements Store {
       ...items.flatMap((it) => [
         Math.floor(it.limit),
         wholeTokens(it.amount),
+        wholeTokens(it.minAmount),
         it.expiresAtMs + BUDGET_KEY_GRACE_MS,
       ]),
     ];

@@ -5,10 +5,11 @@
  * limits and budgets apply (DESIGN 1.7). A settlement is one more call.
  *
  * All or nothing. The request is admitted only when every window has room AND every budget has
- * room; then it takes one from each window and reserves in each budget. Otherwise it takes and
- * reserves nothing: a request refused by a budget uses no rate-limit window, and one refused by
- * a rate limit holds no tokens. The refusal names the first full window, else the first budget
- * without room, so a request that is both rate limited and out of budget reads as rate limited.
+ * enough room (below); then it takes one from each window and reserves in each budget.
+ * Otherwise it takes and reserves nothing: a request refused by a budget uses no rate-limit
+ * window, and one refused by a rate limit holds no tokens. The refusal names the first full
+ * window, else the first budget without enough room, so a request that is both rate limited and
+ * out of budget reads as rate limited.
  *
  * Time. Callers pass `now` (epoch ms) so the in-memory store can run on a fake clock. In
  * Redis, windows need no wall clock at all: a window's key gets PEXPIRE at its first hit and
@@ -17,11 +18,16 @@
  * skew between replicas does not matter there.
  *
  * Budget semantics (admit / settle / release):
- * - A budget has room when `used + reserved < limit`.
- * - In each budget an admitted request reserves `min(amount, limit - used - reserved)`. The
- *   clamp means a large estimate never refuses a request that could still fit, and since the
- *   check and the reservation are one atomic step, concurrent requests can never be admitted
- *   beyond the ledger.
+ * - A budget's room is `limit - used - reserved`, where `reserved` leaves out what the same
+ *   reservation id already holds (a retried admission replaces its amount).
+ * - A budget admits the request when its room is at least `max(1, minAmount)`: never on
+ *   partial room below what the caller says the request needs (DESIGN 1.8). A caller that
+ *   refuses what does not fit passes `minAmount = amount`; one that caps the request's output
+ *   to fit passes the least it can still run with.
+ * - In each budget an admitted request reserves `min(amount, room)`, so with a `minAmount`
+ *   below `amount` it may get less than it asked for (at least `minAmount`), and the caller
+ *   reads what it got from `reserved`. Since the check and the reservation are one atomic
+ *   step, concurrent requests can never be admitted beyond the ledger.
  * - `settle` removes the reservation and adds the actual tokens, which may exceed what was
  *   reserved; the overshoot of a budget is therefore bounded by the in-flight requests'
  *   (actual − reserved).
@@ -56,8 +62,13 @@ export type Degraded = 'open' | 'local';
 export interface BudgetItem {
   readonly key: string;
   readonly limit: number;
-  /** The estimate to reserve; clamped to the room left. */
+  /** The most to reserve (the request's worst case); clamped to the room left. */
   readonly amount: number;
+  /**
+   * The least room the budget must have to admit the request (at least 1 either way):
+   * `amount` to refuse what does not fit whole, less to accept a reservation cut to the room.
+   */
+  readonly minAmount: number;
   readonly expiresAtMs: number;
 }
 
@@ -93,7 +104,7 @@ export interface AdmitResult {
   readonly reserved: readonly number[];
   /** `limit - used - reserved` per budget after the call, never below zero. */
   readonly remaining: readonly number[];
-  /** Only when refused: the first full window, else the first budget without room. */
+  /** Only when refused: the first full window, else the first budget without enough room. */
   readonly refusedBy?: Refusal;
   readonly degraded?: Degraded;
 }

@@ -67,8 +67,9 @@ describe('e2e: token budgets through real Envoy', function () {
     });
 
     it('charges each request the upstream’s usage and refuses with 429 insufficient_quota once exhausted', async () => {
-      // Each request reserves only a small estimate (max_tokens: 10) but costs 300.
-      const costs = { 'x-dev-prompt-tokens': '200', 'x-dev-completion-tokens': '100' };
+      // Each request reserves only a small estimate (max_tokens: 10) but costs 300: its prompt
+      // is far larger than estimated (the upstream never produces more than max_tokens).
+      const costs = { 'x-dev-prompt-tokens': '290', 'x-dev-completion-tokens': '100' };
       const remaining: string[] = [];
       for (let i = 0; i < 4; i++) {
         let response: Response;
@@ -95,7 +96,7 @@ describe('e2e: token budgets through real Envoy', function () {
 
       const lines = usageLines([stack]);
       for (const line of lines) {
-        expect(line).to.include({ tenant: 'acme', inputTokens: 200, outputTokens: 100, totalTokens: 300, source: 'provider', charged: 300, settled: true, status: 200 });
+        expect(line).to.include({ tenant: 'acme', inputTokens: 290, outputTokens: 10, totalTokens: 300, source: 'provider', charged: 300, settled: true, status: 200 });
         expect(line['budgets']).to.deep.equal(['tenant:acme']);
       }
       // The fourth was admitted with 100 left and still charged in full: the documented overshoot.

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { deny } from '../../../src/pipeline/denials.js';
+import { deny, envelope } from '../../../src/pipeline/denials.js';
 import type { Allowance, Decision, GatewayRequest } from '../../../src/pipeline/types.js';
 import { renderBootstrap, upstreamCluster } from '../../../src/stack/bootstrap.js';
 import type { BootstrapOptions } from '../../../src/stack/bootstrap.js';
@@ -153,9 +153,18 @@ describe('real Envoy in front of the gRPC server', () => {
           requestHeaders: (h, metadata) => {
             record.metadata = metadata;
             rewrite = h['x-test-rewrite'] === 'yes';
+            if (h['x-test-immediate'] === 'yes') return { modeOverride: { requestBody: 'buffered' } };
             // Ask for the response body of this request only.
             return rewrite ? { modeOverride: { responseBody: 'streamed' } } : undefined;
           },
+          requestBody: () => ({
+            immediate: {
+              status: 500,
+              headers: { 'content-type': 'application/json', 'x-tollgate-reason': 'internal_error' },
+              body: Buffer.from(envelope(deny('internal_error', 'not sent'))),
+              details: 'tollgate_test',
+            },
+          }),
           responseBody: (chunk) =>
             rewrite ? { body: Buffer.from(chunk.toString('utf8').toUpperCase()) } : undefined,
           end: (outcome) => void (record.outcome = outcome),
@@ -192,6 +201,22 @@ describe('real Envoy in front of the gRPC server', () => {
     expect(res.status).to.equal(200);
     expect(await res.text()).to.equal('{"OK":TRUE}');
     expect(exchanges.at(-1)?.outcome).to.equal('complete');
+  });
+
+  it('answers the client with an ext_proc ImmediateResponse instead of forwarding the request', async () => {
+    const before = upstream.requests.length;
+    const res = await fetch(`${edge.envoy.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer good', 'x-test-immediate': 'yes', 'content-type': 'application/json' },
+      body: '{"model":"gpt-4o"}',
+    });
+    expect(res.status).to.equal(500);
+    expect(res.headers.get('content-type')).to.equal('application/json');
+    expect(res.headers.get('x-tollgate-reason')).to.equal('internal_error');
+    expect(await res.json()).to.deep.equal({
+      error: { message: 'not sent', type: 'server_error', param: null, code: 'internal_error' },
+    });
+    expect(upstream.requests.length, 'the upstream never saw it').to.equal(before);
   });
 
   it('answers a deny with status 401, the JSON envelope and x-tollgate-reason', async () => {

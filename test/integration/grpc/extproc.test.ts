@@ -15,8 +15,15 @@ interface WireCommon {
   header_mutation: { set_headers: WireHeaderOption[]; remove_headers: string[] } | null;
   body_mutation: { body?: Buffer; mutation?: string } | null;
 }
+interface WireImmediate {
+  status: { code: number };
+  headers: { set_headers: WireHeaderOption[]; remove_headers: string[] } | null;
+  body: Buffer;
+  details: string;
+}
 interface WireResponse {
   response?: string;
+  immediate_response?: WireImmediate;
   request_headers?: { response: WireCommon };
   response_headers?: { response: WireCommon };
   request_body?: { response: WireCommon };
@@ -267,6 +274,51 @@ describe('ext_proc over gRPC', () => {
     s.call.write({ request_headers: headers({ ':path': '/' }) });
     expect((await s.status)?.code).to.equal(GrpcStatus.INTERNAL);
     expect(errors.map((e) => (e as Error).message)).to.deep.equal(['no processor']);
+  });
+
+  it('answers a request body with an ImmediateResponse when the processor says so', async () => {
+    factory = () => ({
+      requestHeaders: () => ({ modeOverride: { requestBody: 'buffered' } }),
+      requestBody: () => ({
+        immediate: {
+          status: 500,
+          headers: { 'content-type': 'application/json', 'x-tollgate-reason': 'internal_error' },
+          body: Buffer.from('{"error":{}}'),
+          details: 'tollgate_output_limit_not_written',
+        },
+        // ignored: an immediate reply replaces the body answer
+        body: Buffer.from('never sent'),
+      }),
+    });
+    const s = open(client);
+    const rh = await s.ask({ request_headers: headers({ ':path': '/v1/chat/completions' }) });
+    expect(rh.response).to.equal('request_headers');
+    const rb = await s.ask({ request_body: { body: Buffer.from('{"a":1}'), end_of_stream: true } });
+    expect(rb.response).to.equal('immediate_response');
+    expect(rb.request_body ?? null).to.equal(null);
+    const reply = rb.immediate_response!;
+    expect(reply.status.code).to.equal(500);
+    expect(reply.body.toString()).to.equal('{"error":{}}');
+    expect(reply.details).to.equal('tollgate_output_limit_not_written');
+    // raw_value only, with the overwrite wrapper, as Envoy reads ext_proc header mutations
+    expect(
+      reply.headers?.set_headers.map((o) => [o.header.key, o.header.raw_value.toString(), o.header.value, o.append]),
+    ).to.deep.equal([
+      ['content-type', 'application/json', '', { value: false }],
+      ['x-tollgate-reason', 'internal_error', '', { value: false }],
+    ]);
+    s.call.end();
+    expect(await s.status).to.equal(null);
+
+    // The same in answer to request headers.
+    factory = () => ({ requestHeaders: () => ({ immediate: { status: 503 }, setHeaders: { x: 'y' } }) });
+    const h = open(client);
+    const answer = await h.ask({ request_headers: headers({ ':path': '/v1/chat/completions' }) });
+    expect(answer.response).to.equal('immediate_response');
+    expect(answer.immediate_response?.status.code).to.equal(503);
+    expect(answer.immediate_response?.headers ?? null).to.equal(null);
+    h.call.end();
+    expect(await h.status).to.equal(null);
   });
 
   it('does not answer in observability mode', async () => {

@@ -47,7 +47,7 @@ describe('RedisStore against a real redis-server', function () {
     await hitWindows(a, hit, T0);
     await hitWindows(a, hit, T0);
     expect((await hitWindows(b, hit, T0)).windows[0]?.remaining).to.equal(2);
-    const budget = { key: 'shared-b', limit: 1000, amount: 300, expiresAtMs: T0 + 3_600_000 };
+    const budget = { key: 'shared-b', limit: 1000, amount: 300, minAmount: 300, expiresAtMs: T0 + 3_600_000 };
     await reserve(a, [budget], 'req-1', 60_000, T0);
     expect(await b.readBudget('shared-b', T0)).to.deep.equal({ used: 0, reserved: 300 });
     await b.settle([budget], 'req-1', 120, T0);
@@ -80,14 +80,14 @@ describe('RedisStore against a real redis-server', function () {
     expect(Number(counts[1]) + Number(counts[2])).to.equal(50);
   });
 
-  it('50 concurrent reservations against room for 10 admit exactly 10; clamped ones fill the rest', async () => {
+  it('50 concurrent reservations against room for 10 admit exactly 10; cut ones fill the rest', async () => {
     const stores = [await connect(), await connect()];
-    const run = (key: string, limit: number, amount: number) =>
+    const run = (key: string, limit: number, amount: number, minAmount = 1) =>
       Promise.all(
         Array.from({ length: 50 }, (_, i) =>
           reserve(
             stores[i % 2] as RedisStore,
-            [{ key, limit, amount, expiresAtMs: T0 + 3_600_000 }],
+            [{ key, limit, amount, minAmount, expiresAtMs: T0 + 3_600_000 }],
             `r${i}`,
             60_000,
             T0,
@@ -102,6 +102,14 @@ describe('RedisStore against a real redis-server', function () {
     const admitted = sevens.filter((r) => r.allowed);
     expect(admitted).to.have.length(15); // 14 × 7 = 98, the 15th gets the last 2
     expect(admitted.reduce((sum, r) => sum + (r.reserved[0] ?? 0), 0)).to.equal(100);
+
+    // minAmount = amount: never admitted on partial room, so the last 2 tokens stay free.
+    const whole = await run('race-whole', 100, 7, 7);
+    const fit = whole.filter((r) => r.allowed);
+    expect(fit).to.have.length(14);
+    expect(fit.every((r) => r.reserved[0] === 7)).to.equal(true);
+    expect(whole.filter((r) => !r.allowed).every((r) => r.remaining[0] === 2)).to.equal(true);
+    expect(await stores[1]?.readBudget('race-whole', T0)).to.deep.equal({ used: 0, reserved: 98 });
   });
 
   it('concurrent admissions over two stores: budget refusals use no window, window refusals reserve nothing', async () => {
@@ -112,7 +120,7 @@ describe('RedisStore against a real redis-server', function () {
           (stores[i % 2] as RedisStore).admit(
             {
               windows: [{ ...window, windowMs: 60_000 }],
-              budgets: [{ ...budget, amount: 1, expiresAtMs: T0 + 3_600_000 }],
+              budgets: [{ ...budget, amount: 1, minAmount: 1, expiresAtMs: T0 + 3_600_000 }],
               reservationId: `${budget.key}-${i}`,
               ttlMs: 60_000,
             },
@@ -153,7 +161,7 @@ describe('RedisStore against a real redis-server', function () {
     const periodEnd = Date.now() + 3_600_000;
     await reserve(
       store,
-      [{ key: 'tb:t', limit: 10, amount: 1, expiresAtMs: periodEnd }],
+      [{ key: 'tb:t', limit: 10, amount: 1, minAmount: 1, expiresAtMs: periodEnd }],
       'r',
       60_000,
       Date.now(),
@@ -174,6 +182,7 @@ describe('RedisStore against a real redis-server', function () {
         key: `rt-${k}`,
         limit: 1000,
         amount: 10,
+        minAmount: 10,
         expiresAtMs: T0 + 3_600_000,
       })),
       reservationId: 'rt',

@@ -118,8 +118,8 @@ describe('budget/BudgetPlanner (through the admission stage)', () => {
       ttlMs: DEFAULT_RESERVATION_TTL_SECONDS * 1000,
       now: T0,
       items: [
-        { key: 'tb:tenant:acme:2026-11', limit: 10_000, amount, expiresAtMs: Date.UTC(2026, 11, 1) },
-        { key: 'tb:user:ann%40myorg.com:2026-11-15', limit: 5_000, amount, expiresAtMs: Date.UTC(2026, 10, 16) },
+        { key: 'tb:tenant:acme:2026-11', limit: 10_000, amount, minAmount: amount, expiresAtMs: Date.UTC(2026, 11, 1) },
+        { key: 'tb:user:ann%40myorg.com:2026-11-15', limit: 5_000, amount, minAmount: amount, expiresAtMs: Date.UTC(2026, 10, 16) },
       ],
     });
     expect(grant.reservation).to.deep.equal({
@@ -160,10 +160,10 @@ describe('budget/BudgetPlanner (through the admission stage)', () => {
     expect(calls).to.have.length(0);
   });
 
-  it('clamps a large estimate to the room left, then refuses with insufficient_quota until the period ends', async () => {
+  it('refuses with insufficient_quota once a budget is spent, until the period ends', async () => {
     const stage = budgetStage(config([budget({ tenant: 'acme', maxTokens: 1000 })], 4096), new MemoryStore());
-    // No max_tokens: the default cap (4096) is larger than the budget, and still admitted.
-    const first = granted(await stage.run(ctx()));
+    // 9 prompt tokens + 991 output: exactly the budget.
+    const first = granted(await stage.run(ctx({ maxTokens: 991 })));
     expect(first.reservation?.reserved).to.deep.equal([1000]);
     expect(first.responseHeaders?.['x-ratelimit-remaining-tokens']).to.equal('0');
 
@@ -201,7 +201,7 @@ describe('budget/BudgetPlanner (through the admission stage)', () => {
     const store = new MemoryStore();
     const stage = budgetStage(config([budget({ tenant: 'acme', maxTokens: 100, timeZone: 'Asia/Tokyo' })]), store);
     const boundary = Date.UTC(2026, 10, 30, 15);
-    const spent = granted(await stage.run(ctx({ now: boundary - 60_000, maxTokens: 500 })));
+    const spent = granted(await stage.run(ctx({ now: boundary - 60_000, maxTokens: 91 })));
     await store.settle(spent.reservation?.budgets ?? [], spent.reservation?.id ?? '', 100, boundary - 30_000);
     const d = denied(await stage.run(ctx({ now: boundary - 1 })));
     expect(d.headers['retry-after']).to.equal('1');
@@ -242,6 +242,136 @@ describe('budget/BudgetPlanner (through the admission stage)', () => {
 
     it('an unguarded store that throws refuses too (never admits uncounted)', async () => {
       expect(denied(await budgetStage(cfg, failing).run(ctx())).reason).to.equal('store_unavailable');
+    });
+  });
+});
+
+describe('budget/fitToBudget: no single request overshoots a budget', () => {
+  const HI = [{ role: 'user', content: 'hi' }]; // 9 prompt tokens at admission
+  const chat = (extra: Record<string, unknown>) => ({ model: 'gpt-4o-mini', messages: HI, ...extra });
+  const TENANT = 'tb:tenant:acme:2026-11';
+  /** A stage over one fresh store, after `used` tokens of the tenant's budget were spent. */
+  async function stageWith(budgets: TokenBudgetConfig[], fit: 'refuse' | 'cap' | undefined, used = 0) {
+    const store = new MemoryStore();
+    if (used > 0) {
+      const b = { key: TENANT, expiresAtMs: Date.UTC(2026, 11, 1) };
+      await store.admit({ windows: [], budgets: [{ ...b, limit: 1e9, amount: 0, minAmount: 0 }], reservationId: 'x', ttlMs: 1 }, T0);
+      await store.settle([b], 'x', used, T0);
+    }
+    return { store, stage: budgetStage(config(budgets, 100, fit), store) };
+  }
+  const acme = (maxTokens: number) => budget({ tenant: 'acme', maxTokens });
+
+  describe('refuse (the default)', () => {
+    it('refuses n: 5 without max_tokens when its worst case does not fit, reserving nothing', async () => {
+      const { store, stage } = await stageWith([acme(1000)], undefined, 600);
+      const d = denied(await stage.run(ctx({ body: chat({ n: 5 }) })));
+      // 9 + 5 × 100 (defaultMaxOutputTokens) = 509 > 400 left
+      expect(d).to.include({ status: 429, reason: 'budget_exhausted', code: 'insufficient_quota', rule: 'tenant:acme' });
+      expect(d.message).to.equal(
+        "This request's worst case of 509 tokens does not fit the 400 left in your token budget tenant:acme " +
+          'for this month (1000 tokens). Ask for fewer output tokens or choices (n); the budget resets in 372h0m0s.',
+      );
+      expect(d.headers).to.deep.equal({
+        'retry-after': String((Date.UTC(2026, 11, 1) - T0) / 1000),
+        'x-should-retry': 'false',
+        'x-ratelimit-limit-tokens': '1000',
+        'x-ratelimit-remaining-tokens': '400',
+        'x-ratelimit-reset-tokens': '372h0m0s',
+      });
+      expect(await store.readBudget(TENANT, T0)).to.deep.equal({ used: 600, reserved: 0 });
+      // A small request still fits, and its own limit needs no rewriting.
+      const small = granted(await stage.run(ctx({ maxTokens: 10 })));
+      expect(small.reservation?.reserved).to.deep.equal([19]);
+      expect(small).not.to.have.property('outputLimit');
+    });
+
+    it('writes the default limit into a request that names none, so the reservation is a bound', async () => {
+      const { stage } = await stageWith([acme(1000)], 'refuse');
+      const g = granted(await stage.run(ctx({ body: chat({ n: 2 }) })));
+      expect(g.reservation?.reserved).to.deep.equal([9 + 2 * 100]);
+      expect(g.outputLimit).to.equal(100);
+    });
+
+    it('counts best_of for completions and the default for responses, in every budget', async () => {
+      const { stage } = await stageWith([acme(10_000), budget({ user: 'ann@myorg.com', maxTokens: 300 })], 'refuse');
+      // 1 prompt token + max(2, 4) × 80 = 321 > 300 in the user's budget
+      const completions = { model: 'gpt-3.5-turbo-instruct', prompt: 'x', n: 2, best_of: 4, max_tokens: 80 };
+      const d = denied(await stage.run(ctx({ path: '/v1/completions', body: completions })));
+      expect(d.rule).to.equal('user:ann@myorg.com');
+      expect(d.message).to.contain('worst case of 321 tokens does not fit the 300 left');
+      const fits = granted(await stage.run(ctx({ path: '/v1/completions', body: { ...completions, max_tokens: 74 } })));
+      expect(fits.reservation?.reserved).to.deep.equal([297, 297]);
+      expect(fits).not.to.have.property('outputLimit');
+      // Responses API without max_output_tokens: 9 + 100, the default written.
+      const fresh = (await stageWith([acme(10_000), budget({ user: 'ann@myorg.com', maxTokens: 300 })], 'refuse')).stage;
+      const responses = granted(await fresh.run(ctx({ path: '/v1/responses', body: { model: 'gpt-4o', input: 'x' } })));
+      expect(responses.outputLimit).to.equal(100);
+      expect(responses.reservation?.reserved).to.deep.equal([109, 109]);
+    });
+
+    it('needs no limit for embeddings, which produce no output', async () => {
+      const { stage } = await stageWith([acme(1000)], 'refuse');
+      const g = granted(await stage.run(ctx({ path: '/v1/embeddings', body: { model: 'text-embedding-3-small', input: 'abc' } })));
+      expect(g.reservation?.reserved).to.deep.equal([1]);
+      expect(g).not.to.have.property('outputLimit');
+    });
+
+    it('open store policy: nothing reserved, and only a missing limit is written', async () => {
+      const failing: Store = Object.assign(Object.create(new MemoryStore()) as Store, {
+        admit: () => Promise.reject(new Error('ECONNREFUSED')),
+      });
+      const open = budgetStage(config([acme(10)], 100), new GuardedStore(failing, { timeoutMs: 50, onUnavailable: 'open' }));
+      expect(granted(await open.run(ctx({ body: chat({ n: 3 }) }))).outputLimit).to.equal(100);
+      expect(granted(await open.run(ctx({ maxTokens: 500 })))).not.to.have.property('outputLimit');
+    });
+  });
+
+  describe('cap', () => {
+    it('admits n: 5 without max_tokens and lowers its limit until 5 choices fit the room', async () => {
+      const { store, stage } = await stageWith([acme(1000)], 'cap', 600);
+      const g = granted(await stage.run(ctx({ body: chat({ n: 5 }) })));
+      expect(g.reservation?.reserved).to.deep.equal([400]);
+      expect(g.outputLimit).to.equal(Math.floor((400 - 9) / 5)); // 78
+      expect(g.responseHeaders?.['x-ratelimit-remaining-tokens']).to.equal('0');
+      expect(await store.readBudget(TENANT, T0)).to.deep.equal({ used: 600, reserved: 400 });
+    });
+
+    it('caps to the smallest room over every budget, never above the request’s own limit', async () => {
+      const { stage } = await stageWith([acme(10_000), budget({ user: 'ann@myorg.com', maxTokens: 200 })], 'cap');
+      const g = granted(await stage.run(ctx({ body: chat({ n: 5, max_completion_tokens: 1000 }) })));
+      expect(g.reservation?.reserved).to.deep.equal([5009, 200]);
+      expect(g.outputLimit).to.equal(Math.floor((200 - 9) / 5)); // 38
+      // When the request's own limit fits, nothing is written.
+      const fresh = (await stageWith([acme(10_000), budget({ user: 'ann@myorg.com', maxTokens: 200 })], 'cap')).stage;
+      const fits = granted(await fresh.run(ctx({ body: chat({ n: 2, max_tokens: 5 }) })));
+      expect(fits).not.to.have.property('outputLimit');
+    });
+
+    it('caps completions per candidate (best_of) and the Responses API’s max_output_tokens', async () => {
+      const { stage } = await stageWith([acme(500)], 'cap');
+      const completions = { model: 'gpt-3.5-turbo-instruct', prompt: 'x', best_of: 4, max_tokens: 300 };
+      const c = granted(await stage.run(ctx({ path: '/v1/completions', body: completions, admissionId: 'c' })));
+      expect(c.reservation?.reserved).to.deep.equal([500]);
+      expect(c.outputLimit).to.equal(Math.floor((500 - 1) / 4)); // 124
+      const { stage: other } = await stageWith([acme(300)], 'cap');
+      const r = granted(await other.run(ctx({ path: '/v1/responses', body: { model: 'gpt-4o', input: 'x', max_output_tokens: 4000 } })));
+      expect(r.reservation?.reserved).to.deep.equal([300]);
+      expect(r.outputLimit).to.equal(300 - 9);
+    });
+
+    it('refuses when not even 16 output tokens per choice (or the request’s smaller limit) fit', async () => {
+      const { stage } = await stageWith([acme(1000)], 'cap', 912); // 88 left
+      const d = denied(await stage.run(ctx({ body: chat({ n: 5 }) })));
+      expect(d.message).to.equal(
+        'This request needs at least 89 tokens (its prompt and 16 output tokens per choice), which does not fit ' +
+          'the 88 left in your token budget tenant:acme for this month (1000 tokens). It resets in 372h0m0s.',
+      );
+      expect(d.headers['x-ratelimit-remaining-tokens']).to.equal('88');
+      // 9 + 5 × 15 = 84 fits whole: the request's own smaller limit is the minimum.
+      const small = granted(await stage.run(ctx({ body: chat({ n: 5, max_tokens: 15 }) })));
+      expect(small.reservation?.reserved).to.deep.equal([84]);
+      expect(small).not.to.have.property('outputLimit');
     });
   });
 });

@@ -25,4 +25,26 @@ metering: { defaultMaxOutputTokens: 512, reservationTtlSeconds: 120 }
     expect(problems).to.have.length(1);
     expect(problems[0]).to.match(/metering\.reservationTtlSeconds: must be between 10 and 604800, got 1/);
   });
+
+  it('reads metering.fitToBudget (refuse | cap), unset by default (= refuse)', () => {
+    expect(parseConfig(MINIMAL).metering.fitToBudget).to.equal(undefined);
+    expect(parseConfig(`${MINIMAL}metering: { fitToBudget: cap }\n`).metering).to.deep.equal({
+      defaultMaxOutputTokens: 4096,
+      fitToBudget: 'cap',
+    });
+    expect(parseConfig(`${MINIMAL}metering:\n  fitToBudget: refuse\n`).metering.fitToBudget).to.equal('refuse');
+  });
+
+  it('refuses another fitToBudget value with its path and line, suggesting the near miss', () => {
+    const problems = describeProblems(`${MINIMAL}metering:\n  defaultMaxOutputTokens: 100\n  fitToBudget: caps\n`);
+    expect(problems).to.have.length(1);
+    expect(problems[0]).to.match(
+      /^\d+: metering\.fitToBudget: expected one of refuse \| cap, got the string "caps"; did you mean `cap`\?$/,
+    );
+    const line = MINIMAL.split('\n').length + 2;
+    expect(problems[0]?.startsWith(`${line}:`)).to.equal(true);
+    expect(describeProblems(`${MINIMAL}metering: { fitToBuget: cap }\n`)).to.deep.equal([
+      `${MINIMAL.split('\n').length}: metering.fitToBuget: unknown key \`fitToBuget\`; did you mean \`fitToBudget\`?`,
+    ]);
+  });
 });

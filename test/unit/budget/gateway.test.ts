@@ -72,10 +72,26 @@ describe('budget/Gateway admissions', () => {
 
   it('puts nothing for a refused request', async () => {
     const { gateway, admissions, request } = setup();
-    await gateway.decide(request(5000)); // clamped to all 1000 tokens
+    // Too large to fit at all: refused whole, nothing reserved, nothing put.
+    expect((await gateway.decide(request(5000))).deny?.reason).to.equal('budget_exhausted');
+    expect(admissions.size).to.equal(0);
+    await gateway.decide(request(991)); // 9 prompt + 991: all 1000 tokens
     const refused = await gateway.decide(request(1, 'req-2'));
     expect(refused.deny?.reason).to.equal('budget_exhausted');
     expect(admissions.size).to.equal(1);
+  });
+
+  it('hands ext_proc the output limit to write: the default when the request names none', async () => {
+    const { gateway, admissions, request } = setup();
+    const given = await gateway.decide(request(100));
+    expect(admissions.take(given.allow?.metadata['admission'] as string)).not.to.have.property('outputLimit');
+    const none = await gateway.decide({
+      ...request(0, 'req-2'),
+      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], n: 2 }),
+    });
+    const admission = admissions.take(none.allow?.metadata['admission'] as string);
+    expect(admission?.outputLimit).to.equal(100); // the helpers' defaultMaxOutputTokens
+    expect(admission?.reservation?.reserved).to.deep.equal([9 + 2 * 100]);
   });
 
   it('releases the reservation of an admission that ext_proc never took', async () => {

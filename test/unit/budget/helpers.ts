@@ -1,5 +1,5 @@
 /** Identities, configs, contexts and a log sink for the budget tests. */
-import type { Config, TokenBudgetConfig } from '../../../src/config/schema.js';
+import type { Config, FitToBudget, TokenBudgetConfig } from '../../../src/config/schema.js';
 import { classify } from '../../../src/metering/endpoint.js';
 import type { RequestContext } from '../../../src/pipeline/stage.js';
 import type { Identity } from '../../../src/pipeline/types.js';
@@ -29,8 +29,15 @@ export function budget(over: Partial<TokenBudgetConfig> & Pick<TokenBudgetConfig
   return { period: 'month', timeZone: 'UTC', ...(subject ? { tenant: 'acme' } : {}), ...over };
 }
 
-export function config(tokenBudgets: TokenBudgetConfig[], defaultMaxOutputTokens = 100): Config {
-  return testConfig({ tokenBudgets, metering: { defaultMaxOutputTokens } });
+export function config(
+  tokenBudgets: TokenBudgetConfig[],
+  defaultMaxOutputTokens = 100,
+  fitToBudget?: FitToBudget,
+): Config {
+  return testConfig({
+    tokenBudgets,
+    metering: { defaultMaxOutputTokens, ...(fitToBudget !== undefined ? { fitToBudget } : {}) },
+  });
 }
 
 /** A chat request whose estimate is prompt (a handful of tokens) + `maxTokens`. */
@@ -43,9 +50,11 @@ export function ctx(
     maxTokens?: number;
     admissionId?: string;
     cfg?: Config;
+    /** Replaces the whole request body (for other endpoints, `n`, `best_of`…). */
+    body?: Record<string, unknown>;
   } = {},
 ): RequestContext {
-  const body = {
+  const body = over.body ?? {
     model: 'gpt-4o-mini',
     messages: [{ role: 'user', content: 'hi' }],
     ...(over.maxTokens !== undefined ? { max_tokens: over.maxTokens } : {}),

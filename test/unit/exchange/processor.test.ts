@@ -308,6 +308,109 @@ describe('exchange: MeteringExchange', () => {
   });
 });
 
+describe('exchange: writing the output limit of an admission (fitToBudget)', () => {
+  const reservation = {
+    id: 'adm-1',
+    budgets: [{ key: 'tb:tenant:marketing:2026-11', expiresAtMs: 2e12 }],
+    names: ['tenant:marketing'],
+    reserved: [400],
+  };
+  const limited = (over: Partial<Admission> & { body?: unknown }) =>
+    admission({ reservation, outputLimit: 78, ...over });
+
+  it('asks for the body of a non-streaming request and splices the limit into its bytes', () => {
+    const body = { model: 'gpt-4o-mini', n: 5, messages: [{ role: 'user', content: 'hi' }] };
+    const { ex, ledger } = setup(limited({ body }));
+    expect(ex.requestHeaders({}, meta(), false)).to.deep.equal({
+      modeOverride: { requestBody: 'buffered' },
+    });
+    const raw = Buffer.from('{"model":"gpt-4o-mini","n":5,\n  "messages":[{"role":"user","content":"hi"}]}');
+    const action = ex.requestBody(raw, true);
+    const sent = action!.body!.toString('utf8');
+    expect(sent).to.equal(`${raw.toString('utf8').slice(0, -1)},"max_completion_tokens":78}`);
+    expect(action!.setHeaders).to.deep.equal({ 'content-length': String(Buffer.byteLength(sent)) });
+    expect(action).not.to.have.property('immediate');
+    expect(ledger.calls).to.deep.equal([]);
+  });
+
+  it('lowers max_tokens of a stream and injects include_usage in the same body', async () => {
+    const body = { model: 'gpt-4o-mini', stream: true, max_tokens: 5000, messages: [] };
+    const { ex } = setup(limited({ body }));
+    expect(ex.requestHeaders({}, meta(), false)).to.deep.equal({
+      modeOverride: { requestBody: 'buffered' },
+    });
+    const sent = JSON.parse(ex.requestBody(Buffer.from(JSON.stringify(body)), true)!.body!.toString('utf8')) as unknown;
+    expect(sent).to.deep.equal({ ...body, max_tokens: 78, stream_options: { include_usage: true } });
+    // the usage chunk is ours: it is stripped from the response
+    expect(await headers(ex, 200, SSE)).to.deep.equal({ modeOverride: { responseBody: 'streamed' } });
+  });
+
+  it('writes max_output_tokens for the Responses API and nothing for embeddings', () => {
+    const responses = { model: 'gpt-4o', input: 'hi', max_output_tokens: 4000 };
+    const r = setup(limited({ path: '/v1/responses', body: responses })).ex;
+    expect(r.requestHeaders({}, meta(), false)).to.deep.equal({ modeOverride: { requestBody: 'buffered' } });
+    expect(r.requestBody(Buffer.from(JSON.stringify(responses)), true)!.body!.toString()).to.equal(
+      JSON.stringify({ ...responses, max_output_tokens: 78 }),
+    );
+    const embeddings = setup(limited({ path: '/v1/embeddings', body: { input: 'x' } })).ex;
+    expect(embeddings.requestHeaders({}, meta(), false)).to.equal(undefined);
+  });
+
+  it('reads the limit from Envoy’s bytes when the Check could not parse the body', () => {
+    const { ex } = setup(limited({ body: undefined }));
+    expect(ex.requestHeaders({}, meta(), false)).to.deep.equal({ modeOverride: { requestBody: 'buffered' } });
+    const action = ex.requestBody(Buffer.from('{"messages":[],"max_tokens":9999}'), true);
+    expect(action?.body?.toString()).to.equal('{"messages":[],"max_tokens":78}');
+  });
+
+  it('fails closed: a partial body never goes upstream without the limit; a 500 and a release instead', async () => {
+    const body = { model: 'gpt-4o-mini', messages: [] };
+    const { ex, ledger } = setup(limited({ body }));
+    ex.requestHeaders({}, meta(), false);
+    const action = ex.requestBody(Buffer.from('{"model":"gpt-4o-mini",'), false);
+    expect(action).to.have.property('immediate');
+    const reply = action!.immediate!;
+    expect(reply.status).to.equal(500);
+    expect(reply.headers).to.deep.equal({
+      'content-type': 'application/json',
+      'x-tollgate-reason': 'internal_error',
+    });
+    expect(JSON.parse(reply.body!.toString('utf8'))).to.deep.equal({
+      error: {
+        message: 'Tollgate could not limit the output of this request to its token budget, so it was not sent.',
+        type: 'server_error',
+        param: null,
+        code: 'internal_error',
+      },
+    });
+    await new Promise((r) => setImmediate(r));
+    expect(ledger.calls.map((c) => c.kind === 'release' && c.reason)).to.deep.equal(['not_forwarded']);
+    // Envoy closes the stream next: nothing more is charged.
+    await ex.end('aborted');
+    expect(ledger.calls).to.have.length(1);
+  });
+
+  it('fails closed on a body that cannot carry the limit (not a JSON object)', () => {
+    const { ex, errors } = setup(limited({ body: undefined }));
+    ex.requestHeaders({}, meta(), false);
+    const action = ex.requestBody(Buffer.from('model=gpt-4o&n=5'), true);
+    expect(action?.immediate?.status).to.equal(500);
+    expect(errors).to.have.length(1);
+  });
+
+  it('lets a request without a body pass: it asks the model for nothing', () => {
+    const { ex } = setup(limited({ body: undefined }));
+    expect(ex.requestHeaders({}, meta(), true)).to.equal(undefined);
+  });
+
+  it('without a limit to write, a partial body still passes unchanged (the injection is skipped)', () => {
+    const body = { model: 'gpt-4o-mini', stream: true };
+    const { ex } = setup(admission({ body }));
+    ex.requestHeaders({}, meta(), false);
+    expect(ex.requestBody(Buffer.from('{"model":'), false)).to.equal(undefined);
+  });
+});
+
 describe('exchange: responseBodyMode', () => {
   it('streams SSE, buffers small sized JSON, streams large or unsized JSON', () => {
     expect(responseBodyMode(true, '10')).to.equal('streamed');

@@ -226,6 +226,9 @@ describe('metering/estimate', () => {
       prompt,
       maxOutput: 1000,
       total: prompt + 1000,
+      generations: 1,
+      outputLimit: 1000,
+      limitGiven: false,
     });
     expect(
       estimateReservation(CHAT, { messages, max_tokens: 50, n: 3 }, 'gpt-4o', 1000).maxOutput,
@@ -258,6 +261,9 @@ describe('metering/estimate', () => {
       prompt: 0,
       maxOutput: 0,
       total: 0,
+      generations: 0,
+      outputLimit: 0,
+      limitGiven: false,
     });
     // Garbage caps fall back to the default; an absurd n is capped at the API's 128.
     expect(
@@ -266,6 +272,24 @@ describe('metering/estimate', () => {
     expect(
       estimateReservation(CHAT, { messages, max_tokens: 10, n: 1e9 }, 'gpt-4o', 1000).maxOutput,
     ).to.equal(1280);
+  });
+
+  it('tells the generations and the per-generation limit that make up the output', () => {
+    const messages = [{ role: 'user', content: 'hi' }];
+    const pick = (path: string, body: unknown) => {
+      const r = estimateReservation(path, body, 'gpt-4o', 1000);
+      return [r.generations, r.outputLimit, r.limitGiven, r.maxOutput];
+    };
+    expect(pick(CHAT, { messages, n: 5 })).to.deep.equal([5, 1000, false, 5000]);
+    expect(pick(CHAT, { messages, n: 5, max_tokens: 40 })).to.deep.equal([5, 40, true, 200]);
+    // Both chat limits given: the larger is the worst case (providers differ in which wins).
+    expect(pick(CHAT, { messages, max_completion_tokens: 30, max_tokens: 60 })).to.deep.equal([1, 60, true, 60]);
+    expect(pick(CHAT, { messages, max_tokens: null })).to.deep.equal([1, 1000, false, 1000]);
+    expect(pick('/v1/completions', { prompt: 'x', n: 2, best_of: 3 })).to.deep.equal([3, 1000, false, 3000]);
+    expect(pick('/v1/completions', { prompt: 'x', n: 4, best_of: 3, max_tokens: 7 })).to.deep.equal([4, 7, true, 28]);
+    expect(pick('/v1/responses', { input: 'x' })).to.deep.equal([1, 1000, false, 1000]);
+    expect(pick('/v1/responses', { input: 'x', max_output_tokens: 0, n: 9 })).to.deep.equal([1, 0, true, 0]);
+    expect(pick('/v1/embeddings', { input: 'x', max_tokens: 5 })).to.deep.equal([0, 0, false, 0]);
   });
 
   it('bounds the time spent on a huge prompt and still estimates it closely', () => {

@@ -1,7 +1,9 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import {
+  hasOutputLimit,
   injectsUsage,
+  RewriteError,
   rewriteRequest,
   spliceMember,
 } from '../../../src/metering/request-rewrite.js';
@@ -155,5 +157,106 @@ describe('metering/request-rewrite', () => {
       { numRuns: 300 },
     );
     expect(injectsUsage(CHAT, 'not an object')).to.equal(false);
+  });
+
+  describe('writing the output limit a budget admitted', () => {
+    const limited = (path: string, raw: string, outputLimit: number) =>
+      rewriteRequest(path, JSON.parse(raw), Buffer.from(raw), { outputLimit });
+    const text = (r: { body?: Buffer }) => r.body?.toString('utf8');
+
+    it('chat: adds max_completion_tokens when neither limit is given, splicing the bytes', () => {
+      const raw = '{"model":"gpt-4o", "seed": 12345678901234567890,\n "messages":[],"n":5}';
+      const r = limited(CHAT, raw, 78);
+      expect(text(r)).to.equal(`${raw.slice(0, -1)},"max_completion_tokens":78}`);
+      expect(r).to.include({ stream: false, clientWantsUsage: true, endpoint: 'chat' });
+      // null means "no limit": the added field bounds it
+      expect(text(limited(CHAT, '{"max_tokens":null}', 5))).to.equal(
+        '{"max_tokens":null,"max_completion_tokens":5}',
+      );
+    });
+
+    it('chat: lowers each given limit above the cap in place and adds none', () => {
+      expect(text(limited(CHAT, '{"max_tokens": 4000, "n": 2}', 300))).to.equal(
+        '{"max_tokens": 300, "n": 2}',
+      );
+      expect(text(limited(CHAT, '{"max_completion_tokens":900,"max_tokens":5000}', 300))).to.equal(
+        '{"max_completion_tokens":300,"max_tokens":300}',
+      );
+      // a limit already within the cap stays; only the other is lowered
+      expect(text(limited(CHAT, '{"max_completion_tokens":90,"max_tokens":5000}', 300))).to.equal(
+        '{"max_completion_tokens":90,"max_tokens":300}',
+      );
+      expect(limited(CHAT, '{"max_completion_tokens":300}', 300).body).to.equal(undefined);
+    });
+
+    it('chat streams: injects include_usage and writes the limit in one body', () => {
+      const raw = '{"model":"gpt-4o","stream":true,"messages":[]}';
+      const r = limited(CHAT, raw, 64);
+      expect(text(r)).to.equal(
+        '{"model":"gpt-4o","stream":true,"messages":[],"stream_options":{"include_usage":true},"max_completion_tokens":64}',
+      );
+      expect(r.clientWantsUsage).to.equal(false);
+    });
+
+    it('completions: max_tokens; responses: max_output_tokens; embeddings: nothing', () => {
+      expect(text(limited('/v1/completions', '{"prompt":"x","best_of":4}', 124))).to.equal(
+        '{"prompt":"x","best_of":4,"max_tokens":124}',
+      );
+      expect(text(limited('/v1/completions', '{"prompt":"x","max_tokens":300}', 124))).to.equal(
+        '{"prompt":"x","max_tokens":124}',
+      );
+      expect(text(limited('/v1/responses', '{"input":"x","max_output_tokens":4000}', 291))).to.equal(
+        '{"input":"x","max_output_tokens":291}',
+      );
+      expect(text(limited('/v1/responses', '{"input":"x","stream":true}', 100))).to.equal(
+        '{"input":"x","stream":true,"max_output_tokens":100}',
+      );
+      expect(limited('/v1/embeddings', '{"input":"x"}', 10).body).to.equal(undefined);
+      expect(hasOutputLimit('/v1/embeddings')).to.equal(false);
+      expect(hasOutputLimit('/v1/models')).to.equal(false);
+      expect(hasOutputLimit('/openai/deployments/x/chat/completions')).to.equal(true);
+    });
+
+    it('re-serializes when the bytes cannot be spliced, and refuses a body that is not an object', () => {
+      const body = { messages: [], max_tokens: 900 };
+      const invalidUtf8 = Buffer.concat([Buffer.from('{"messages":[],"max_tokens":900,"x":"'), Buffer.from([0xff]), Buffer.from('"}')]);
+      const r = rewriteRequest(CHAT, body, invalidUtf8, { outputLimit: 50 });
+      expect(parsed(r.body)).to.deep.equal({ messages: [], max_tokens: 50 });
+      expect(() => rewriteRequest(CHAT, [1, 2], '[1,2]', { outputLimit: 5 })).to.throw(RewriteError);
+      expect(() => rewriteRequest(CHAT, undefined, undefined, { outputLimit: 5 })).to.throw(RewriteError);
+      // without a limit to write, a body that is no object passes unchanged as before
+      expect(rewriteRequest(CHAT, 'text', 'text').body).to.equal(undefined);
+      // nothing to bound on embeddings, so nothing to refuse either
+      expect(rewriteRequest('/v1/embeddings', 'text', 'text', { outputLimit: 5 }).body).to.equal(undefined);
+    });
+
+    it('property: every limit field the upstream reads ends at or below the cap, other members unchanged', () => {
+      const limitValue = fc.oneof(fc.constant(undefined), fc.constant(null), fc.nat(5000));
+      fc.assert(
+        fc.property(
+          fc.constantFrom(CHAT, '/v1/completions', '/v1/responses'),
+          fc.record({ max_tokens: limitValue, max_completion_tokens: limitValue, max_output_tokens: limitValue }),
+          fc.dictionary(fc.string(), fc.jsonValue(), { maxKeys: 4 }),
+          fc.nat(3000),
+          fc.boolean(),
+          (path, limits, extra, cap, stream) => {
+            const body: Record<string, unknown> = { ...extra, model: 'gpt-4o', stream };
+            for (const [k, v] of Object.entries(limits)) if (v !== undefined) body[k] = v;
+            const raw = JSON.stringify(body);
+            const r = rewriteRequest(path, body, raw, { outputLimit: cap });
+            const sent = (r.body === undefined ? body : parsed(r.body)) as Record<string, unknown>;
+            const fields =
+              path === CHAT ? ['max_completion_tokens', 'max_tokens'] : path === '/v1/completions' ? ['max_tokens'] : ['max_output_tokens'];
+            const numeric = fields.filter((k) => typeof sent[k] === 'number');
+            expect(numeric.length, JSON.stringify(sent)).to.be.greaterThan(0);
+            for (const k of numeric) expect(sent[k]).to.be.at.most(cap);
+            for (const [k, v] of Object.entries(body)) {
+              if (!fields.includes(k) && k !== 'stream_options') expect(sent[k]).to.deep.equal(v);
+            }
+          },
+        ),
+        { numRuns: 300 },
+      );
+    });
   });
 });

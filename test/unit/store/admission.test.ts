@@ -22,12 +22,19 @@ function limit(over: Partial<RateLimitConfig> & Pick<RateLimitConfig, 'name'>): 
 }
 
 /** Three limits and two budgets apply to the helpers' chat request by ann (tenant acme). */
-function cfg(over: { perUserLimit?: number; tenantTokens?: number } = {}): Config {
+function cfg(
+  over: { perUserLimit?: number; tenantTokens?: number; fitToBudget?: 'refuse' | 'cap' } = {},
+): Config {
+  const base = config([
+    budget({ tenant: 'acme', maxTokens: over.tenantTokens ?? 100_000 }),
+    budget({ user: 'ann@myorg.com', maxTokens: 50_000, period: 'day' }),
+  ]);
   return {
-    ...config([
-      budget({ tenant: 'acme', maxTokens: over.tenantTokens ?? 100_000 }),
-      budget({ user: 'ann@myorg.com', maxTokens: 50_000, period: 'day' }),
-    ]),
+    ...base,
+    metering: {
+      ...base.metering,
+      ...(over.fitToBudget !== undefined ? { fitToBudget: over.fitToBudget } : {}),
+    },
     rateLimits: [
       limit({ name: 'per-user', requestsPerUnit: over.perUserLimit ?? 10 }),
       limit({ name: 'per-tenant', requestsPerUnit: 100, unit: 'hour', key: 'tenant' }),
@@ -114,8 +121,8 @@ describe('AdmissionStage: rate limits and budgets in one store call', () => {
 
   it('a request refused by a budget uses no rate-limit window and reports no limit outcome', async () => {
     const store = new MemoryStore();
-    const { stage, outcomes } = setup(cfg({ tenantTokens: 100 }), store);
-    granted(await stage.run(ctx({ maxTokens: 500, admissionId: 'a' }))); // clamped to all 100
+    const { stage, outcomes } = setup(cfg({ tenantTokens: 100, fitToBudget: 'cap' }), store);
+    granted(await stage.run(ctx({ maxTokens: 500, admissionId: 'a' }))); // capped to all 100
     outcomes.length = 0;
     for (let i = 0; i < 3; i += 1) {
       const d = denied(await stage.run(ctx({ maxTokens: 1, now: T0 + 1 + i })));
@@ -199,7 +206,7 @@ describe('AdmissionStage: rate limits and budgets in one store call', () => {
       fail();
       const local = new MemoryStore();
       const guarded = new GuardedStore(store, { timeoutMs: 50, onUnavailable: 'local', local });
-      const { stage } = setup(cfg({ tenantTokens: 100 }), guarded);
+      const { stage } = setup(cfg({ tenantTokens: 100, fitToBudget: 'cap' }), guarded);
       const g = granted(await stage.run(ctx({ maxTokens: 500 })));
       expect(g.responseHeaders?.['x-ratelimit-remaining-requests']).to.equal('4');
       expect(g.responseHeaders?.['x-ratelimit-remaining-tokens']).to.equal('0');

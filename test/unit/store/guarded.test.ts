@@ -31,7 +31,7 @@ function fakePrimary(): { store: Store; setMode(m: Mode): void; calls(): number 
 }
 
 const HIT = [{ key: 'k', limit: 2, windowMs: 60_000 }];
-const BUDGET = [{ key: 'b', limit: 100, amount: 10, expiresAtMs: 2e12 }];
+const BUDGET = [{ key: 'b', limit: 100, amount: 10, minAmount: 10, expiresAtMs: 2e12 }];
 
 describe('GuardedStore', () => {
   let clock = 0;
@@ -209,7 +209,7 @@ describe('GuardedStore', () => {
       g.admit(
         {
           windows: HIT,
-          budgets: [{ ...BUDGET[0]!, amount }],
+          budgets: [{ ...BUDGET[0]!, amount, minAmount: amount }],
           reservationId: `r${amount}`,
           ttlMs: 1000,
         },

@@ -51,7 +51,7 @@ describe('MemoryStore (fake clock)', () => {
     const periodEnd = T0 + 3_600_000;
     await reserve(
       store,
-      [{ key: 'b', limit: 100, amount: 10, expiresAtMs: periodEnd }],
+      [{ key: 'b', limit: 100, amount: 10, minAmount: 10, expiresAtMs: periodEnd }],
       'r',
       60_000,
       T0,
@@ -66,7 +66,7 @@ describe('MemoryStore (fake clock)', () => {
     const store = new MemoryStore();
     const r = await reserve(
       store,
-      [{ key: 'b', limit: 100, amount: 10.2, expiresAtMs: T0 + 1e6 }],
+      [{ key: 'b', limit: 100, amount: 10.2, minAmount: 10.2, expiresAtMs: T0 + 1e6 }],
       'r',
       1000,
       T0,
@@ -79,7 +79,7 @@ describe('MemoryStore (fake clock)', () => {
 
   it('concurrent reservations never exceed the ledger', async () => {
     const store = new MemoryStore();
-    const item = { key: 'b', limit: 10, amount: 1, expiresAtMs: T0 + 1e6 };
+    const item = { key: 'b', limit: 10, amount: 1, minAmount: 1, expiresAtMs: T0 + 1e6 };
     const results = await Promise.all(
       Array.from({ length: 50 }, (_, i) => reserve(store, [item], `r${i}`, 1000, T0)),
     );

@@ -82,10 +82,12 @@ export function describeStoreContract(title: string, make: () => Promise<Store> 
     });
 
     describe('budgets: reserve / settle / release', () => {
-      const item = (key: string, limit: number, amount: number) => ({
+      /** `minAmount` defaults to `amount`: the request must fit whole (fitToBudget: refuse). */
+      const item = (key: string, limit: number, amount: number, minAmount = amount): BudgetItem => ({
         key,
         limit,
         amount,
+        minAmount,
         expiresAtMs: PERIOD_END,
       });
 
@@ -96,10 +98,10 @@ export function describeStoreContract(title: string, make: () => Promise<Store> 
         expect(await store.readBudget(key, T0)).to.deep.equal({ used: 0, reserved: 300 });
       });
 
-      it('clamps a large estimate to the room left instead of refusing', async () => {
+      it('with minAmount below amount, cuts the reservation to the room left', async () => {
         const key = uniq('b');
         await reserve(store, [item(key, 1000, 900)], 'r1', 60_000, T0);
-        const r = await reserve(store, [item(key, 1000, 500)], 'r2', 60_000, T0);
+        const r = await reserve(store, [item(key, 1000, 500, 1)], 'r2', 60_000, T0);
         expect(r).to.deep.equal({ allowed: true, windows: [], reserved: [100], remaining: [0] });
         const full = await reserve(store, [item(key, 1000, 1)], 'r3', 60_000, T0);
         expect(full).to.deep.equal({
@@ -139,7 +141,7 @@ export function describeStoreContract(title: string, make: () => Promise<Store> 
         );
         expect(s.used).to.deep.equal([250, 250]);
         expect(await store.readBudget(a, T0)).to.deep.equal({ used: 250, reserved: 0 });
-        const next = await reserve(store, [item(a, 1000, 2000)], 'r2', 60_000, T0);
+        const next = await reserve(store, [item(a, 1000, 2000, 1)], 'r2', 60_000, T0);
         expect(next).to.deep.equal({ allowed: true, windows: [], reserved: [750], remaining: [0] });
       });
 
@@ -194,6 +196,70 @@ export function describeStoreContract(title: string, make: () => Promise<Store> 
         );
       });
 
+      it('refuses on partial room when minAmount = amount: the worst case must fit whole', async () => {
+        const key = uniq('b');
+        await reserve(store, [item(key, 1000, 900)], 'r1', 60_000, T0);
+        const r = await reserve(store, [item(key, 1000, 200)], 'r2', 60_000, T0);
+        expect(r).to.deep.equal({
+          allowed: false,
+          windows: [],
+          reserved: [0],
+          remaining: [100],
+          refusedBy: { kind: 'budget', index: 0 },
+        });
+        expect(await store.readBudget(key, T0)).to.deep.equal({ used: 0, reserved: 900 });
+        // Exactly the room left fits.
+        const exact = await reserve(store, [item(key, 1000, 100)], 'r3', 60_000, T0);
+        expect(exact).to.deep.equal({ allowed: true, windows: [], reserved: [100], remaining: [0] });
+      });
+
+      it('admits when minAmount <= room < amount and reserves the room, refuses below minAmount', async () => {
+        const key = uniq('b');
+        await reserve(store, [item(key, 1000, 880)], 'r1', 60_000, T0);
+        const short = await reserve(store, [item(key, 1000, 500, 121)], 'r2', 60_000, T0);
+        expect(short.allowed).to.equal(false);
+        expect(short.refusedBy).to.deep.equal({ kind: 'budget', index: 0 });
+        expect(short.remaining).to.deep.equal([120]);
+        const r = await reserve(store, [item(key, 1000, 500, 120)], 'r3', 60_000, T0);
+        expect(r).to.deep.equal({ allowed: true, windows: [], reserved: [120], remaining: [0] });
+        expect(await store.readBudget(key, T0)).to.deep.equal({ used: 0, reserved: 1000 });
+      });
+
+      it('is all-or-nothing on minAmount across budgets, and reserves min(amount, room) in each', async () => {
+        const [a, b] = [uniq('a'), uniq('b')];
+        await reserve(store, [item(b, 100, 50)], 'fill', 60_000, T0);
+        const refused = await reserve(store, [item(a, 1000, 80), item(b, 100, 80, 60)], 'r1', 60_000, T0);
+        expect(refused).to.deep.equal({
+          allowed: false,
+          windows: [],
+          reserved: [0, 0],
+          remaining: [1000, 50],
+          refusedBy: { kind: 'budget', index: 1 },
+        });
+        expect(await store.readBudget(a, T0)).to.deep.equal({ used: 0, reserved: 0 });
+        const r = await reserve(store, [item(a, 1000, 80, 40), item(b, 100, 80, 40)], 'r2', 60_000, T0);
+        expect(r).to.deep.equal({ allowed: true, windows: [], reserved: [80, 50], remaining: [920, 0] });
+      });
+
+      it('counts a retried id’s own reservation as room for its minAmount', async () => {
+        const key = uniq('b');
+        await reserve(store, [item(key, 400, 100)], 'other', 60_000, T0);
+        await reserve(store, [item(key, 400, 300)], 'r1', 60_000, T0);
+        const again = await reserve(store, [item(key, 400, 350, 300)], 'r1', 60_000, T0);
+        expect(again).to.deep.equal({ allowed: true, windows: [], reserved: [300], remaining: [0] });
+        const more = await reserve(store, [item(key, 400, 301)], 'r1', 60_000, T0);
+        expect(more.allowed).to.equal(false);
+        expect(await store.readBudget(key, T0)).to.deep.equal({ used: 0, reserved: 400 });
+      });
+
+      it('needs one token of room even when minAmount is 0', async () => {
+        const key = uniq('b');
+        await reserve(store, [item(key, 10, 10)], 'r1', 60_000, T0);
+        const r = await reserve(store, [item(key, 10, 0, 0)], 'r2', 60_000, T0);
+        expect(r.allowed).to.equal(false);
+        expect(r.refusedBy).to.deep.equal({ kind: 'budget', index: 0 });
+      });
+
       it('reads an unknown budget as empty and answers empty lists', async () => {
         expect(await store.readBudget(uniq('none'), T0)).to.deep.equal({ used: 0, reserved: 0 });
         expect(await reserve(store, [], 'x', 1000, T0)).to.deep.equal({
@@ -209,10 +275,11 @@ export function describeStoreContract(title: string, make: () => Promise<Store> 
       const admit = (windows: WindowHit[], budgets: BudgetItem[], id: string) =>
         store.admit({ windows, budgets, reservationId: id, ttlMs: 60_000 }, T0);
       const win = (key: string, limit: number): WindowHit => ({ key, limit, windowMs: 60_000 });
-      const bud = (key: string, limit: number, amount: number): BudgetItem => ({
+      const bud = (key: string, limit: number, amount: number, minAmount = amount): BudgetItem => ({
         key,
         limit,
         amount,
+        minAmount,
         expiresAtMs: PERIOD_END,
       });
       // Three limits and two budgets, as one request under all of them asks.
@@ -288,14 +355,27 @@ export function describeStoreContract(title: string, make: () => Promise<Store> 
         expect(r.refusedBy).to.deep.equal({ kind: 'window', index: 2 });
       });
 
-      it('clamps the reservation to the room left while counting the windows', async () => {
-        const { keys, windows, budgets } = request();
+      it('cuts the reservation to the room left (minAmount below it) while counting the windows', async () => {
+        const { keys, windows } = request();
         await reserve(store, [bud(keys.b2, 500, 450)], 'fill', 60_000, T0);
-        const r = await admit(windows, budgets, 'r1');
+        const r = await admit(windows, [bud(keys.b1, 1000, 100, 30), bud(keys.b2, 500, 100, 30)], 'r1');
         expect(r.allowed).to.equal(true);
         expect(r.reserved).to.deep.equal([100, 50]);
         expect(r.remaining).to.deep.equal([900, 0]);
         expect(r.windows.map((w) => w.remaining)).to.deep.equal([9, 1, 4]);
+      });
+
+      it('a budget with room below minAmount refuses, and the request uses no window', async () => {
+        const { keys, windows, budgets } = request();
+        await reserve(store, [bud(keys.b2, 500, 450)], 'fill', 60_000, T0);
+        // 50 left in b2, the request's 100 does not fit whole
+        const r = await admit(windows, budgets, 'r1');
+        expect(r.allowed).to.equal(false);
+        expect(r.refusedBy).to.deep.equal({ kind: 'budget', index: 1 });
+        expect(r.reserved).to.deep.equal([0, 0]);
+        expect(r.remaining).to.deep.equal([1000, 50]);
+        expect(r.windows.map((w) => w.remaining)).to.deep.equal([10, 2, 5]);
+        expect(await store.readBudget(keys.b1, T0)).to.deep.equal({ used: 0, reserved: 0 });
       });
     });
   });
