@@ -214,6 +214,9 @@ function nonNegativeInt(value: unknown): number | undefined {
   return Math.min(Math.ceil(value), Number.MAX_SAFE_INTEGER);
 }
 
+/** OpenAI's default `max_tokens` for legacy completions (openai.md §6). */
+export const COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
+
 /** What admission reserves: prompt estimate + the output cap × the number of generations. */
 export interface Reservation {
   prompt: number;
@@ -236,7 +239,8 @@ export interface Reservation {
  * What admission reserves: the quick prompt estimate plus the output cap. Output cap:
  * `max_completion_tokens` / `max_tokens` (chat; the larger when both are given, since
  * providers differ in which one wins), `max_tokens` (completions), `max_output_tokens`
- * (responses), else `defaultMaxOutputTokens`. Chat multiplies by `n`; completions by the
+ * (responses), else `defaultMaxOutputTokens` (completions: the API's own default of 16,
+ * COMPLETIONS_DEFAULT_MAX_TOKENS). Chat multiplies by `n`; completions by the
  * larger of `n` and `best_of` (every candidate is billed). Embeddings produce no output;
  * other endpoints reserve nothing. `_model` is kept for callers: the admission estimate does
  * not depend on the tokenizer family.
@@ -276,7 +280,10 @@ export function estimateReservation(
     case 'other':
       break;
   }
-  const outputLimit = generations === 0 ? 0 : (given ?? fallback);
+  // Legacy completions default to 16 tokens, not to "as much as the model allows": the
+  // default there is the API's own, so writing it keeps what the caller gets unchanged.
+  const absent = endpointForPath(path) === 'completions' ? COMPLETIONS_DEFAULT_MAX_TOKENS : fallback;
+  const outputLimit = generations === 0 ? 0 : (given ?? absent);
   const maxOutput = outputLimit * generations;
   return {
     prompt,

@@ -285,7 +285,8 @@ describe('metering/estimate', () => {
     // Both chat limits given: the larger is the worst case (providers differ in which wins).
     expect(pick(CHAT, { messages, max_completion_tokens: 30, max_tokens: 60 })).to.deep.equal([1, 60, true, 60]);
     expect(pick(CHAT, { messages, max_tokens: null })).to.deep.equal([1, 1000, false, 1000]);
-    expect(pick('/v1/completions', { prompt: 'x', n: 2, best_of: 3 })).to.deep.equal([3, 1000, false, 3000]);
+    // Completions without max_tokens: the API's own default of 16, not the configured one.
+    expect(pick('/v1/completions', { prompt: 'x', n: 2, best_of: 3 })).to.deep.equal([3, 16, false, 48]);
     expect(pick('/v1/completions', { prompt: 'x', n: 4, best_of: 3, max_tokens: 7 })).to.deep.equal([4, 7, true, 28]);
     expect(pick('/v1/responses', { input: 'x' })).to.deep.equal([1, 1000, false, 1000]);
     expect(pick('/v1/responses', { input: 'x', max_output_tokens: 0, n: 9 })).to.deep.equal([1, 0, true, 0]);
