@@ -162,7 +162,7 @@ function errorTable(results: RunResults): string[] {
     '## Errors and mixed traffic',
     '',
     "Valid traffic: the saturation and fixed-rate phases above; unexpected = every non-2xx and socket error, 5xx from Envoy's counters.",
-    `Mixed traffic: wrk at saturation for ${seconds === undefined ? '–' : Math.round(seconds)} s with the same connections, per ten requests five valid users, one user of a group the policy refuses, one forged signature, two garbage tokens and one request without a token.`,
+    `Mixed traffic: wrk at saturation for ${seconds === undefined ? '–' : Math.round(seconds)} s (same connections as above); per ten requests five valid users, one user of a group the policy refuses, one forged signature, two garbage tokens and one request without a token.`,
     'Expected denials are 401 and 403; unexpected is every other non-2xx. GOAWAY: frames the sidecar sent Envoy. ext_proc streams / admitted: streams Envoy opened per request ext_authz allowed (denials open none).',
     '',
     '| config | valid: requests | valid: unexpected non-2xx | valid: 5xx | mixed: req/s | mixed: requests | mixed: 2xx | mixed: expected 401/403 | mixed: unexpected non-2xx | mixed: 5xx | mixed: socket errors | GOAWAY from sidecar | ext_proc streams / admitted |',
