@@ -173,6 +173,8 @@ export interface Profile {
   readonly wrkThreads: number;
   readonly rate: number;
   readonly rateSeconds: number;
+  /** Saturation with valid, denied and junk tokens mixed (bench/lib/tokens.ts mixedTokens). */
+  readonly mixedSeconds: number;
   readonly streams: number;
   readonly streamConcurrency: number;
   readonly chunks: number;
@@ -192,6 +194,7 @@ export const PROFILES: Readonly<Record<Profile['name'], Profile>> = {
     wrkThreads: 1,
     rate: 200,
     rateSeconds: 20,
+    mixedSeconds: 60,
     streams: 100,
     streamConcurrency: 2,
     chunks: 20,
@@ -209,6 +212,7 @@ export const PROFILES: Readonly<Record<Profile['name'], Profile>> = {
     wrkThreads: 1,
     rate: 50,
     rateSeconds: 0.5,
+    mixedSeconds: 1,
     streams: 4,
     streamConcurrency: 1,
     chunks: 3,

@@ -24,7 +24,7 @@ import { upstreamYaml } from './lib/bootstraps.js';
 import { BENCH_DIR, ROOT } from './lib/paths.js';
 import { renderResults, type MachineFacts, type RunResults } from './lib/report.js';
 import { runStreamBenchmark } from './lib/stream-bench.js';
-import { mintMany, startBenchIssuer } from './lib/tokens.js';
+import { mintMany, mixedTokens, startBenchIssuer } from './lib/tokens.js';
 
 type Part = CaseId | 'e' | 'check';
 const ALL_PARTS: readonly Part[] = ['a', 'b', 'c', 'd', 'e', 'f', 'check'];
@@ -135,6 +135,7 @@ async function main(): Promise<number> {
       'wrk connections': profile.connections,
       'fixed rate req/s': profile.rate,
       'fixed-rate s': profile.rateSeconds,
+      'mixed-traffic s': profile.mixedSeconds,
       'Envoy workers': 2,
       'token alg': 'ES256',
       'Check users': profile.checkUsers,
@@ -149,7 +150,18 @@ async function main(): Promise<number> {
     const tokens = mintMany(issuer, profile.users);
     const tokensFile = join(work, 'tokens.txt');
     await writeFile(tokensFile, `${tokens.join('\n')}\n`);
-    const shared: Shared = { issuer, tokens, tokensFile, profile, work, nodeFlags, log };
+    const mixedTokensFile = join(work, 'mixed-tokens.txt');
+    await writeFile(mixedTokensFile, `${mixedTokens(issuer, profile.users).join('\n')}\n`);
+    const shared: Shared = {
+      issuer,
+      tokens,
+      tokensFile,
+      mixedTokensFile,
+      profile,
+      work,
+      nodeFlags,
+      log,
+    };
 
     const envoyCases = CASES.filter((c) => selected.has(c.id));
     if (envoyCases.length > 0) {

@@ -13,11 +13,16 @@ import {
   type EnvoyCase,
   type Profile,
 } from '../configs.js';
-import { envoyErrorCounters, sidecarLogSummary } from './diagnostics.js';
+import {
+  counterDelta,
+  envoyErrorCounters,
+  phaseCounters,
+  sidecarLogSummary,
+} from './diagnostics.js';
 import { startBenchEnvoy, type BenchEnvoy } from './envoy.js';
 import { fixedRate, runWrk } from './load.js';
 import { cpuSeconds, memoryMiB } from './measure.js';
-import type { CaseResult } from './report.js';
+import type { CaseResult, MixedResult } from './report.js';
 import { startSidecar, type Sidecar } from './sidecar.js';
 import type { BenchIssuer } from './tokens.js';
 
@@ -27,6 +32,8 @@ export interface Shared {
   /** The users' tokens for the Envoy configurations. */
   readonly tokens: readonly string[];
   readonly tokensFile: string;
+  /** Valid, denied and junk tokens mixed, for the mixed-traffic phase (tokens.ts mixedTokens). */
+  readonly mixedTokensFile: string;
   readonly profile: Profile;
   /** Scratch directory of this run. */
   readonly work: string;
@@ -104,6 +111,7 @@ export async function measureCase(
 
     const sidecarPid = sidecar?.pid;
     const cpu = (pid: number | undefined): number => (pid === undefined ? NaN : cpuSeconds(pid));
+    const validBefore = await phaseCounters(envoy.adminUrl);
     const satBefore = { sidecar: cpu(sidecarPid), envoy: cpu(envoy.pid) };
     const saturation = await runWrk({ ...wrk, seconds: profile.saturationSeconds });
     const satCpu = {
@@ -120,8 +128,25 @@ export async function measureCase(
       seconds: profile.rateSeconds,
     });
     const fixedCpu = cpu(sidecarPid) - fixedBefore;
+    const valid5xx = counterDelta(validBefore, await phaseCounters(envoy.adminUrl))[
+      'http.ingress.downstream_rq_5xx'
+    ];
     const perRequest = (seconds: number, requests: number): number =>
       (seconds / Math.max(1, requests)) * 1e6;
+    // Memory as the valid traffic left it, before the mixed phase.
+    const sidecarMemory =
+      sidecar === undefined
+        ? undefined
+        : {
+            ...memoryMiB(sidecar.pid),
+            start: sidecar.startMiB,
+            afterGc: await sidecar.memoryAfterGc(),
+          };
+    const mixed = await mixedPhase(envoy.adminUrl, {
+      ...wrk,
+      tokensFile: shared.mixedTokensFile,
+      seconds: profile.mixedSeconds,
+    });
     const diagnostics = {
       envoy: await envoyErrorCounters(envoy.adminUrl),
       sidecar: sidecar === undefined ? {} : sidecarLogSummary(sidecar.logFile),
@@ -132,18 +157,16 @@ export async function measureCase(
       title: c.title,
       saturation,
       fixed,
+      valid5xx,
+      mixed,
       envoyCpuUs: perRequest(satCpu.envoy, saturation.requests),
-      ...(sidecar !== undefined
+      ...(sidecar !== undefined && sidecarMemory !== undefined
         ? {
             sidecarCpuUs: {
               saturation: perRequest(satCpu.sidecar, saturation.requests),
               fixed: perRequest(fixedCpu, fixed.count),
             },
-            sidecarMemory: {
-              ...memoryMiB(sidecar.pid),
-              start: sidecar.startMiB,
-              afterGc: await sidecar.memoryAfterGc(),
-            },
+            sidecarMemory,
           }
         : {}),
     };
@@ -157,4 +180,47 @@ export async function measureCase(
     await sidecar?.stop();
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** Statuses that the mixed token file asks for on purpose: the junk and the refused group. */
+const EXPECTED_DENIALS = new Set(['401', '403']);
+
+/**
+ * Saturation with valid, denied and junk tokens mixed: every response counted by status, and
+ * what Envoy saw meanwhile (5xx, GOAWAY from the sidecar, ext_proc streams per admission).
+ */
+async function mixedPhase(
+  adminUrl: string,
+  wrk: Parameters<typeof runWrk>[0],
+): Promise<MixedResult> {
+  const before = await phaseCounters(adminUrl);
+  const run = await runWrk({ ...wrk, statuses: true });
+  const envoy = counterDelta(before, await phaseCounters(adminUrl));
+  const statuses = run.statuses ?? {};
+  let ok = 0;
+  let denied = 0;
+  let unexpected = 0;
+  let fiveXx = 0;
+  for (const [status, count] of Object.entries(statuses)) {
+    if (status.startsWith('2')) ok += count;
+    else if (EXPECTED_DENIALS.has(status)) denied += count;
+    else unexpected += count;
+    if (status.startsWith('5')) fiveXx += count;
+  }
+  return {
+    seconds: run.seconds,
+    rps: run.rps,
+    requests: run.requests,
+    statuses,
+    ok,
+    denied,
+    unexpected,
+    fiveXx,
+    socketErrors: run.socketErrors,
+    envoy5xx: envoy['http.ingress.downstream_rq_5xx'],
+    sidecarGoaways: envoy['cluster.tollgate.upstream_cx_close_notify'],
+    admitted: envoy['http.ingress.ext_authz.ok'],
+    extProcStreams: envoy['http.ingress.ext_proc.streams_started'],
+    resetsToSidecar: envoy['cluster.tollgate.upstream_rq_tx_reset'],
+  };
 }

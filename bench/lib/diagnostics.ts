@@ -37,3 +37,38 @@ export function sidecarLogSummary(logFile: string): Record<string, number> {
   }
   return out;
 }
+
+/** The counters the error accounting reads, before and after a phase. */
+export const PHASE_COUNTERS = [
+  'http.ingress.downstream_rq_5xx',
+  'http.ingress.ext_authz.ok',
+  'http.ingress.ext_proc.streams_started',
+  // GOAWAY received from the sidecar, and the streams Envoy reset toward it.
+  'cluster.tollgate.upstream_cx_close_notify',
+  'cluster.tollgate.upstream_rq_tx_reset',
+  'cluster.tollgate.upstream_cx_max_requests',
+] as const;
+export type PhaseCounter = (typeof PHASE_COUNTERS)[number];
+
+/** The PHASE_COUNTERS of the proxy Envoy now (0 for a counter Envoy does not have). */
+export async function phaseCounters(adminUrl: string): Promise<Record<PhaseCounter, number>> {
+  const res = await fetch(`${adminUrl}/stats?usedonly`, { signal: AbortSignal.timeout(5000) });
+  const seen = new Map<string, number>();
+  for (const line of (await res.text()).split('\n')) {
+    const at = line.lastIndexOf(': ');
+    if (at > 0) seen.set(line.slice(0, at), Number(line.slice(at + 2)));
+  }
+  const out = {} as Record<PhaseCounter, number>;
+  for (const name of PHASE_COUNTERS) out[name] = seen.get(name) ?? 0;
+  return out;
+}
+
+/** after − before, counter by counter. */
+export function counterDelta(
+  before: Record<PhaseCounter, number>,
+  after: Record<PhaseCounter, number>,
+): Record<PhaseCounter, number> {
+  const out = {} as Record<PhaseCounter, number>;
+  for (const name of PHASE_COUNTERS) out[name] = after[name] - before[name];
+  return out;
+}

@@ -20,6 +20,8 @@ export interface WrkResult {
   /** wrk's own latency percentiles at saturation, ms. */
   readonly p50: number;
   readonly p99: number;
+  /** Responses by HTTP status, when the run counted them (`statuses: true`). */
+  readonly statuses?: Readonly<Record<string, number>>;
 }
 
 function toMs(value: string, unit: string): number {
@@ -39,7 +41,12 @@ export function parseWrk(out: string): WrkResult {
   const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
   const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   const socketErrors = sock === null ? 0 : sock.slice(1).reduce((sum, n) => sum + Number(n), 0);
+  // Printed by bench/wrk/post.lua's done() with BENCH_STATUSES=1.
+  const statuses: Record<string, number> = {};
+  for (const m of out.matchAll(/^status (\d+) (\d+)$/gm))
+    statuses[m[1] ?? '0'] = (statuses[m[1] ?? '0'] ?? 0) + Number(m[2]);
   return {
+    ...(Object.keys(statuses).length > 0 ? { statuses } : {}),
     requests: Number(summary[1]),
     seconds: toMs(summary[2] ?? '', summary[3] ?? '') / 1000,
     rps: Number(rps[1]),
@@ -57,6 +64,8 @@ export interface WrkOptions {
   readonly connections: number;
   readonly threads: number;
   readonly seconds: number;
+  /** Count responses by status (a Lua call per response: for the mixed phase, not throughput). */
+  readonly statuses?: boolean;
 }
 
 export function runWrk(opts: WrkOptions): Promise<WrkResult> {
@@ -71,7 +80,12 @@ export function runWrk(opts: WrkOptions): Promise<WrkResult> {
   args.push('--latency', '--timeout', '10s', '-s', join(BENCH_DIR, 'wrk', 'post.lua'), opts.url);
   return new Promise((resolve, reject) => {
     const child = spawn('wrk', args, {
-      env: { ...process.env, BENCH_TOKENS: opts.tokensFile, BENCH_BODY: opts.body },
+      env: {
+        ...process.env,
+        BENCH_TOKENS: opts.tokensFile,
+        BENCH_BODY: opts.body,
+        BENCH_STATUSES: opts.statuses === true ? '1' : '0',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';

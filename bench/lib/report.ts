@@ -25,6 +25,34 @@ export interface CaseResult {
   };
   /** Non-zero error counters of the proxy Envoy and the sidecar's deny reasons / warnings. */
   readonly diagnostics?: { envoy: Record<string, number>; sidecar: Record<string, number> };
+  /** 5xx Envoy answered during the measured valid-traffic phases (saturation + fixed rate). */
+  readonly valid5xx?: number;
+  readonly mixed?: MixedResult;
+}
+
+/** The mixed-traffic phase: saturation with valid, denied and junk tokens (bench/lib/cases.ts). */
+export interface MixedResult {
+  readonly seconds: number;
+  readonly rps: number;
+  readonly requests: number;
+  /** Responses by HTTP status, as the client counted them. */
+  readonly statuses: Readonly<Record<string, number>>;
+  readonly ok: number;
+  /** 401 and 403: what the junk and the refused group are meant to get. */
+  readonly denied: number;
+  /** Every other non-2xx status. */
+  readonly unexpected: number;
+  readonly fiveXx: number;
+  readonly socketErrors: number;
+  /** Envoy's own count of 5xx it answered in the phase (a cross-check of fiveXx). */
+  readonly envoy5xx: number;
+  /** GOAWAY frames Envoy received from the sidecar (cluster.tollgate.upstream_cx_close_notify). */
+  readonly sidecarGoaways: number;
+  /** Requests ext_authz allowed, and ext_proc streams Envoy opened: equal when denials open none. */
+  readonly admitted: number;
+  readonly extProcStreams: number;
+  /** RST_STREAM frames Envoy sent the sidecar (every ext_proc stream ends with one). */
+  readonly resetsToSidecar: number;
 }
 
 export interface CheckModeResult {
@@ -115,7 +143,7 @@ function caseTables(results: RunResults): string[] {
   if (notes.length > 0)
     out.push(
       '',
-      'Errors, denials and warnings seen during the configuration (warm-up included):',
+      'Errors, denials and warnings seen during the configuration (warm-up and mixed traffic included):',
       '',
       ...notes,
     );
@@ -125,6 +153,48 @@ function caseTables(results: RunResults): string[] {
       '',
       `The fixed-rate client fell more than 2 ms behind schedule on ${late} sends: the machine was busy.`,
     );
+  return out;
+}
+
+function errorTable(results: RunResults): string[] {
+  const seconds = results.cases.find((c) => c.mixed)?.mixed?.seconds;
+  const out = [
+    '## Errors and mixed traffic',
+    '',
+    "Valid traffic: the saturation and fixed-rate phases above; unexpected = every non-2xx and socket error, 5xx from Envoy's counters.",
+    `Mixed traffic: wrk at saturation for ${seconds === undefined ? '–' : Math.round(seconds)} s (same connections as above); per ten requests five valid users, one user of a group the policy refuses, one forged signature, two garbage tokens and one request without a token.`,
+    'Expected denials are 401 and 403; unexpected is every other non-2xx. GOAWAY: frames the sidecar sent Envoy. ext_proc streams / admitted: streams Envoy opened per request ext_authz allowed (denials open none).',
+    '',
+    '| config | valid: requests | valid: unexpected non-2xx | valid: 5xx | mixed: req/s | mixed: requests | mixed: 2xx | mixed: expected 401/403 | mixed: unexpected non-2xx | mixed: 5xx | mixed: socket errors | GOAWAY from sidecar | ext_proc streams / admitted |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const c of results.cases) {
+    if (c.error !== undefined) {
+      out.push(`| (${c.id}) | failed | | | | | | | | | | | |`);
+      continue;
+    }
+    const s = c.saturation;
+    const x = c.fixed;
+    const m = c.mixed;
+    const validRequests = (s?.requests ?? 0) + (x?.count ?? 0);
+    const validErrors = (s?.non2xx ?? 0) + (s?.socketErrors ?? 0) + (x?.failed ?? 0);
+    const sidecar = c.sidecarCpuUs !== undefined;
+    out.push(
+      `| (${c.id}) | ${int(validRequests)} | ${int(validErrors)} | ${int(c.valid5xx)} | ` +
+        `${int(m?.rps)} | ${int(m?.requests)} | ${int(m?.ok)} | ${int(m?.denied)} | ${int(m?.unexpected)} | ` +
+        `${int(m?.fiveXx)} | ${int(m?.socketErrors)} | ${sidecar ? int(m?.sidecarGoaways) : '–'} | ` +
+        `${sidecar && m !== undefined ? `${int(m.extProcStreams)} / ${int(m.admitted)}` : '–'} |`,
+    );
+  }
+  const other = results.cases.flatMap((c) => {
+    const odd = Object.entries(c.mixed?.statuses ?? {}).filter(
+      ([status]) => !status.startsWith('2') && status !== '401' && status !== '403',
+    );
+    return odd.length === 0
+      ? []
+      : [`- (${c.id}) mixed traffic: ${odd.map(([k, v]) => `${v} × ${k}`).join(', ')}`];
+  });
+  if (other.length > 0) out.push('', 'Unexpected statuses:', '', ...other);
   return out;
 }
 
@@ -219,6 +289,8 @@ export function renderResults(results: RunResults, optimisations: string): strin
     'See docs/benchmarks.md for what each number means and how it is measured.',
     '',
     ...caseTables(results),
+    '',
+    ...errorTable(results),
     '',
     ...streamTable(results),
     '',

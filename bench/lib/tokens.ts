@@ -18,8 +18,8 @@ export interface BenchIssuer {
   readonly url: string;
   readonly audience: string;
   jwks(): { keys: JWK[] };
-  /** A token for user number `n` (sub `user-n`, in group `bench`, tenant `bench`). */
-  mint(n: number): string;
+  /** A token for user number `n` (sub `user-n`, in `groups` (default [bench]), tenant `bench`). */
+  mint(n: number, groups?: readonly string[]): string;
   close(): Promise<void>;
 }
 
@@ -46,13 +46,13 @@ export async function startBenchIssuer(
     url: issuer.url,
     audience: BENCH_AUDIENCE,
     jwks: () => issuer.jwks(),
-    mint(n) {
+    mint(n, groups = [BENCH_GROUP]) {
       const payload = b64({
         iss: issuer.url,
         aud: BENCH_AUDIENCE,
         sub: `user-${n}`,
         email: `user-${n}@bench.example`,
-        groups: [BENCH_GROUP],
+        groups,
         tenant_id: BENCH_TENANT,
         iat,
         exp: iat + lifetimeSeconds,
@@ -68,4 +68,32 @@ export async function startBenchIssuer(
 /** `count` tokens for users 0..count-1. */
 export function mintMany(issuer: BenchIssuer, count: number): string[] {
   return Array.from({ length: count }, (_, i) => issuer.mint(i));
+}
+
+/**
+ * The mixed-traffic token file: per ten requests, five valid users, one valid token of a group
+ * the policy refuses (403), one with a broken signature, two garbage tokens and one request
+ * without a token (401 each). A line "-" is a request without Authorization (bench/wrk/post.lua).
+ */
+export function mixedTokens(issuer: BenchIssuer, users: number): string[] {
+  const lines: string[] = [];
+  for (let n = 0; n < users; n++) {
+    const valid = issuer.mint(n);
+    const signature = valid.slice(valid.lastIndexOf('.') + 1);
+    // Another valid base64url signature of the right length: it just does not verify.
+    const forged = `${valid.slice(0, valid.lastIndexOf('.') + 1)}${signature.startsWith('A') ? 'B' : 'A'}${signature.slice(1)}`;
+    lines.push(
+      valid,
+      issuer.mint(n + 1),
+      issuer.mint(n + 2),
+      issuer.mint(n + 3),
+      issuer.mint(n + 4),
+      issuer.mint(n, ['outsiders']),
+      forged,
+      `garbage-token-${n}`,
+      `eyJhbGciOiJub25lIn0.${Buffer.from(`{"n":${n}}`).toString('base64url')}.`,
+      '-',
+    );
+  }
+  return lines;
 }

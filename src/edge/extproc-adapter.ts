@@ -91,9 +91,10 @@ export interface ExchangeProcessor {
   /**
    * Called exactly once. `complete`: after the answer to the last response message Envoy will
    * send us (body or headers with end_of_stream, trailers, or the response headers when the
-   * mode sends no response body or trailers). `aborted`: the stream was cancelled, half-closed
-   * or failed before that. Envoy 1.40 cancels the stream after a complete exchange and
-   * half-closes it when the downstream client goes away, so neither event alone tells which.
+   * mode sends no response body or trailers); the stream is then closed with OK at once.
+   * `aborted`: the stream was cancelled, half-closed or failed before that. Envoy 1.40 resets
+   * the stream after a complete exchange and half-closes it when the downstream client goes
+   * away, so neither event alone tells which.
    */
   end?(outcome: 'complete' | 'aborted'): MaybePromise<void>;
 }
@@ -196,6 +197,17 @@ export function serveProcessStream(
     });
   };
 
+  // The answer to the last message Envoy will send is written: close with OK right behind it
+  // (grpc-js sends the trailers after the queued answer), so the stream is never left open on
+  // our side waiting for Envoy. Envoy 1.40 still ends its side with RST_STREAM (its ext_proc
+  // client always half-closes and then resets, envoy/local.yaml explains what bounds that).
+  const complete = (): void => {
+    finish('complete');
+    if (closed) return;
+    closed = true;
+    call.end();
+  };
+
   const send = (msg: ProcessingRequest, response: ProcessingResponse): void => {
     // In observability mode Envoy does not read answers; sending one would be spurious.
     if (closed || msg.observability_mode === true) return;
@@ -233,7 +245,7 @@ export function serveProcessStream(
           h.end_of_stream === true ||
           action?.replaceBody !== undefined ||
           (mode.responseBody === 'none' && mode.responseTrailers !== 'send');
-        if (lastMessage) finish('complete');
+        if (lastMessage) complete();
         return;
       }
       case 'request_body': {
@@ -259,7 +271,7 @@ export function serveProcessStream(
         send(msg, {
           response_body: { response: commonResponse(action, action ? action.body : undefined) },
         });
-        if (b.end_of_stream === true) finish('complete');
+        if (b.end_of_stream === true) complete();
         return;
       }
       case 'request_trailers':
@@ -267,7 +279,7 @@ export function serveProcessStream(
         return;
       case 'response_trailers':
         send(msg, { response_trailers: {} });
-        finish('complete');
+        complete();
         return;
       default:
         // A kind we cannot answer with a matching case; any other answer would be spurious.

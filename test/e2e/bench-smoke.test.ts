@@ -61,6 +61,7 @@ describe('e2e: benchmark smoke run', function () {
     expect(markdown).to.match(/Machine: .+\d+ CPUs/);
     for (const section of [
       '## Envoy configurations',
+      '## Errors and mixed traffic',
       '## Streaming (e)',
       '## Check RPC, sidecar alone',
       '## Targets',
@@ -85,6 +86,28 @@ describe('e2e: benchmark smoke run', function () {
       expect(c.sidecarCpuUs?.saturation, `(${c.id}) sidecar cpu`).to.be.a('number').and.not.NaN;
       expect(c.sidecarMemory?.rss, `(${c.id}) sidecar rss`).to.be.greaterThan(0);
     }
+  });
+
+  it('counts the mixed traffic by status: only the junk is refused, nothing fails', () => {
+    for (const c of results.cases) {
+      const m = c.mixed;
+      expect(m?.requests, `(${c.id}) mixed requests`).to.be.greaterThan(0);
+      expect(m?.unexpected, `(${c.id}) ${JSON.stringify(m?.statuses)}`).to.equal(0);
+      expect(m?.fiveXx, `(${c.id}) 5xx`).to.equal(0);
+      expect(m?.ok, `(${c.id}) 2xx`).to.be.greaterThan(0);
+      expect(c.valid5xx, `(${c.id}) valid 5xx`).to.equal(0);
+      // Envoy alone has nothing to refuse; every other configuration refuses the junk.
+      if (c.id === 'a') expect(m?.denied, '(a) denials').to.equal(0);
+      else expect(m?.denied, `(${c.id}) denials`).to.be.greaterThan(0);
+    }
+    for (const c of results.cases.filter((x) => ['c', 'd', 'f'].includes(x.id))) {
+      expect(c.mixed?.sidecarGoaways, `(${c.id}) GOAWAY`).to.equal(0);
+    }
+    // ext_proc runs for admitted requests only.
+    for (const c of results.cases.filter((x) => ['d', 'f'].includes(x.id)))
+      expect(c.mixed?.extProcStreams, `(${c.id}) ext_proc streams`).to.be.at.most(
+        c.mixed?.admitted ?? 0,
+      );
   });
 
   it('streams through both paths and reports the added delay', () => {

@@ -69,17 +69,22 @@ export async function startServe(opts: {
   };
 }
 
-/** Real Envoy in front of a sidecar on `grpcPort`, rendered exactly as `tollgate stack` does; its output goes to `lines`. */
+/**
+ * Real Envoy in front of a sidecar on `grpcPort`, rendered exactly as `tollgate stack` does; its
+ * output goes to `lines`. `concurrency`: Envoy's worker threads (default 2, as the stack).
+ */
 export async function startEnvoyFor(
   configYaml: string,
   grpcPort: number,
   upstreamUrl: string,
+  opts: { concurrency?: number } = {},
 ): Promise<{ envoy: RunningEnvoy; lines: string[] }> {
   const lines: string[] = [];
   const envoy = await startEnvoy({
     ...stackBootstrapOptions(parseConfig(configYaml), grpcPort, upstreamUrl, 0),
     logLevel: 'info',
     onLog: (line) => lines.push(line),
+    ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
   });
   return { envoy, lines };
 }

@@ -4,6 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
+import { AUTHZ_NAMESPACE } from '../../../src/edge/extproc-adapter.js';
+import { ADMISSION_KEY } from '../../../src/exchange/processor.js';
 import { deny, envelope } from '../../../src/pipeline/denials.js';
 import type { Allowance, Decision, GatewayRequest } from '../../../src/pipeline/types.js';
 import { renderBootstrap, upstreamCluster } from '../../../src/stack/bootstrap.js';
@@ -68,6 +70,7 @@ describe('Envoy bootstrap', () => {
   it('keeps ext_authz fail-closed in front of ext_proc, and drops client identity headers early', () => {
     const doc = parse(renderBootstrap(cases[0]![1])) as {
       static_resources: {
+        clusters: Array<{ name: string }>;
         listeners: Array<{
           filter_chains: Array<{ filters: Array<{ typed_config: Record<string, unknown> }> }>;
         }>;
@@ -87,9 +90,26 @@ describe('Envoy bootstrap', () => {
       failure_mode_allow: false,
       validate_mutations: true,
     });
-    expect(filters[1]!.typed_config).to.include({
+    const extProc = filters[1]!.typed_config as {
+      extension_config: { typed_config: Record<string, unknown> };
+      xds_matcher: unknown;
+    };
+    expect(extProc.extension_config.typed_config).to.include({
       failure_mode_allow: false,
       allow_mode_override: true,
+    });
+    // ext_proc is skipped unless ext_authz published the admission id the exchange reads.
+    expect(extProc.xds_matcher).to.deep.nested.include({
+      'matcher_list.matchers[0].predicate.single_predicate.input.typed_config.filter':
+        AUTHZ_NAMESPACE,
+      'matcher_list.matchers[0].predicate.single_predicate.input.typed_config.path[0].key':
+        ADMISSION_KEY,
+      'matcher_list.matchers[0].predicate.single_predicate.custom_match.typed_config.invert': true,
+    });
+    // Fewer streams per connection than nghttp2's burst of 1000 resets (envoy/local.yaml).
+    const tollgate = doc.static_resources.clusters.find((c) => c.name === 'tollgate');
+    expect(tollgate).to.deep.nested.include({
+      'typed_extension_protocol_options.envoy\\.extensions\\.upstreams\\.http\\.v3\\.HttpProtocolOptions.common_http_protocol_options.max_requests_per_connection': 500,
     });
     expect(JSON.stringify(hcm['early_header_mutation_extensions'])).to.contain(
       '{"remove":"x-user-id"},{"remove":"x-tenant-id"}',
@@ -130,7 +150,8 @@ describe('real Envoy in front of the gRPC server', () => {
     setHeaders: { 'x-user-id': 'alice', authorization: 'Bearer sk-upstream' },
     removeHeaders: [],
     responseHeaders: { 'x-ratelimit-remaining-requests': '99' },
-    metadata: { tenant: 'marketing' },
+    // Every allow of the real pipeline carries an admission id; ext_proc runs only then.
+    metadata: { tenant: 'marketing', admission: 'adm-1' },
   };
 
   before(async function () {
@@ -238,5 +259,24 @@ describe('real Envoy in front of the gRPC server', () => {
       },
     });
     expect(upstream.requests.length).to.equal(before);
+  });
+
+  it('opens no ext_proc stream for a denied request', async () => {
+    const before = exchanges.length;
+    const denied = await fetch(`${edge.envoy.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer wrong' },
+      body: '{}',
+    });
+    expect(denied.status).to.equal(401);
+    await denied.text();
+    const allowed = await fetch(`${edge.envoy.url}/v1/models`, {
+      headers: { authorization: 'Bearer good' },
+    });
+    expect(allowed.status).to.equal(200);
+    await allowed.text();
+    // Only the allowed request reached the ext_proc service.
+    expect(exchanges.length).to.equal(before + 1);
+    expect(exchanges.at(-1)?.metadata).to.include({ admission: 'adm-1' });
   });
 });

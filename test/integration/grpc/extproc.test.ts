@@ -196,8 +196,9 @@ describe('ext_proc over gRPC', () => {
       ['responseBody', 'data: [DONE]\n\n', true],
     ]);
 
-    s.call.end();
+    // The last answer is followed by a clean close (status OK), without waiting for Envoy.
     expect(await s.status).to.equal(null);
+    s.call.end();
     expect(ended).to.deep.equal(['complete']);
   });
 
@@ -210,8 +211,8 @@ describe('ext_proc over gRPC', () => {
     expect(rh.mode_override).to.equal(null);
     const st = await s.ask({ response_trailers: { trailers: {} } });
     expect(st.response).to.equal('response_trailers');
-    s.call.end();
     expect(await s.status).to.equal(null);
+    s.call.end();
   });
 
   it('tells the processor "aborted" exactly once when the client cancels mid-response', async () => {
@@ -242,10 +243,25 @@ describe('ext_proc over gRPC', () => {
     await s.ask({ request_headers: headers({ ':path': '/' }) });
     await s.ask({ response_headers: headers({ ':status': '200' }) });
     expect(ended).to.deep.equal(['complete']);
-    // Envoy then resets the stream; the outcome stays "complete".
+    // The server closes with OK by itself; Envoy's reset after that changes nothing.
+    expect(await s.status).to.equal(null);
     s.call.cancel();
-    await s.status;
     expect(ended).to.deep.equal(['complete']);
+  });
+
+  it('keeps the stream open while more messages are due', async () => {
+    factory = () => ({ requestHeaders: () => ({ modeOverride: { responseBody: 'streamed' } }) });
+    const s = open(client);
+    await s.ask({ request_headers: headers({ ':path': '/' }) });
+    await s.ask({ response_headers: headers({ ':status': '200' }) });
+    await s.ask({ response_body: { body: Buffer.from('data: 1\n\n'), end_of_stream: false } });
+    const early = await Promise.race([
+      s.status.then(() => 'closed'),
+      new Promise((resolve) => setTimeout(() => resolve('open'), 100)),
+    ]);
+    expect(early).to.equal('open');
+    await s.ask({ response_body: { body: Buffer.alloc(0), end_of_stream: true } });
+    expect(await s.status).to.equal(null);
   });
 
   it('ends the stream with INTERNAL when the processor throws, and says "aborted"', async () => {
