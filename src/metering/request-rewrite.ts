@@ -9,6 +9,7 @@
  *   `max_tokens`, responses `max_output_tokens`; embeddings have no output to bound.
  * Every edit is spliced into the client's bytes, so everything else stays as it was sent.
  */
+import { scanObject } from './json-scan.js';
 import { endpointForPath, type Endpoint } from './endpoint.js';
 
 export interface RequestRewrite {
@@ -155,94 +156,18 @@ export function spliceMember(
   const text = typeof raw === 'string' ? raw : raw.toString('utf8');
   // Invalid UTF-8 would not survive decoding; let the caller re-serialize instead.
   if (typeof raw !== 'string' && Buffer.byteLength(text, 'utf8') !== raw.length) return undefined;
-  const layout = scanObject(text, key);
+  const layout = scanObject(text);
   if (!layout) return undefined;
+  // JSON.parse keeps the last occurrence of a member, so that is the one to replace.
+  const found = layout.members.findLast((m) => m.name === key);
+  const last = layout.members.at(-1);
   let out: string;
-  if (layout.span) {
-    out = text.slice(0, layout.span[0]) + valueJson + text.slice(layout.span[1]);
+  if (found !== undefined) {
+    out = text.slice(0, found.start) + valueJson + text.slice(found.end);
   } else {
     const member = `${JSON.stringify(key)}:${valueJson}`;
-    const at = layout.lastValueEnd ?? layout.objectEnd;
-    out =
-      text.slice(0, at) +
-      (layout.lastValueEnd === undefined ? member : `,${member}`) +
-      text.slice(at);
+    const at = last?.end ?? layout.objectEnd;
+    out = text.slice(0, at) + (last === undefined ? member : `,${member}`) + text.slice(at);
   }
   return Buffer.from(out, 'utf8');
-}
-
-interface Layout {
-  objectEnd: number;
-  lastValueEnd?: number;
-  span?: [number, number];
-}
-
-function skipWs(text: string, i: number): number {
-  while (i < text.length && ' \t\r\n'.includes(text[i] ?? '')) i++;
-  return i;
-}
-
-/** Index just after the string literal starting at `i`, or -1. */
-function stringEnd(text: string, i: number): number {
-  for (let j = i + 1; j < text.length; j++) {
-    const c = text[j];
-    if (c === '\\') j++;
-    else if (c === '"') return j + 1;
-  }
-  return -1;
-}
-
-/** Index just after the JSON value starting at `i`, or -1. Linear; strings are skipped whole. */
-function valueEnd(text: string, i: number): number {
-  const c = text[i];
-  if (c === '"') return stringEnd(text, i);
-  if (c === '{' || c === '[') {
-    let depth = 0;
-    for (let j = i; j < text.length; j++) {
-      const d = text[j];
-      if (d === '"') {
-        j = stringEnd(text, j) - 1;
-        if (j < 0) return -1;
-      } else if (d === '{' || d === '[') depth++;
-      else if (d === '}' || d === ']') {
-        depth--;
-        if (depth === 0) return j + 1;
-      }
-    }
-    return -1;
-  }
-  let j = i;
-  while (j < text.length && !',}] \t\r\n'.includes(text[j] ?? '')) j++;
-  return j > i ? j : -1;
-}
-
-function scanObject(text: string, key: string): Layout | undefined {
-  let i = skipWs(text, 0);
-  if (text[i] !== '{') return undefined;
-  i = skipWs(text, i + 1);
-  const layout: Layout = { objectEnd: -1 };
-  if (text[i] === '}') layout.objectEnd = i;
-  while (layout.objectEnd < 0) {
-    if (text[i] !== '"') return undefined;
-    const keyEnd = stringEnd(text, i);
-    if (keyEnd < 0) return undefined;
-    let name: unknown;
-    try {
-      name = JSON.parse(text.slice(i, keyEnd));
-    } catch {
-      return undefined;
-    }
-    i = skipWs(text, keyEnd);
-    if (text[i] !== ':') return undefined;
-    const start = skipWs(text, i + 1);
-    const end = valueEnd(text, start);
-    if (end < 0) return undefined;
-    if (name === key) layout.span = [start, end];
-    layout.lastValueEnd = end;
-    i = skipWs(text, end);
-    if (text[i] === ',') i = skipWs(text, i + 1);
-    else if (text[i] === '}') layout.objectEnd = i;
-    else return undefined;
-  }
-  return skipWs(text, layout.objectEnd + 1) === text.length ? layout : undefined;
 }
