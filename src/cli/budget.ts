@@ -5,7 +5,7 @@
  * ledger every replica shares.
  */
 import { parseArgs } from 'node:util';
-import type { BudgetView } from '../server/budget-http.js';
+import type { BudgetView } from '../budgets/view.js';
 
 export const DEFAULT_BUDGET_URL = 'http://127.0.0.1:9464';
 

@@ -114,10 +114,10 @@ export interface MeteringConfig {
   readonly defaultMaxOutputTokens: number;
   /**
    * Seconds a budget reservation lives when it is never settled (a crashed replica, a lost
-   * ext_proc stream). Absent = DEFAULT_RESERVATION_TTL_SECONDS in pipeline/budget-reserve.ts.
+   * ext_proc stream). Absent = DEFAULT_RESERVATION_TTL_SECONDS in budgets/planner.ts.
    */
   readonly reservationTtlSeconds?: number;
-  /** Absent = `refuse` (DEFAULT_FIT_TO_BUDGET in pipeline/budget-fit.ts). */
+  /** Absent = `refuse` (DEFAULT_FIT_TO_BUDGET in budgets/fit.ts). */
   readonly fitToBudget?: FitToBudget;
 }
 

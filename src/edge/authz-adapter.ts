@@ -3,8 +3,8 @@
  * CheckResponse on the way out. No decision logic lives here.
  */
 import { randomUUID } from 'node:crypto';
-import { deny, envelope } from '../pipeline/denials.js';
-import type { Decision, Denial, GatewayRequest } from '../pipeline/types.js';
+import { deny, envelope } from '../domain/denials.js';
+import type { Decision, Denial, GatewayRequest } from '../domain/decision.js';
 import { toStruct } from './protos.js';
 import type {
   AttributeHttpRequest,

@@ -6,7 +6,7 @@
  */
 import { importJWK, type CryptoKey, type JWK } from 'jose';
 import type { Algorithm, ProviderConfig } from '../config/schema.js';
-import { AuthenticationError } from '../errors.js';
+import { AuthenticationError } from '../domain/errors.js';
 import { describeValue } from './claims.js';
 import { discoverJwksUri, fetchJson, type FetchFn } from './discovery.js';
 

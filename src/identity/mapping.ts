@@ -3,8 +3,8 @@
  */
 import type { JWTPayload } from 'jose';
 import type { ProviderConfig } from '../config/schema.js';
-import { AuthenticationError } from '../errors.js';
-import type { Identity } from '../pipeline/types.js';
+import { AuthenticationError } from '../domain/errors.js';
+import type { Identity } from '../domain/decision.js';
 import { claimStrings, describeValue, getClaim, trustedClaim } from './claims.js';
 
 function deepFreeze<T>(value: T): T {

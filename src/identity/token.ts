@@ -3,7 +3,7 @@
  * the token: it only decides whether the token is worth a signature check, and which
  * provider's rules to apply. Messages never contain the token itself.
  */
-import { AuthenticationError } from '../errors.js';
+import { AuthenticationError } from '../domain/errors.js';
 import { describeValue } from './claims.js';
 
 /** The decoded, still unverified parts of a compact JWS. */

@@ -11,7 +11,7 @@
  * Both add the most output the request may produce for the reservation. Never throws: a body
  * we cannot read estimates to 0 prompt tokens.
  */
-import { endpointForPath } from './endpoint.js';
+import { endpointForPath } from '../request/endpoint.js';
 import { BudgetedCounter } from './tokenizer.js';
 
 /** Counts the tokens of one text field. */

@@ -7,7 +7,7 @@
  *   model's tokenizer (the prompt through `countPrompt`), marked `estimated`.
  * When we injected `include_usage`, the usage-only chunk is removed from what the client sees.
  */
-import type { Endpoint } from './endpoint.js';
+import type { Endpoint } from '../request/endpoint.js';
 import { BodyDecoder, decoderKind } from './decode.js';
 import { OutputTally } from './output-tally.js';
 import { SseParser, type SseEvent } from './sse.js';

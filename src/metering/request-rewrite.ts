@@ -3,14 +3,14 @@
  * - make streaming chat/completions responses report usage (`stream_options.include_usage:
  *   true`, openai.md §5) and remember whether the client asked for it, so the meter removes
  *   the extra chunk again when it did not;
- * - write the output limit a budget admitted the request with (pipeline/budget-fit.ts), so the
+ * - write the output limit a budget admitted the request with (budgets/fit.ts), so the
  *   model cannot produce more than was reserved: chat lowers `max_completion_tokens` and/or
  *   `max_tokens` where given (adds `max_completion_tokens` when neither is), completions
  *   `max_tokens`, responses `max_output_tokens`; embeddings have no output to bound.
  * Every edit is spliced into the client's bytes, so everything else stays as it was sent.
  */
-import { scanObject } from './json-scan.js';
-import { endpointForPath, type Endpoint } from './endpoint.js';
+import { scanObject } from '../request/json-scan.js';
+import { endpointForPath, type Endpoint } from '../request/endpoint.js';
 
 export interface RequestRewrite {
   /** The new body, only when it changed. */

@@ -7,12 +7,12 @@
  */
 import type { RequestMatch } from '../config/schema.js';
 import { claimStrings, trustedClaim } from '../identity/claims.js';
-import type { Identity } from '../pipeline/types.js';
+import type { Identity } from '../domain/decision.js';
 import { compileGlobs, type GlobMatcher } from './glob.js';
 
 /** What a match is evaluated against. */
 export interface MatchInput {
-  /** Request path without the query string (canonical: pipeline/canonical.ts). */
+  /** Request path without the query string (canonical: request/canonical.ts). */
   readonly path: string;
   readonly method: string;
   /** The JSON body's `model`, when it has one. */
@@ -20,7 +20,7 @@ export interface MatchInput {
   readonly identity: Identity;
   /**
    * The endpoint makes the provider run models the gate cannot judge or meter (batches,
-   * Realtime, multipart audio, unknown endpoints: metering/endpoint.ts). Not matched by rules;
+   * Realtime, multipart audio, unknown endpoints: request/endpoint.ts). Not matched by rules;
    * read by the policy's default.
    */
   readonly indirect?: boolean;

@@ -14,8 +14,8 @@
  * once, as a denial.
  */
 import type { AuthorizationConfig, AuthorizationRule } from '../config/schema.js';
-import type { ReasonCode } from '../errors.js';
-import type { Identity } from '../pipeline/types.js';
+import type { ReasonCode } from '../domain/errors.js';
+import type { Identity } from '../domain/decision.js';
 import { compileMatch, type CompiledMatch, type MatchInput } from './match.js';
 
 /** Name reported for decisions made by `authorization.default`. */

@@ -20,7 +20,7 @@ import type {
   ProcessingRequest,
   ProcessingResponse,
 } from '../edge/protos.js';
-import type { Decision, GatewayRequest } from '../pipeline/types.js';
+import type { Decision, GatewayRequest } from '../domain/decision.js';
 import { HealthState } from './health.js';
 
 /** How often shutdown looks whether the work in flight is done. */

@@ -1,6 +1,6 @@
 /**
  * The metrics HTTP listener: `GET /metrics` (Prometheus text), `GET /healthz`, and any extra
- * read-only routes the app mounts beside them (`GET /budget`, server/budget-http.ts).
+ * read-only routes the app mounts beside them (`GET /budget`, budgets/view.ts).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';

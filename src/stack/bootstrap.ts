@@ -8,8 +8,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_PROCESSING_MODE, toModeConfig } from '../edge/processing-mode.js';
 import type { ProcessingModeSpec } from '../edge/processing-mode.js';
-import { CREDENTIAL_HEADERS } from '../pipeline/credentials.js';
-import { deny, envelope } from '../pipeline/denials.js';
+import { CREDENTIAL_HEADERS } from '../request/credentials.js';
+import { deny, envelope } from '../domain/denials.js';
 
 export interface BootstrapOptions {
   /** Tollgate's gRPC port (ext_authz + ext_proc). */

@@ -15,7 +15,7 @@
  * A call that timed out may still have been applied by Redis later; the fallback then counts
  * it a second time locally. That errs on the side of limiting, which is the safer side.
  */
-import { TollgateError } from '../errors.js';
+import { TollgateError } from '../domain/errors.js';
 import type { OnUnavailable } from '../config/schema.js';
 import { MemoryStore } from './memory.js';
 import type {

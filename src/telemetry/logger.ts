@@ -9,7 +9,7 @@ export type { Logger };
 
 /**
  * Paths censored in every line, whatever the call site passes. The audit lines are built from
- * named fields and never carry these (pipeline/audit.ts, exchange/ledger.ts); this list is the
+ * named fields and never carry these (check/audit.ts, budgets/ledger.ts); this list is the
  * second line of defence for error objects and ad-hoc debug fields.
  */
 export const REDACT_PATHS = [

@@ -9,9 +9,9 @@ import { expect } from 'chai';
 import OpenAI from 'openai';
 import type { DevIssuer } from '../../src/dev/issuer.js';
 import { estimateReservation } from '../../src/metering/estimate.js';
-import { periodWindow } from '../../src/metering/period.js';
-import { budgetKey } from '../../src/pipeline/budget-reserve.js';
-import type { BudgetView } from '../../src/server/budget-http.js';
+import { periodWindow } from '../../src/budgets/period.js';
+import { budgetKey } from '../../src/budgets/planner.js';
+import type { BudgetView } from '../../src/budgets/view.js';
 import { baseConfig, UPSTREAM_ENV, withDevs, withSharedRedis } from '../helpers/e2e.js';
 import { ROOT, SOURCE_CLI, startStack, type StackProcess } from '../helpers/stack.js';
 

@@ -10,7 +10,7 @@ import { Redis } from 'ioredis';
 import OpenAI from 'openai';
 import type { OnUnavailable } from '../../src/config/schema.js';
 import type { DevIssuer } from '../../src/dev/issuer.js';
-import { bucketKey } from '../../src/pipeline/rate-limit.js';
+import { bucketKey } from '../../src/limits/rate-limit.js';
 import { baseConfig, UPSTREAM_ENV, withDevs } from '../helpers/e2e.js';
 import { RedisServer } from '../helpers/redis-server.js';
 import { startStack, type StackProcess } from '../helpers/stack.js';

@@ -7,7 +7,7 @@
 import { expect } from 'chai';
 import OpenAI from 'openai';
 import type { DevIssuer } from '../../src/dev/issuer.js';
-import { bucketKey } from '../../src/pipeline/rate-limit.js';
+import { bucketKey } from '../../src/limits/rate-limit.js';
 import { baseConfig, withDevs, withSharedRedis } from '../helpers/e2e.js';
 import { metricValue, scrapeMetrics } from '../helpers/prometheus.js';
 import type { RedisServer } from '../helpers/redis-server.js';

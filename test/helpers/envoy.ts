@@ -7,7 +7,7 @@ import type { IncomingHttpHeaders, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ExchangeProcessor } from '../../src/edge/extproc-adapter.js';
 import type { ProcessingModeSpec } from '../../src/edge/processing-mode.js';
-import type { Decision, GatewayRequest } from '../../src/pipeline/types.js';
+import type { Decision, GatewayRequest } from '../../src/domain/decision.js';
 import { startGrpcServer } from '../../src/server/grpc.js';
 import type { GrpcServerHandle } from '../../src/server/grpc.js';
 import { startEnvoy } from '../../src/stack/envoy.js';

@@ -15,7 +15,7 @@ import {
 import type { ProviderConfig } from '../../src/config/schema.js';
 import { DEFAULT_ALGORITHMS } from '../../src/config/schema.js';
 import type { DevIssuer } from '../../src/dev/issuer.js';
-import type { ReasonCode } from '../../src/errors.js';
+import type { ReasonCode } from '../../src/domain/errors.js';
 
 /** A ProviderConfig with the documented defaults, trusting `issuer` (a DevIssuer or a URL). */
 export function testProvider(

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import type { Client } from '@grpc/grpc-js';
-import { deny } from '../../../src/pipeline/denials.js';
-import type { Allowance, Decision, GatewayRequest } from '../../../src/pipeline/types.js';
+import { deny } from '../../../src/domain/denials.js';
+import type { Allowance, Decision, GatewayRequest } from '../../../src/domain/decision.js';
 import { startGrpcServer } from '../../../src/server/grpc.js';
 import type { GrpcServerHandle } from '../../../src/server/grpc.js';
 import { authzClient, unary } from './clients.js';

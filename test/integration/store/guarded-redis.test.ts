@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import type { OnUnavailable } from '../../../src/config/schema.js';
-import { TollgateError } from '../../../src/errors.js';
+import { TollgateError } from '../../../src/domain/errors.js';
 import { GuardedStore } from '../../../src/store/guarded.js';
 import { RedisStore } from '../../../src/store/redis.js';
 import type { AdmitResult } from '../../../src/store/store.js';

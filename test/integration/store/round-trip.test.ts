@@ -8,10 +8,10 @@
 import { expect } from 'chai';
 import { Redis, type Command } from 'ioredis';
 import type { Config } from '../../../src/config/schema.js';
-import { AdmissionStage } from '../../../src/pipeline/admit.js';
-import { BudgetPlanner } from '../../../src/pipeline/budget-reserve.js';
-import { RateLimitPlanner } from '../../../src/pipeline/rate-limit.js';
-import type { StageGrant } from '../../../src/pipeline/stage.js';
+import { AdmissionStage } from '../../../src/limits/admit.js';
+import { BudgetPlanner } from '../../../src/budgets/planner.js';
+import { RateLimitPlanner } from '../../../src/limits/rate-limit.js';
+import type { StageGrant } from '../../../src/check/step.js';
 import { createStore, type CreatedStore } from '../../../src/store/index.js';
 import { RedisServer } from '../../helpers/redis-server.js';
 import { budget, config, ctx } from '../../unit/budget/helpers.js';

@@ -4,7 +4,7 @@
 import { expect } from 'chai';
 import { budgetCommand, budgetUrl, formatBudgetTable, humanDuration } from '../../../src/cli/budget.js';
 import type { Config } from '../../../src/config/schema.js';
-import { budgetRoute, type BudgetView } from '../../../src/server/budget-http.js';
+import { budgetRoute, type BudgetView } from '../../../src/budgets/view.js';
 import { startMetricsServer, type MetricsServer } from '../../../src/server/metrics-http.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { Store } from '../../../src/store/store.js';

@@ -1,16 +1,16 @@
 import { expect } from 'chai';
 import type { TokenBudgetConfig } from '../../../src/config/schema.js';
 import { estimateReservation } from '../../../src/metering/estimate.js';
-import { periodWindow } from '../../../src/metering/period.js';
-import { AdmissionStage } from '../../../src/pipeline/admit.js';
+import { periodWindow } from '../../../src/budgets/period.js';
+import { AdmissionStage } from '../../../src/limits/admit.js';
 import {
   applicableBudgets,
   budgetKey,
   BudgetPlanner,
   DEFAULT_RESERVATION_TTL_SECONDS,
-} from '../../../src/pipeline/budget-reserve.js';
-import type { StageGrant, StageResult } from '../../../src/pipeline/stage.js';
-import type { Denial } from '../../../src/pipeline/types.js';
+} from '../../../src/budgets/planner.js';
+import type { StageGrant, StageResult } from '../../../src/check/step.js';
+import type { Denial } from '../../../src/domain/decision.js';
 import { GuardedStore } from '../../../src/store/guarded.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { AdmitRequest, AdmitResult, BudgetItem, Store } from '../../../src/store/store.js';

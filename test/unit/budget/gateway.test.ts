@@ -4,12 +4,12 @@
  * gives its reservation back when it expires.
  */
 import { expect } from 'chai';
-import { Admissions } from '../../../src/exchange/admissions.js';
-import { BudgetLedger } from '../../../src/exchange/ledger.js';
-import { AdmissionStage } from '../../../src/pipeline/admit.js';
-import { BudgetPlanner } from '../../../src/pipeline/budget-reserve.js';
-import { Gateway } from '../../../src/pipeline/pipeline.js';
-import { Responder } from '../../../src/pipeline/respond.js';
+import { Admissions } from '../../../src/handoff/handoff.js';
+import { BudgetLedger } from '../../../src/budgets/ledger.js';
+import { AdmissionStage } from '../../../src/limits/admit.js';
+import { BudgetPlanner } from '../../../src/budgets/planner.js';
+import { Gateway } from '../../../src/check/flow.js';
+import { Responder } from '../../../src/check/respond.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import { budget, config, identity, logSink, T0 } from './helpers.js';
 

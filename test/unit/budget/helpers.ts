@@ -1,8 +1,8 @@
 /** Identities, configs, contexts and a log sink for the budget tests. */
 import type { Config, FitToBudget, TokenBudgetConfig } from '../../../src/config/schema.js';
-import { classify } from '../../../src/metering/endpoint.js';
-import type { RequestContext } from '../../../src/pipeline/stage.js';
-import type { Identity } from '../../../src/pipeline/types.js';
+import { classify } from '../../../src/request/endpoint.js';
+import type { RequestContext } from '../../../src/check/step.js';
+import type { Identity } from '../../../src/domain/decision.js';
 import { testConfig } from '../../helpers/unit.js';
 
 export { logSink } from '../../helpers/unit.js';

@@ -1,9 +1,9 @@
 import { expect } from 'chai';
-import type { Admission } from '../../../src/exchange/admissions.js';
-import { BudgetLedger } from '../../../src/exchange/ledger.js';
+import type { Admission } from '../../../src/handoff/handoff.js';
+import { BudgetLedger } from '../../../src/budgets/ledger.js';
 import type { Usage } from '../../../src/metering/usage.js';
-import { AdmissionStage } from '../../../src/pipeline/admit.js';
-import { BudgetPlanner } from '../../../src/pipeline/budget-reserve.js';
+import { AdmissionStage } from '../../../src/limits/admit.js';
+import { BudgetPlanner } from '../../../src/budgets/planner.js';
 import { GuardedStore } from '../../../src/store/guarded.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { Store } from '../../../src/store/store.js';

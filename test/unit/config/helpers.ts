@@ -1,8 +1,8 @@
 /** Shared helpers of the config unit tests. */
 import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../../../src/config/load.js';
-import { ConfigError } from '../../../src/errors.js';
-import type { ConfigProblem } from '../../../src/errors.js';
+import { ConfigError } from '../../../src/domain/errors.js';
+import type { ConfigProblem } from '../../../src/domain/errors.js';
 
 export const FIXTURES = fileURLToPath(new URL('../../fixtures/configs/', import.meta.url));
 

@@ -12,8 +12,8 @@ import {
   type CheckResponse,
   type HeaderValueOption,
 } from '../../../src/edge/protos.js';
-import { deny } from '../../../src/pipeline/denials.js';
-import type { Decision, Identity } from '../../../src/pipeline/types.js';
+import { deny } from '../../../src/domain/denials.js';
+import type { Decision, Identity } from '../../../src/domain/decision.js';
 
 const check = services().authorization['Check'] as unknown as {
   responseSerialize(value: CheckResponse): Buffer;

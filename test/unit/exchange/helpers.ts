@@ -4,10 +4,10 @@ import type {
   ExchangeProcessor,
   HeaderAction,
 } from '../../../src/edge/extproc-adapter.js';
-import { Admissions, type Admission } from '../../../src/exchange/admissions.js';
-import type { ReleaseReason, SettleInfo, UsageLedger } from '../../../src/exchange/processor.js';
+import { Admissions, type Admission } from '../../../src/handoff/handoff.js';
+import type { ReleaseReason, SettleInfo, UsageLedger } from '../../../src/response/exchange.js';
 import type { Usage } from '../../../src/metering/usage.js';
-import type { Identity } from '../../../src/pipeline/types.js';
+import type { Identity } from '../../../src/domain/decision.js';
 
 export const IDENTITY: Identity = {
   provider: 'main-idp',

@@ -5,9 +5,9 @@ import {
   ModelListRewriter,
   filterModelList,
   isModelList,
-} from '../../../src/exchange/models.js';
-import { MeteringExchange } from '../../../src/exchange/processor.js';
-import { AuthorizeStage } from '../../../src/pipeline/authorize.js';
+} from '../../../src/response/models.js';
+import { MeteringExchange } from '../../../src/response/exchange.js';
+import { AuthorizeStage } from '../../../src/check/authorize.js';
 import {
   IDENTITY,
   JSON_TYPE,

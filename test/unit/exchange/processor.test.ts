@@ -6,8 +6,8 @@ import {
   MeteringExchange,
   responseBodyMode,
   type ExchangeDeps,
-} from '../../../src/exchange/processor.js';
-import type { Admission } from '../../../src/exchange/admissions.js';
+} from '../../../src/response/exchange.js';
+import type { Admission } from '../../../src/handoff/handoff.js';
 import { estimatePrompt } from '../../../src/metering/estimate.js';
 import { fixture, splitAt } from '../metering/helpers.js';
 import {

@@ -1,6 +1,6 @@
 /** Assertion helpers shared by the identity unit tests. */
 import { expect } from 'chai';
-import { AuthenticationError, type ReasonCode } from '../../../src/errors.js';
+import { AuthenticationError, type ReasonCode } from '../../../src/domain/errors.js';
 
 /** Await `promise`, expect an AuthenticationError with `code`, and return it. */
 export async function rejectsWith(

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { classify, endpointForPath } from '../../../src/metering/endpoint.js';
+import { classify, endpointForPath } from '../../../src/request/endpoint.js';
 
 describe('metering/endpoint catalogue', () => {
   it('names the four metered APIs exactly, in any letter case, with or without a query', () => {

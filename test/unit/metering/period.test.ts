@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { isValidTimeZone, periodWindow, type Period } from '../../../src/metering/period.js';
+import { isValidTimeZone, periodWindow, type Period } from '../../../src/budgets/period.js';
 
 const at = (iso: string): number => Date.parse(iso);
 const iso = (ms: number): string => new Date(ms).toISOString();

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
-import { AuthorizeStage, allowedModels } from '../../../src/pipeline/authorize.js';
-import type { StageGrant, StageResult } from '../../../src/pipeline/stage.js';
-import type { Denial } from '../../../src/pipeline/types.js';
+import { AuthorizeStage, allowedModels } from '../../../src/check/authorize.js';
+import type { StageGrant, StageResult } from '../../../src/check/step.js';
+import type { Denial } from '../../../src/domain/decision.js';
 import { authz, context, identity, rule } from './helpers.js';
 
 function denial(result: StageResult): Denial {

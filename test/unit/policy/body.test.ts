@@ -1,7 +1,7 @@
 import { expect } from 'chai';
-import { classify } from '../../../src/metering/endpoint.js';
-import { readBody, type BodyResult } from '../../../src/pipeline/body.js';
-import type { GatewayRequest } from '../../../src/pipeline/types.js';
+import { classify } from '../../../src/request/endpoint.js';
+import { readBody, type BodyResult } from '../../../src/request/body.js';
+import type { GatewayRequest } from '../../../src/domain/decision.js';
 import { request } from './helpers.js';
 
 const json = { 'content-type': 'application/json' };

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { modelProblem, pathProblem } from '../../../src/pipeline/canonical.js';
+import { modelProblem, pathProblem } from '../../../src/request/canonical.js';
 
 /**
  * What a lenient upstream might make of a path: percent-escapes decoded, backslashes read as

@@ -3,7 +3,7 @@ import {
   CREDENTIAL_HEADERS,
   credentialRemovals,
   tokenInRequest,
-} from '../../../src/pipeline/credentials.js';
+} from '../../../src/request/credentials.js';
 import { request } from './helpers.js';
 
 const TOKEN = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg';

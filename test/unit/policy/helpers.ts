@@ -5,9 +5,9 @@ import type {
   Config,
   RequestMatch,
 } from '../../../src/config/schema.js';
-import { classify } from '../../../src/metering/endpoint.js';
-import type { RequestContext } from '../../../src/pipeline/stage.js';
-import type { GatewayRequest, Identity } from '../../../src/pipeline/types.js';
+import { classify } from '../../../src/request/endpoint.js';
+import type { RequestContext } from '../../../src/check/step.js';
+import type { GatewayRequest, Identity } from '../../../src/domain/decision.js';
 import { testConfig } from '../../helpers/unit.js';
 
 export function identity(overrides: Partial<Identity> = {}): Identity {

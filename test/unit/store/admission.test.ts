@@ -4,11 +4,11 @@
  */
 import { expect } from 'chai';
 import type { Config, RateLimitConfig } from '../../../src/config/schema.js';
-import { AdmissionStage } from '../../../src/pipeline/admit.js';
-import { BudgetPlanner } from '../../../src/pipeline/budget-reserve.js';
-import { RateLimitPlanner, type RateLimitResult } from '../../../src/pipeline/rate-limit.js';
-import type { StageGrant, StageResult } from '../../../src/pipeline/stage.js';
-import type { Denial } from '../../../src/pipeline/types.js';
+import { AdmissionStage } from '../../../src/limits/admit.js';
+import { BudgetPlanner } from '../../../src/budgets/planner.js';
+import { RateLimitPlanner, type RateLimitResult } from '../../../src/limits/rate-limit.js';
+import type { StageGrant, StageResult } from '../../../src/check/step.js';
+import type { Denial } from '../../../src/domain/decision.js';
 import { GuardedStore } from '../../../src/store/guarded.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { AdmitRequest, AdmitResult, Store } from '../../../src/store/store.js';

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { TollgateError } from '../../../src/errors.js';
+import { TollgateError } from '../../../src/domain/errors.js';
 import { GuardedStore, type BreakerState } from '../../../src/store/guarded.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { Store } from '../../../src/store/store.js';

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { formatResetDuration, retryAfterSeconds } from '../../../src/pipeline/rate-headers.js';
+import { formatResetDuration, retryAfterSeconds } from '../../../src/limits/rate-headers.js';
 
 describe('formatResetDuration (Go duration strings, as OpenAI sends)', () => {
   const cases: [number, string][] = [

@@ -1,14 +1,14 @@
 import { expect } from 'chai';
 import type { Config, RateLimitConfig } from '../../../src/config/schema.js';
-import { AdmissionStage } from '../../../src/pipeline/admit.js';
+import { AdmissionStage } from '../../../src/limits/admit.js';
 import {
   bucketKey,
   RateLimitPlanner,
   type RateLimitOptions,
-} from '../../../src/pipeline/rate-limit.js';
-import { classify } from '../../../src/metering/endpoint.js';
-import type { RequestContext, StageResult } from '../../../src/pipeline/stage.js';
-import type { Identity } from '../../../src/pipeline/types.js';
+} from '../../../src/limits/rate-limit.js';
+import { classify } from '../../../src/request/endpoint.js';
+import type { RequestContext, StageResult } from '../../../src/check/step.js';
+import type { Identity } from '../../../src/domain/decision.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { AdmitRequest, AdmitResult, Store, WindowHit } from '../../../src/store/store.js';
 import { hitWindows } from './admit-helpers.js';

@@ -3,7 +3,7 @@
  * deciding rule used, per-stage timings, sampling of allowed lines, and nothing secret.
  */
 import { expect } from 'chai';
-import { decisionLine, shouldWrite } from '../../../src/pipeline/audit.js';
+import { decisionLine, shouldWrite } from '../../../src/check/audit.js';
 import { chat, config, gateway, identity, memoryTracing } from './helpers.js';
 
 describe('telemetry/audit: the decision line', () => {

@@ -9,17 +9,17 @@ import {
   SimpleSpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import type { Config } from '../../../src/config/schema.js';
-import { Admissions } from '../../../src/exchange/admissions.js';
-import { AdmissionStage } from '../../../src/pipeline/admit.js';
-import { AuthorizeStage } from '../../../src/pipeline/authorize.js';
-import { BudgetPlanner } from '../../../src/pipeline/budget-reserve.js';
-import { Gateway, type GatewayDeps } from '../../../src/pipeline/pipeline.js';
-import { RateLimitPlanner } from '../../../src/pipeline/rate-limit.js';
-import { Responder } from '../../../src/pipeline/respond.js';
-import type { GatewayRequest, Identity } from '../../../src/pipeline/types.js';
+import { Admissions } from '../../../src/handoff/handoff.js';
+import { AdmissionStage } from '../../../src/limits/admit.js';
+import { AuthorizeStage } from '../../../src/check/authorize.js';
+import { BudgetPlanner } from '../../../src/budgets/planner.js';
+import { Gateway, type GatewayDeps } from '../../../src/check/flow.js';
+import { RateLimitPlanner } from '../../../src/limits/rate-limit.js';
+import { Responder } from '../../../src/check/respond.js';
+import type { GatewayRequest, Identity } from '../../../src/domain/decision.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import { Tracing } from '../../../src/telemetry/tracing.js';
-import { AuthenticationError } from '../../../src/errors.js';
+import { AuthenticationError } from '../../../src/domain/errors.js';
 import { logSink, testConfig } from '../../helpers/unit.js';
 
 export { logSink };

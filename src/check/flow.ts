@@ -4,22 +4,22 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/schema.js';
-import type { Admissions, Reservation } from '../exchange/admissions.js';
-import { AuthenticationError, TollgateError } from '../errors.js';
+import type { Admissions, Reservation } from '../handoff/handoff.js';
+import { AuthenticationError, TollgateError } from '../domain/errors.js';
 import { auditLogger, type Logger } from '../telemetry/logger.js';
 import type { CheckTrace, StageOutcome, Tracing } from '../telemetry/tracing.js';
 import { decisionLine, shouldWrite } from './audit.js';
-import { classify } from '../metering/endpoint.js';
+import { classify } from '../request/endpoint.js';
 import { encodeClaimList } from '../identity/claims.js';
 import { extractBearer } from '../identity/token.js';
-import { readBody } from './body.js';
-import { pathProblem } from './canonical.js';
-import { CREDENTIAL_HEADERS, credentialRemovals, tokenInRequest } from './credentials.js';
-import { intern } from './intern.js';
-import { deny } from './denials.js';
+import { readBody } from '../request/body.js';
+import { pathProblem } from '../request/canonical.js';
+import { CREDENTIAL_HEADERS, credentialRemovals, tokenInRequest } from '../request/credentials.js';
+import { intern } from '../handoff/intern.js';
+import { deny } from '../domain/denials.js';
 import type { Responder } from './respond.js';
-import type { RequestContext, Stage } from './stage.js';
-import type { Decision, GatewayRequest, Identity } from './types.js';
+import type { RequestContext, Stage } from './step.js';
+import type { Decision, GatewayRequest, Identity } from '../domain/decision.js';
 
 export { shadowDenialOf, type ShadowDenial } from './audit.js';
 

@@ -2,12 +2,12 @@
  * Token budgets at admission (`tokenBudgets:`). Every budget naming the caller's tenant, one
  * of its groups or the user applies, and the request must have room in all of them. This
  * planner decides what each reserves (the request's worst case: a quick prompt estimate + max
- * output, see metering/estimate.ts; refused or capped when it does not fit, see budget-fit.ts)
+ * output, see metering/estimate.ts; refused or capped when it does not fit, see fit.ts)
  * and words the outcome; the admission stage (admit.ts)
  * reserves in the request's one all-or-nothing store call, together with its rate-limit
  * windows, so a request refused by a rate limit holds no tokens and one refused by a budget
  * uses no window. ext_proc settles the reservation to the real usage afterwards
- * (exchange/ledger.ts).
+ * (budgets/ledger.ts).
  *
  * Keys. One counter per budget and calendar period: `tb:<kind>:<subject>:<period id>`, e.g.
  * `tb:tenant:marketing:2026-11`. A new period is simply a new key, so a budget "resets" at
@@ -18,17 +18,17 @@
  * list or a file upload passes without touching the store.
  */
 import type { Config, FitToBudget, TokenBudgetConfig } from '../config/schema.js';
-import type { Reservation } from '../exchange/admissions.js';
-import { endpointForPath } from '../metering/endpoint.js';
+import type { Reservation } from '../handoff/handoff.js';
+import { endpointForPath } from '../request/endpoint.js';
 import { estimateReservation, type Reservation as Estimate } from '../metering/estimate.js';
-import { periodWindow, type PeriodWindow } from '../metering/period.js';
+import { periodWindow, type PeriodWindow } from './period.js';
 import type { BudgetItem } from '../store/store.js';
-import { nothingToCount, type CounterPlan, type PlanAnswer, type Planner } from './admit.js';
-import { DEFAULT_FIT_TO_BUDGET, fitAmounts, MIN_CAPPED_OUTPUT, outputLimitToWrite } from './budget-fit.js';
-import { deny } from './denials.js';
-import { formatResetDuration, retryAfterSeconds } from './rate-headers.js';
-import type { RequestContext, StageResult } from './stage.js';
-import type { Identity } from './types.js';
+import { nothingToCount, type CounterPlan, type PlanAnswer, type Planner } from '../limits/admit.js';
+import { DEFAULT_FIT_TO_BUDGET, fitAmounts, MIN_CAPPED_OUTPUT, outputLimitToWrite } from './fit.js';
+import { deny } from '../domain/denials.js';
+import { formatResetDuration, retryAfterSeconds } from '../limits/rate-headers.js';
+import type { RequestContext, StageResult } from '../check/step.js';
+import type { Identity } from '../domain/decision.js';
 
 /**
  * How long an unsettled reservation holds its tokens (`metering.reservationTtlSeconds`).

@@ -2,7 +2,7 @@
  * Plain-TypeScript shapes of the decision pipeline. Nothing here knows Envoy: the edge
  * adapters convert CheckRequest → GatewayRequest and Decision → CheckResponse.
  */
-import type { ReasonCode } from '../errors.js';
+import type { ReasonCode } from './errors.js';
 
 /** An HTTP request as the gateway sees it at admission. */
 export interface GatewayRequest {

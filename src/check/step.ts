@@ -2,15 +2,15 @@
  * The contract every post-authentication stage fulfils. A stage sees plain objects only.
  */
 import type { Config } from '../config/schema.js';
-import type { EndpointInfo } from '../metering/endpoint.js';
-import type { Reservation } from '../exchange/admissions.js';
-import type { Denial, GatewayRequest, Identity } from './types.js';
+import type { EndpointInfo } from '../request/endpoint.js';
+import type { Reservation } from '../handoff/handoff.js';
+import type { Denial, GatewayRequest, Identity } from '../domain/decision.js';
 
 /** Everything later stages know about an authenticated request. */
 export interface RequestContext {
   readonly request: GatewayRequest;
   readonly identity: Identity;
-  /** The endpoint catalogue's entry for the request (metering/endpoint.ts). */
+  /** The endpoint catalogue's entry for the request (request/endpoint.ts). */
   readonly endpoint: EndpointInfo;
   /** The JSON body's `model`, when the body is a JSON object with a string model. */
   readonly model?: string;

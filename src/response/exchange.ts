@@ -8,7 +8,7 @@
  * Processing modes, chosen for the least added latency (docs/metering.md): the base mode sends
  * headers only; bodies are asked for per request, and only when needed:
  * - request body BUFFERED only when `include_usage` must be injected or the admission's output
- *   limit written (pipeline/budget-fit.ts). The limit is what keeps a request within the
+ *   limit written (budgets/fit.ts). The limit is what keeps a request within the
  *   tokens its budgets reserved, so writing it fails closed: a body that cannot carry it is
  *   answered with a 500 from here and never reaches the upstream;
  * - response body STREAMED for SSE (each chunk waits for our answer; that is the cost of being
@@ -26,14 +26,14 @@ import type {
 import { DEFAULT_PROCESSING_MODE } from '../edge/processing-mode.js';
 import type { BodySendMode, ProcessingModeSpec } from '../edge/processing-mode.js';
 import { BodyDecoder, decoderKind } from '../metering/decode.js';
-import { endpointForPath, type Endpoint } from '../metering/endpoint.js';
+import { endpointForPath, type Endpoint } from '../request/endpoint.js';
 import { estimatePrompt } from '../metering/estimate.js';
 import { promptTokens, ResponseMeter } from '../metering/meter.js';
 import { hasOutputLimit, injectsUsage, rewriteRequest } from '../metering/request-rewrite.js';
-import { deny, envelope } from '../pipeline/denials.js';
+import { deny, envelope } from '../domain/denials.js';
 import type { Usage } from '../metering/usage.js';
-import type { Identity } from '../pipeline/types.js';
-import type { Admission } from './admissions.js';
+import type { Identity } from '../domain/decision.js';
+import type { Admission } from '../handoff/handoff.js';
 import { isModelList, ModelListRewriter } from './models.js';
 
 /**

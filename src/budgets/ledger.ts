@@ -15,13 +15,13 @@
  * wrong moment loses no tokens.
  */
 import type { Config } from '../config/schema.js';
-import { endpointForPath, type Endpoint } from '../metering/endpoint.js';
+import { endpointForPath, type Endpoint } from '../request/endpoint.js';
 import type { Usage } from '../metering/usage.js';
-import { budgetName } from '../pipeline/budget-reserve.js';
+import { budgetName } from './planner.js';
 import type { Degraded, Store } from '../store/store.js';
 import { auditLogger, type Logger } from '../telemetry/logger.js';
 import type { UsageMetrics } from '../telemetry/metrics.js';
-import type { Admission } from './admissions.js';
+import type { Admission } from '../handoff/handoff.js';
 
 /** How the exchange ended, as ext_proc saw it. */
 export interface SettleOutcome {

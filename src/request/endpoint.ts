@@ -1,6 +1,6 @@
 /**
  * The endpoint catalogue: which OpenAI API a request addresses, and so how the gateway can
- * judge it (DESIGN 1.8). Classified on the canonical path (pipeline/canonical.ts refuses every
+ * judge it (DESIGN 1.8). Classified on the canonical path (request/canonical.ts refuses every
  * other form), case-insensitively, so `/V1/Chat/Completions` is judged as the chat endpoint it
  * would be on a case-insensitive upstream (on a case-sensitive one it is a 404, and judging it
  * strictly costs nothing).

@@ -19,10 +19,10 @@ import { compileGlobs, type GlobMatcher } from '../policy/glob.js';
 import { claimValues, compileMatch, type CompiledMatch } from '../policy/match.js';
 import type { WindowHit, WindowState } from '../store/store.js';
 import { nothingToCount, type CounterPlan, type PlanAnswer, type Planner } from './admit.js';
-import { deny } from './denials.js';
+import { deny } from '../domain/denials.js';
 import { formatResetDuration, retryAfterSeconds } from './rate-headers.js';
-import type { RequestContext, StageResult } from './stage.js';
-import type { Identity } from './types.js';
+import type { RequestContext, StageResult } from '../check/step.js';
+import type { Identity } from '../domain/decision.js';
 
 export const UNIT_MS: Readonly<Record<RateUnit, number>> = {
   second: 1000,

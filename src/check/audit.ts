@@ -4,7 +4,7 @@
  * the upstream key and the prompt cannot reach the log, whatever a caller sends.
  * docs/observability.md is the field reference.
  */
-import type { Decision, GatewayRequest, Identity } from './types.js';
+import type { Decision, GatewayRequest, Identity } from '../domain/decision.js';
 
 /** A would-be denial recorded by the authorize stage on an allowed request (shadow mode). */
 export interface ShadowDenial {

@@ -15,7 +15,7 @@
  *
  * A limit is only a bound when the upstream sees it, so whenever budgets apply and the
  * request's own limit is missing or too large, the admitted limit is written into the request
- * body by ext_proc (exchange/processor.ts) before it goes upstream.
+ * body by ext_proc (response/exchange.ts) before it goes upstream.
  *
  * Both are decided in the admission's one store call (`minAmount` in the BudgetItem), with no
  * extra round trip and no tokenizer.

@@ -13,11 +13,11 @@
  *   reservation (`n`, `best_of`, `max_*tokens`, `stream`) must have their JSON types, so a
  *   lenient upstream cannot coerce `"n": "5"` into five paid choices we counted as one.
  */
-import { isWriteMethod, type EndpointInfo } from '../metering/endpoint.js';
-import { duplicateMember, scanObject } from '../metering/json-scan.js';
+import { isWriteMethod, type EndpointInfo } from './endpoint.js';
+import { duplicateMember, scanObject } from './json-scan.js';
 import { modelProblem } from './canonical.js';
-import { deny } from './denials.js';
-import type { Denial, GatewayRequest } from './types.js';
+import { deny } from '../domain/denials.js';
+import type { Denial, GatewayRequest } from '../domain/decision.js';
 
 export type BodyResult =
   | { readonly ok: true; readonly json?: unknown; readonly model?: string }

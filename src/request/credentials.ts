@@ -5,8 +5,8 @@
  * header or query value holding the verified token itself. A token in the path or the body
  * cannot be cut out by ext_authz, so the request is refused instead.
  */
-import type { Denial, GatewayRequest } from './types.js';
-import { deny } from './denials.js';
+import type { Denial, GatewayRequest } from '../domain/decision.js';
+import { deny } from '../domain/denials.js';
 
 /**
  * Headers removed from every request toward the upstream: other API-key conventions (Azure,

@@ -2,8 +2,8 @@
  * Reason → HTTP status, OpenAI error envelope and extra headers. The one place that shapes a
  * refusal, so every deny looks alike to SDKs and operators.
  */
-import type { ReasonCode } from '../errors.js';
-import type { Denial } from './types.js';
+import type { ReasonCode } from './errors.js';
+import type { Denial } from './decision.js';
 
 interface Shape {
   readonly status: Denial['status'];

@@ -11,8 +11,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config, TokenBudgetConfig } from '../config/schema.js';
-import { periodWindow } from '../metering/period.js';
-import { budgetKey, budgetSubject, type BudgetKind } from '../pipeline/budget-reserve.js';
+import { periodWindow } from './period.js';
+import { budgetKey, budgetSubject, type BudgetKind } from './planner.js';
 import type { Store } from '../store/store.js';
 
 /** One budget as the endpoint and `tollgate budget` show it. */

@@ -10,9 +10,9 @@ import {
   evaluatePolicy,
   type CompiledPolicy,
 } from '../policy/rules.js';
-import { deny } from './denials.js';
-import type { Identity } from './types.js';
-import type { RequestContext, Stage, StageResult } from './stage.js';
+import { deny } from '../domain/denials.js';
+import type { Identity } from '../domain/decision.js';
+import type { RequestContext, Stage, StageResult } from './step.js';
 
 export { allowedModels, DEFAULT_RULE } from '../policy/rules.js';
 

@@ -16,8 +16,8 @@ import type {
   WindowHit,
   WindowState,
 } from '../store/store.js';
-import type { RequestContext, Stage, StageGrant, StageResult } from './stage.js';
-import type { Denial } from './types.js';
+import type { RequestContext, Stage, StageGrant, StageResult } from '../check/step.js';
+import type { Denial } from '../domain/decision.js';
 
 /** A plan's share of the store's answer: its own windows and budgets, in its own order. */
 export interface PlanAnswer {
