@@ -28,7 +28,7 @@ import { DEFAULT_FIT_TO_BUDGET, fitAmounts, MIN_CAPPED_OUTPUT, outputLimitToWrit
 import { deny } from '../domain/denials.js';
 import { formatResetDuration, retryAfterSeconds } from '../limits/rate-headers.js';
 import type { RequestContext, StageResult } from '../check/step.js';
-import type { Identity } from '../domain/decision.js';
+import type { Identity } from '../domain/identity.js';
 
 /**
  * How long an unsettled reservation holds its tokens (`metering.reservationTtlSeconds`).

@@ -4,7 +4,9 @@
  * the upstream key and the prompt cannot reach the log, whatever a caller sends.
  * docs/observability.md is the field reference.
  */
-import type { Decision, GatewayRequest, Identity } from '../domain/decision.js';
+import type { Decision } from '../domain/decision.js';
+import type { InboundRequest } from '../domain/request.js';
+import type { Identity } from '../domain/identity.js';
 
 /** A would-be denial recorded by the authorize stage on an allowed request (shadow mode). */
 export interface ShadowDenial {
@@ -68,7 +70,7 @@ export interface AuditContext {
 
 /** The fields of the decision line (pino adds time, level, service and msg). */
 export function decisionLine(
-  request: GatewayRequest,
+  request: InboundRequest,
   decision: Decision,
   c: AuditContext,
 ): Record<string, unknown> {

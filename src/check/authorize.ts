@@ -11,7 +11,7 @@ import {
   type CompiledPolicy,
 } from '../policy/rules.js';
 import { deny } from '../domain/denials.js';
-import type { Identity } from '../domain/decision.js';
+import type { Identity } from '../domain/identity.js';
 import type { RequestContext, Stage, StageResult } from './step.js';
 
 export { allowedModels, DEFAULT_RULE } from '../policy/rules.js';

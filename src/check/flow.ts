@@ -19,7 +19,9 @@ import { intern } from '../handoff/intern.js';
 import { deny } from '../domain/denials.js';
 import type { Responder } from './respond.js';
 import type { RequestContext, Stage } from './step.js';
-import type { Decision, GatewayRequest, Identity } from '../domain/decision.js';
+import type { Decision } from '../domain/decision.js';
+import type { InboundRequest } from '../domain/request.js';
+import type { Identity } from '../domain/identity.js';
 
 export { shadowDenialOf, type ShadowDenial } from './audit.js';
 
@@ -90,7 +92,7 @@ export class Gateway {
     this.reservationObservers.push(observer);
   }
 
-  async decide(request: GatewayRequest): Promise<Decision> {
+  async decide(request: InboundRequest): Promise<Decision> {
     const started = performance.now();
     const probe: Probe = {
       trace: this.deps.tracing?.startCheck(request.headers, {
@@ -151,7 +153,7 @@ export class Gateway {
     }
   }
 
-  private async run(request: GatewayRequest, probe: Probe): Promise<{ decision: Decision; model?: string }> {
+  private async run(request: InboundRequest, probe: Probe): Promise<{ decision: Decision; model?: string }> {
     // One canonical request (DESIGN 1.8): a path in any other form is refused, never judged.
     const badPath = pathProblem(request.path);
     if (badPath !== undefined) return { decision: { deny: deny('invalid_path', `${badPath}; send the plain path`) } };
@@ -248,7 +250,7 @@ export class Gateway {
     };
   }
 
-  private audit(request: GatewayRequest, decision: Decision, model: string | undefined, latencyMs: number, probe: Probe): void {
+  private audit(request: InboundRequest, decision: Decision, model: string | undefined, latencyMs: number, probe: Probe): void {
     const sample = this.deps.config.logging.sampleAllowed ?? 1;
     if (!shouldWrite(decision, sample, this.deps.random ?? Math.random)) return;
     const line = decisionLine(request, decision, {

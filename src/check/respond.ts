@@ -5,7 +5,7 @@
  */
 import type { Config } from '../config/schema.js';
 import { claimHeaderValue, trustedClaim } from '../identity/claims.js';
-import type { Identity } from '../domain/decision.js';
+import type { Identity } from '../domain/identity.js';
 
 /** Resolved upstream credentials: the default key and per-tenant overrides. */
 export interface UpstreamCredentials {

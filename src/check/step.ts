@@ -4,11 +4,13 @@
 import type { Config } from '../config/schema.js';
 import type { EndpointInfo } from '../request/endpoint.js';
 import type { Reservation } from '../handoff/handoff.js';
-import type { Denial, GatewayRequest, Identity } from '../domain/decision.js';
+import type { Denial } from '../domain/decision.js';
+import type { InboundRequest } from '../domain/request.js';
+import type { Identity } from '../domain/identity.js';
 
 /** Everything later stages know about an authenticated request. */
 export interface RequestContext {
-  readonly request: GatewayRequest;
+  readonly request: InboundRequest;
   readonly identity: Identity;
   /** The endpoint catalogue's entry for the request (request/endpoint.ts). */
   readonly endpoint: EndpointInfo;

@@ -6,7 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { errorText, parseConfig } from '../config/load.js';
-import { ConfigError } from '../domain/errors.js';
+import { ConfigError } from '../config/problems.js';
 
 function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? '' : 's'}`;

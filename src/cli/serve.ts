@@ -2,7 +2,7 @@
 import { App } from '../app.js';
 import { loadConfigFile } from '../config/load.js';
 import { watchConfig } from '../config/watch.js';
-import { ConfigError } from '../domain/errors.js';
+import { ConfigError } from '../config/problems.js';
 import { createLogger, type Logger } from '../telemetry/logger.js';
 import { stderr, stdout } from '../telemetry/output.js';
 import { exitWithin, untilSignal } from './signals.js';

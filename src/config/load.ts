@@ -4,8 +4,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { LineCounter, parseDocument } from 'yaml';
-import { ConfigError } from '../domain/errors.js';
-import type { ConfigProblem } from '../domain/errors.js';
+import { ConfigError } from './problems.js';
+import type { ConfigProblem } from './problems.js';
 import type { Config } from './schema.js';
 import { readAuthentication } from './validate-auth.js';
 import { cursor, describe, isNull, lineOf, readMap, report } from './validate-core.js';

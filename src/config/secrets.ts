@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { ConfigError } from '../domain/errors.js';
+import { ConfigError } from './problems.js';
 import type { Config, SecretRef } from './schema.js';
 import { keyPath, setOwn } from './validate-core.js';
 

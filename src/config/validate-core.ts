@@ -7,7 +7,7 @@
  */
 import { isAlias, isMap, isScalar, isSeq } from 'yaml';
 import type { Document, LineCounter, Node } from 'yaml';
-import type { ConfigProblem } from '../domain/errors.js';
+import type { ConfigProblem } from './problems.js';
 import { suggestion } from './validate-suggest.js';
 
 export interface Ctx {

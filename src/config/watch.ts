@@ -12,7 +12,7 @@ import { readFileSync, realpathSync, watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { ConfigError } from '../domain/errors.js';
+import { ConfigError } from './problems.js';
 import { errorText, parseConfig } from './load.js';
 import type { Config } from './schema.js';
 

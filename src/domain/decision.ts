@@ -1,43 +1,9 @@
 /**
- * Plain-TypeScript shapes of the decision pipeline. Nothing here knows Envoy: the edge
- * adapters convert CheckRequest → GatewayRequest and Decision → CheckResponse.
+ * What the Check decides, in plain TypeScript: a Decision is an Allowance or a Denial. Nothing
+ * here knows Envoy; the edge renders a Decision as a CheckResponse.
  */
 import type { ReasonCode } from './errors.js';
-
-/** An HTTP request as the gateway sees it at admission. */
-export interface GatewayRequest {
-  /** Envoy's x-request-id (or a generated id). */
-  readonly id: string;
-  readonly method: string;
-  /** Path without the query string, as Envoy sent it (canonical only once checked). */
-  readonly path: string;
-  /** The query string without its `?`, when the request target has one. */
-  readonly query?: string;
-  /** Lower-case header names; repeated headers comma-joined by Envoy. */
-  readonly headers: Readonly<Record<string, string>>;
-  /**
-   * Request body as buffered by Envoy, when any: bytes when Envoy packs it as bytes (our
-   * bootstraps do, so invalid UTF-8 can be refused), text otherwise.
-   */
-  readonly body?: string | Buffer;
-  /** Source IP when known. */
-  readonly sourceIp?: string;
-}
-
-/** The verified caller. */
-export interface Identity {
-  readonly provider: string;
-  readonly issuer: string;
-  readonly subject: string;
-  /** Value of the provider's `claims.user` mapping (falls back to `sub`). */
-  readonly user: string;
-  readonly groups: readonly string[];
-  readonly tenant?: string;
-  /** The verified payload, for claim-path lookups. */
-  readonly claims: Readonly<Record<string, unknown>>;
-  /** Token expiry, epoch seconds. */
-  readonly expiresAt: number;
-}
+import type { Identity } from './identity.js';
 
 /** A refusal, shaped once and rendered by the edge into Envoy's denied response. */
 export interface Denial {

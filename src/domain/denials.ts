@@ -1,6 +1,7 @@
 /**
- * Reason → HTTP status, OpenAI error envelope and extra headers. The one place that shapes a
- * refusal, so every deny looks alike to SDKs and operators.
+ * Reason → HTTP status, OpenAI error type and code, and extra headers. The one place that
+ * shapes a refusal, so every deny looks alike to SDKs and operators; edge/envelope.ts renders
+ * it as the OpenAI error body.
  */
 import type { ReasonCode } from './errors.js';
 import type { Denial } from './decision.js';
@@ -67,11 +68,4 @@ export function deny(
     headers,
     ...(extra.rule !== undefined ? { rule: extra.rule } : {}),
   };
-}
-
-/** The OpenAI error envelope body for a denial. */
-export function envelope(denial: Denial): string {
-  return JSON.stringify({
-    error: { message: denial.message, type: denial.type, param: null, code: denial.code },
-  });
 }

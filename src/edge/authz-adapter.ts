@@ -1,10 +1,12 @@
 /**
- * Keeps Envoy at the door: CheckRequest → GatewayRequest on the way in, Decision →
+ * Keeps Envoy at the door: CheckRequest → InboundRequest on the way in, Decision →
  * CheckResponse on the way out. No decision logic lives here.
  */
 import { randomUUID } from 'node:crypto';
-import { deny, envelope } from '../domain/denials.js';
-import type { Decision, Denial, GatewayRequest } from '../domain/decision.js';
+import { deny } from '../domain/denials.js';
+import { envelope } from './envelope.js';
+import type { Decision, Denial } from '../domain/decision.js';
+import type { InboundRequest } from '../domain/request.js';
 import { toStruct } from './protos.js';
 import type {
   AttributeHttpRequest,
@@ -26,7 +28,7 @@ const GRPC_CODE_BY_HTTP: Readonly<Record<Denial['status'], number>> = {
 };
 
 /** CheckRequest (as Envoy sends it) → the plain request the pipeline sees. */
-export function toGatewayRequest(check: CheckRequest): GatewayRequest {
+export function toGatewayRequest(check: CheckRequest): InboundRequest {
   const attributes = check.attributes ?? {};
   const http = attributes.request?.http ?? {};
   const headers = lowerCaseHeaders(http);

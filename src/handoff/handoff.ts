@@ -6,7 +6,7 @@
  * after `ttlMs`; their budget reservations also expire in the store on their own.
  */
 import type { BudgetRef } from '../store/store.js';
-import type { Identity } from '../domain/decision.js';
+import type { Identity } from '../domain/identity.js';
 
 /** Tokens reserved at admission in every applicable budget. */
 export interface Reservation {

@@ -4,7 +4,7 @@
 import type { JWTPayload } from 'jose';
 import type { ProviderConfig } from '../config/schema.js';
 import { AuthenticationError } from '../domain/errors.js';
-import type { Identity } from '../domain/decision.js';
+import type { Identity } from '../domain/identity.js';
 import { claimStrings, describeValue, getClaim, trustedClaim } from './claims.js';
 
 function deepFreeze<T>(value: T): T {

@@ -3,7 +3,7 @@
  * a usable credential. A hit spares the signature check; expiry is re-checked on every hit.
  */
 import { createHash } from 'node:crypto';
-import type { Identity } from '../domain/decision.js';
+import type { Identity } from '../domain/identity.js';
 
 export function tokenHash(token: string): string {
   return createHash('sha256').update(token).digest('base64url');

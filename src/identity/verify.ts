@@ -6,7 +6,7 @@
 import { errors, jwtVerify, type JWTPayload } from 'jose';
 import type { ProviderConfig } from '../config/schema.js';
 import { AuthenticationError } from '../domain/errors.js';
-import type { Identity } from '../domain/decision.js';
+import type { Identity } from '../domain/identity.js';
 import { describeValue } from './claims.js';
 import { toIdentity } from './mapping.js';
 import { KeySource, type FetchFn, type IdentityLogger, type KeySourceStats } from './jwks.js';

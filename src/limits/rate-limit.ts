@@ -22,7 +22,7 @@ import { nothingToCount, type CounterPlan, type PlanAnswer, type Planner } from 
 import { deny } from '../domain/denials.js';
 import { formatResetDuration, retryAfterSeconds } from './rate-headers.js';
 import type { RequestContext, StageResult } from '../check/step.js';
-import type { Identity } from '../domain/decision.js';
+import type { Identity } from '../domain/identity.js';
 
 export const UNIT_MS: Readonly<Record<RateUnit, number>> = {
   second: 1000,

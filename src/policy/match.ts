@@ -7,7 +7,7 @@
  */
 import type { RequestMatch } from '../config/schema.js';
 import { claimStrings, trustedClaim } from '../identity/claims.js';
-import type { Identity } from '../domain/decision.js';
+import type { Identity } from '../domain/identity.js';
 import { compileGlobs, type GlobMatcher } from './glob.js';
 
 /** What a match is evaluated against. */

@@ -15,7 +15,7 @@
  */
 import type { AuthorizationConfig, AuthorizationRule } from '../config/schema.js';
 import type { ReasonCode } from '../domain/errors.js';
-import type { Identity } from '../domain/decision.js';
+import type { Identity } from '../domain/identity.js';
 import { compileMatch, type CompiledMatch, type MatchInput } from './match.js';
 
 /** Name reported for decisions made by `authorization.default`. */

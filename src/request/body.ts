@@ -17,7 +17,8 @@ import { isWriteMethod, type EndpointInfo } from './endpoint.js';
 import { duplicateMember, scanObject } from './json-scan.js';
 import { modelProblem } from './canonical.js';
 import { deny } from '../domain/denials.js';
-import type { Denial, GatewayRequest } from '../domain/decision.js';
+import type { Denial } from '../domain/decision.js';
+import type { InboundRequest } from '../domain/request.js';
 
 export type BodyResult =
   | { readonly ok: true; readonly json?: unknown; readonly model?: string }
@@ -76,7 +77,7 @@ function sizingProblem(body: Readonly<Record<string, unknown>>): string | undefi
  * are parsed; anything else (no body, multipart uploads, …) passes with nothing to judge.
  * `model` is set when the body is an object whose `model` is a string.
  */
-export function readBody(request: GatewayRequest, endpoint: EndpointInfo): BodyResult {
+export function readBody(request: InboundRequest, endpoint: EndpointInfo): BodyResult {
   // Reads, deletes and the like make no model work whatever their body says (endpoint.ts).
   if (!isWriteMethod(request.method)) return { ok: true };
   const raw = request.body;

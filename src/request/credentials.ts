@@ -5,7 +5,8 @@
  * header or query value holding the verified token itself. A token in the path or the body
  * cannot be cut out by ext_authz, so the request is refused instead.
  */
-import type { Denial, GatewayRequest } from '../domain/decision.js';
+import type { Denial } from '../domain/decision.js';
+import type { InboundRequest } from '../domain/request.js';
 import { deny } from '../domain/denials.js';
 
 /**
@@ -56,7 +57,7 @@ function decodeParam(value: string): string {
 }
 
 /** Headers and query parameters of `request` that carry `token` or a key by name. */
-export function credentialRemovals(request: GatewayRequest, token: string): CredentialRemovals {
+export function credentialRemovals(request: InboundRequest, token: string): CredentialRemovals {
   const headers: string[] = [];
   for (const [name, value] of Object.entries(request.headers)) {
     if (!KEPT.has(name) && value.includes(token)) headers.push(name);
@@ -85,7 +86,7 @@ export function credentialRemovals(request: GatewayRequest, token: string): Cred
 }
 
 /** A refusal when the token rides where it cannot be removed: the path or the body. */
-export function tokenInRequest(request: GatewayRequest, token: string): Denial | undefined {
+export function tokenInRequest(request: InboundRequest, token: string): Denial | undefined {
   if (request.path.includes(token))
     return deny(
       'invalid_path',

@@ -30,9 +30,10 @@ import { endpointForPath, type Endpoint } from '../request/endpoint.js';
 import { estimatePrompt } from '../metering/estimate.js';
 import { promptTokens, ResponseMeter } from '../metering/meter.js';
 import { hasOutputLimit, injectsUsage, rewriteRequest } from '../metering/request-rewrite.js';
-import { deny, envelope } from '../domain/denials.js';
+import { deny } from '../domain/denials.js';
+import { envelope } from '../edge/envelope.js';
 import type { Usage } from '../metering/usage.js';
-import type { Identity } from '../domain/decision.js';
+import type { Identity } from '../domain/identity.js';
 import type { Admission } from '../handoff/handoff.js';
 import { isModelList, ModelListRewriter } from './models.js';
 

@@ -20,7 +20,8 @@ import type {
   ProcessingRequest,
   ProcessingResponse,
 } from '../edge/protos.js';
-import type { Decision, GatewayRequest } from '../domain/decision.js';
+import type { Decision } from '../domain/decision.js';
+import type { InboundRequest } from '../domain/request.js';
 import { HealthState } from './health.js';
 
 /** How often shutdown looks whether the work in flight is done. */
@@ -32,7 +33,7 @@ const MAX_RECEIVE_BYTES = 8 * 1024 * 1024;
 export interface GrpcServerOptions {
   /** host:port; port 0 takes a free port (the handle reports the real one). */
   readonly address: string;
-  authorize(req: GatewayRequest): Promise<Decision>;
+  authorize(req: InboundRequest): Promise<Decision>;
   /** A fresh processor for each ext_proc stream (one per HTTP request). */
   newExchange(): ExchangeProcessor;
   readonly health?: { ready(): boolean };

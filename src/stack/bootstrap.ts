@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { DEFAULT_PROCESSING_MODE, toModeConfig } from '../edge/processing-mode.js';
 import type { ProcessingModeSpec } from '../edge/processing-mode.js';
 import { CREDENTIAL_HEADERS } from '../request/credentials.js';
-import { deny, envelope } from '../domain/denials.js';
+import { deny } from '../domain/denials.js';
+import { envelope } from '../edge/envelope.js';
 
 export interface BootstrapOptions {
   /** Tollgate's gRPC port (ext_authz + ext_proc). */

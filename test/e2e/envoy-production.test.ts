@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
 import { deny } from '../../src/domain/denials.js';
-import type { Decision, GatewayRequest } from '../../src/domain/decision.js';
+import type { Decision } from '../../src/domain/decision.js';
+import type { InboundRequest } from '../../src/domain/request.js';
 import { startGrpcServer } from '../../src/server/grpc.js';
 import { renderBootstrap } from '../../src/stack/bootstrap.js';
 import { findEnvoyBinary } from '../../src/stack/envoy.js';
@@ -174,7 +175,7 @@ describe('Envoy bootstraps', function () {
       ingressUrl = `http://127.0.0.1:${ports.ingress}`;
     });
 
-    function decide(req: GatewayRequest): Promise<Decision> {
+    function decide(req: InboundRequest): Promise<Decision> {
       if (req.headers['authorization'] !== `Bearer ${token}`)
         return Promise.resolve({ deny: deny('missing_token', 'No token.') });
       const identity = {

@@ -7,7 +7,8 @@ import type { IncomingHttpHeaders, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ExchangeProcessor } from '../../src/edge/extproc-adapter.js';
 import type { ProcessingModeSpec } from '../../src/edge/processing-mode.js';
-import type { Decision, GatewayRequest } from '../../src/domain/decision.js';
+import type { Decision } from '../../src/domain/decision.js';
+import type { InboundRequest } from '../../src/domain/request.js';
 import { startGrpcServer } from '../../src/server/grpc.js';
 import type { GrpcServerHandle } from '../../src/server/grpc.js';
 import { startEnvoy } from '../../src/stack/envoy.js';
@@ -73,7 +74,7 @@ export interface Edge {
 /** Tollgate's gRPC server (port 0) + real Envoy (port 0) toward `upstreamUrl`. */
 export async function startEdge(options: {
   upstreamUrl: string;
-  authorize(req: GatewayRequest): Promise<Decision>;
+  authorize(req: InboundRequest): Promise<Decision>;
   newExchange?: () => ExchangeProcessor;
   identityHeaders?: readonly string[];
   processingMode?: ProcessingModeSpec;

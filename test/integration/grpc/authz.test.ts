@@ -1,7 +1,8 @@
 import { expect } from 'chai';
 import type { Client } from '@grpc/grpc-js';
 import { deny } from '../../../src/domain/denials.js';
-import type { Allowance, Decision, GatewayRequest } from '../../../src/domain/decision.js';
+import type { Allowance, Decision } from '../../../src/domain/decision.js';
+import type { InboundRequest } from '../../../src/domain/request.js';
 import { startGrpcServer } from '../../../src/server/grpc.js';
 import type { GrpcServerHandle } from '../../../src/server/grpc.js';
 import { authzClient, unary } from './clients.js';
@@ -61,8 +62,8 @@ const allowance: Allowance = {
 describe('ext_authz over gRPC', () => {
   let server: GrpcServerHandle;
   let client: Client;
-  let seen: GatewayRequest[] = [];
-  let next: (req: GatewayRequest) => Promise<Decision> = () =>
+  let seen: InboundRequest[] = [];
+  let next: (req: InboundRequest) => Promise<Decision> = () =>
     Promise.resolve({ allow: allowance });
 
   before(async () => {
@@ -88,7 +89,7 @@ describe('ext_authz over gRPC', () => {
   const check = (http: Record<string, unknown>) =>
     unary<WireCheckResponse>(client, 'Check', checkRequest(http));
 
-  it('turns the CheckRequest into a plain GatewayRequest', async () => {
+  it('turns the CheckRequest into a plain InboundRequest', async () => {
     await check({
       path: '/v1/chat/completions?api-version=1',
       headers: {

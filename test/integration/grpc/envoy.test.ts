@@ -6,8 +6,10 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { AUTHZ_NAMESPACE } from '../../../src/edge/extproc-adapter.js';
 import { ADMISSION_KEY } from '../../../src/response/exchange.js';
-import { deny, envelope } from '../../../src/domain/denials.js';
-import type { Allowance, Decision, GatewayRequest } from '../../../src/domain/decision.js';
+import { deny } from '../../../src/domain/denials.js';
+import { envelope } from '../../../src/edge/envelope.js';
+import type { Allowance, Decision } from '../../../src/domain/decision.js';
+import type { InboundRequest } from '../../../src/domain/request.js';
 import { renderBootstrap, upstreamCluster } from '../../../src/stack/bootstrap.js';
 import type { BootstrapOptions } from '../../../src/stack/bootstrap.js';
 import { findEnvoyBinary } from '../../../src/stack/envoy.js';
@@ -160,7 +162,7 @@ describe('real Envoy in front of the gRPC server', () => {
     edge = await startEdge({
       upstreamUrl: upstream.url,
       identityHeaders: ['x-user-id', 'x-user-email'],
-      authorize: (req: GatewayRequest): Promise<Decision> =>
+      authorize: (req: InboundRequest): Promise<Decision> =>
         Promise.resolve(
           req.headers['authorization'] === 'Bearer good'
             ? { allow: allowance }

@@ -2,7 +2,7 @@
 import type { Config, FitToBudget, TokenBudgetConfig } from '../../../src/config/schema.js';
 import { classify } from '../../../src/request/endpoint.js';
 import type { RequestContext } from '../../../src/check/step.js';
-import type { Identity } from '../../../src/domain/decision.js';
+import type { Identity } from '../../../src/domain/identity.js';
 import { testConfig } from '../../helpers/unit.js';
 
 export { logSink } from '../../helpers/unit.js';

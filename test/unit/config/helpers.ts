@@ -1,8 +1,8 @@
 /** Shared helpers of the config unit tests. */
 import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../../../src/config/load.js';
-import { ConfigError } from '../../../src/domain/errors.js';
-import type { ConfigProblem } from '../../../src/domain/errors.js';
+import { ConfigError } from '../../../src/config/problems.js';
+import type { ConfigProblem } from '../../../src/config/problems.js';
 
 export const FIXTURES = fileURLToPath(new URL('../../fixtures/configs/', import.meta.url));
 

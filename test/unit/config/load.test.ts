@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { join } from 'node:path';
 import { loadConfigFile, parseConfig } from '../../../src/config/load.js';
 import { DEFAULT_ALGORITHMS } from '../../../src/config/schema.js';
-import { ConfigError } from '../../../src/domain/errors.js';
+import { ConfigError } from '../../../src/config/problems.js';
 import { FIXTURES, MINIMAL } from './helpers.js';
 
 describe('config/load: valid files', () => {

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../../src/config/load.js';
-import { ConfigError } from '../../../src/domain/errors.js';
+import { ConfigError } from '../../../src/config/problems.js';
 import { FIXTURES } from './helpers.js';
 
 function assertOnlyConfigError(text: string): void {

@@ -8,7 +8,7 @@ import {
   resolveSecretSync,
   resolveUpstreamSecrets,
 } from '../../../src/config/secrets.js';
-import { ConfigError } from '../../../src/domain/errors.js';
+import { ConfigError } from '../../../src/config/problems.js';
 import { MINIMAL } from './helpers.js';
 
 async function rejection(p: Promise<unknown>): Promise<ConfigError> {

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseConfig } from '../../../src/config/load.js';
-import { ConfigError } from '../../../src/domain/errors.js';
+import { ConfigError } from '../../../src/config/problems.js';
 import { FIXTURES, MINIMAL, describeProblems, problemsOf } from './helpers.js';
 
 const fixture = (name: string): string => readFileSync(join(FIXTURES, name), 'utf8');

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Config } from '../../../src/config/schema.js';
 import { watchConfig } from '../../../src/config/watch.js';
 import type { ConfigWatcher } from '../../../src/config/watch.js';
-import type { ConfigError } from '../../../src/domain/errors.js';
+import type { ConfigError } from '../../../src/config/problems.js';
 
 /** A valid file whose first provider is named `name`, so each version is recognizable. */
 const version = (name: string): string => `authentication:

@@ -13,7 +13,8 @@ import {
   type HeaderValueOption,
 } from '../../../src/edge/protos.js';
 import { deny } from '../../../src/domain/denials.js';
-import type { Decision, Identity } from '../../../src/domain/decision.js';
+import type { Decision } from '../../../src/domain/decision.js';
+import type { Identity } from '../../../src/domain/identity.js';
 
 const check = services().authorization['Check'] as unknown as {
   responseSerialize(value: CheckResponse): Buffer;

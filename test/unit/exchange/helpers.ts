@@ -7,7 +7,7 @@ import type {
 import { Admissions, type Admission } from '../../../src/handoff/handoff.js';
 import type { ReleaseReason, SettleInfo, UsageLedger } from '../../../src/response/exchange.js';
 import type { Usage } from '../../../src/metering/usage.js';
-import type { Identity } from '../../../src/domain/decision.js';
+import type { Identity } from '../../../src/domain/identity.js';
 
 export const IDENTITY: Identity = {
   provider: 'main-idp',

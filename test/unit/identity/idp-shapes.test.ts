@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import type { ClaimMapping } from '../../../src/config/schema.js';
 import { DevIssuer } from '../../../src/dev/issuer.js';
 import { Authenticator } from '../../../src/identity/verify.js';
-import type { Identity } from '../../../src/domain/decision.js';
+import type { Identity } from '../../../src/domain/identity.js';
 import { testProvider } from '../../helpers/tokens.js';
 
 describe('identity: claim mapping for real IdP token shapes', () => {

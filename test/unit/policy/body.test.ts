@@ -1,13 +1,13 @@
 import { expect } from 'chai';
 import { classify } from '../../../src/request/endpoint.js';
 import { readBody, type BodyResult } from '../../../src/request/body.js';
-import type { GatewayRequest } from '../../../src/domain/decision.js';
+import type { InboundRequest } from '../../../src/domain/request.js';
 import { request } from './helpers.js';
 
 const json = { 'content-type': 'application/json' };
 
 /** readBody with the catalogue entry of the request, as the pipeline calls it. */
-function read(req: GatewayRequest): BodyResult {
+function read(req: InboundRequest): BodyResult {
   return readBody(req, classify(req.method, req.path));
 }
 

@@ -7,7 +7,8 @@ import type {
 } from '../../../src/config/schema.js';
 import { classify } from '../../../src/request/endpoint.js';
 import type { RequestContext } from '../../../src/check/step.js';
-import type { GatewayRequest, Identity } from '../../../src/domain/decision.js';
+import type { InboundRequest } from '../../../src/domain/request.js';
+import type { Identity } from '../../../src/domain/identity.js';
 import { testConfig } from '../../helpers/unit.js';
 
 export function identity(overrides: Partial<Identity> = {}): Identity {
@@ -44,7 +45,7 @@ export function authz(
   return { default: options.default ?? 'allow', mode: options.mode ?? 'enforce', rules };
 }
 
-export function request(overrides: Partial<GatewayRequest> = {}): GatewayRequest {
+export function request(overrides: Partial<InboundRequest> = {}): InboundRequest {
   return { id: 'req-1', method: 'POST', path: '/v1/chat/completions', headers: {}, ...overrides };
 }
 

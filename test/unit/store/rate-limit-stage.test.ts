@@ -8,7 +8,7 @@ import {
 } from '../../../src/limits/rate-limit.js';
 import { classify } from '../../../src/request/endpoint.js';
 import type { RequestContext, StageResult } from '../../../src/check/step.js';
-import type { Identity } from '../../../src/domain/decision.js';
+import type { Identity } from '../../../src/domain/identity.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { AdmitRequest, AdmitResult, Store, WindowHit } from '../../../src/store/store.js';
 import { hitWindows } from './admit-helpers.js';

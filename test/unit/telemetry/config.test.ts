@@ -1,7 +1,7 @@
 /** The observability keys: `logging.sampleAllowed` and the `metrics:` section. */
 import { expect } from 'chai';
 import { parseConfig } from '../../../src/config/load.js';
-import { ConfigError } from '../../../src/domain/errors.js';
+import { ConfigError } from '../../../src/config/problems.js';
 
 const MINIMAL = `authentication:
   - provider: { name: idp, issuer: https://idp.test, clientId: envoy }

@@ -16,7 +16,8 @@ import { BudgetPlanner } from '../../../src/budgets/planner.js';
 import { Gateway, type GatewayDeps } from '../../../src/check/flow.js';
 import { RateLimitPlanner } from '../../../src/limits/rate-limit.js';
 import { Responder } from '../../../src/check/respond.js';
-import type { GatewayRequest, Identity } from '../../../src/domain/decision.js';
+import type { InboundRequest } from '../../../src/domain/request.js';
+import type { Identity } from '../../../src/domain/identity.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import { Tracing } from '../../../src/telemetry/tracing.js';
 import { AuthenticationError } from '../../../src/domain/errors.js';
@@ -128,7 +129,7 @@ export function chat(
   caller: string,
   model = 'gpt-4o-mini',
   headers: Record<string, string> = {},
-): GatewayRequest {
+): InboundRequest {
   return {
     id: `req-${caller}-${model}`,
     method: 'POST',
