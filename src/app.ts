@@ -5,7 +5,7 @@
  */
 import type { Config } from './config/schema.js';
 import { resolveSecret } from './config/secrets.js';
-import { Admissions } from './handoff/handoff.js';
+import { Handoffs } from './handoff/handoff.js';
 import { BudgetLedger } from './budgets/ledger.js';
 import { BASE_PROCESSING_MODE, exchangeFactory } from './response/exchange.js';
 import { Authenticator } from './identity/verify.js';
@@ -69,7 +69,7 @@ interface Generation {
   /** Settles budgets in this generation's store (ext_proc calls it when a response ends). */
   readonly ledger: BudgetLedger;
   /** Made once in start() and handed on, so admissions survive reloads. */
-  readonly admissions: Admissions;
+  readonly handoffs: Handoffs;
   /** This generation's rules, also used by ext_proc to filter `GET /v1/models` per caller. */
   readonly authorize: AuthorizeStage;
   /** Made once in start() and handed on, like admissions. */
@@ -117,10 +117,10 @@ export class App {
     let app: App | undefined;
     // An admission that ext_proc never picked up (the request died between Check and the
     // upstream) gives its reservation back rather than holding it until the store's TTL.
-    const admissions = new Admissions({
-      onExpire: (admission) => void (app?.generation ?? generation).ledger.release(admission, 'not_processed'),
+    const handoffs = new Handoffs({
+      onExpire: (handoff) => void (app?.generation ?? generation).ledger.release(handoff, 'not_processed'),
     });
-    const generation = await App.build(opts.config, opts.logger, metrics, undefined, admissions, tracing);
+    const generation = await App.build(opts.config, opts.logger, metrics, undefined, handoffs, tracing);
     // No tokenizer is loaded here: Checks estimate by bytes, and a rank table (about 15 MiB,
     // ~150 ms to build) is built on the first response that needs counting (metering/bpe.ts).
     const grpc = await startGrpcServer({
@@ -128,7 +128,7 @@ export class App {
       authorize: (req) => (app ? app.generation.gateway.decide(req) : generation.gateway.decide(req)),
       // ext_proc: meters each response and settles its admission with the live ledger.
       newExchange: exchangeFactory({
-        admissions,
+        handoffs,
         ledger: {
           settle: (a, usage, info) => settling.track((app?.generation ?? generation).ledger.settle(a, usage, info)),
           release: (a, reason) => settling.track((app?.generation ?? generation).ledger.release(a, reason)),
@@ -140,7 +140,7 @@ export class App {
       processingMode: BASE_PROCESSING_MODE,
       health: { ready: () => (app ? app.generation.authenticator.ready : false) },
       // A request admitted just before SIGTERM still needs its ext_proc stream to be charged.
-      pendingWork: () => admissions.size,
+      pendingWork: () => handoffs.size,
     });
     const metricsAddress = opts.metricsAddress === undefined ? opts.config.server.metrics : opts.metricsAddress;
     const budget = budgetRoute({
@@ -158,7 +158,7 @@ export class App {
     });
     app = new App(generation, opts.logger, metrics, grpc, metricsServer, { settling, tracing, keyRetry });
     metrics.observeBreaker(() => app?.generation.store.guarded?.stats().state);
-    metrics.observeAdmissions(() => admissions.size);
+    metrics.observeAdmissions(() => handoffs.size);
     metrics.observeJwks(generation.authenticator);
     opts.logger.info({ grpc: grpc.address, metrics: metricsServer?.url }, 'tollgate started');
     return app;
@@ -169,10 +169,10 @@ export class App {
     logger: Logger,
     metrics: Metrics,
     previous: Generation | undefined,
-    admissions: Admissions | undefined = previous?.admissions,
+    handoffs: Handoffs | undefined = previous?.handoffs,
     tracing: Tracing | undefined = previous?.tracing,
   ): Promise<Generation> {
-    if (admissions === undefined || tracing === undefined) throw new Error('App.build needs the shared admissions and tracing');
+    if (handoffs === undefined || tracing === undefined) throw new Error('App.build needs the shared admissions and tracing');
     const authKey = JSON.stringify(config.authentication);
     const authReused = previous !== undefined && previous.authKey === authKey;
     const authenticator = authReused ? previous.authenticator : new Authenticator(config.authentication, { logger });
@@ -214,13 +214,13 @@ export class App {
       stages,
       responder: new Responder(config, await resolveCredentials(config)),
       logger,
-      admissions,
+      handoffs,
       tracing,
     });
     gateway.onDecision((decision, latencyMs) => metrics.recordDecision(decision, latencyMs));
     gateway.onStage((stage, latencyMs, outcome) => metrics.recordStage(stage, latencyMs, outcome));
     gateway.onReservation((reservation) => metrics.reservationOpened(reservation));
-    return { gateway, authenticator, authKey, store, storeKey, ledger, admissions, authorize, tracing };
+    return { gateway, authenticator, authKey, store, storeKey, ledger, handoffs, authorize, tracing };
   }
 
   get config(): Config {
@@ -239,9 +239,9 @@ export class App {
     return this.metricsServer?.url;
   }
 
-  /** Admissions waiting for their ext_proc stream (shared across reloads). */
-  get admissions(): Admissions {
-    return this.generation.admissions;
+  /** Handoffs waiting for their ext_proc stream (shared across reloads). */
+  get handoffs(): Handoffs {
+    return this.generation.handoffs;
   }
 
   /** The ledger of the live store: settle or release each admission once its response ends. */

@@ -21,7 +21,7 @@ import { budgetName } from './planner.js';
 import type { Degraded, Store } from '../store/store.js';
 import { auditLogger, type Logger } from '../telemetry/logger.js';
 import type { UsageMetrics } from '../telemetry/metrics.js';
-import type { Admission } from '../handoff/handoff.js';
+import type { Handoff } from '../handoff/handoff.js';
 
 /** How the exchange ended, as ext_proc saw it. */
 export interface SettleOutcome {
@@ -77,9 +77,9 @@ export class BudgetLedger {
   }
 
   /** Charges `usage.totalTokens` to every reserved budget and writes the audit line. Never throws. */
-  async settle(admission: Admission, usage: Usage, outcome: SettleOutcome): Promise<void> {
+  async settle(handoff: Handoff, usage: Usage, outcome: SettleOutcome): Promise<void> {
     try {
-      const r = admission.reservation;
+      const r = handoff.reservation;
       // However the store call ends, this process holds the reservation no longer.
       if (r !== undefined) this.metrics?.reservationClosed(r);
       let applied: Applied = { settled: true };
@@ -103,7 +103,7 @@ export class BudgetLedger {
           applied = { settled: false, error: errorMessage(err) };
         }
       }
-      this.write(admission, applied, {
+      this.write(handoff, applied, {
         inputTokens: usage.inputTokens,
         outputTokens: usage.outputTokens,
         totalTokens: usage.totalTokens,
@@ -115,16 +115,16 @@ export class BudgetLedger {
         aborted: outcome.aborted,
         latencyMs: Math.round(outcome.latencyMs * 1000) / 1000,
       });
-      this.record(admission, usage);
+      this.record(handoff, usage);
     } catch (err) {
-      this.safeError(err, admission, 'settlement failed');
+      this.safeError(err, handoff, 'settlement failed');
     }
   }
 
   /** Drops the reservation without charging (`reason`: e.g. `upstream_status_503`). Never throws. */
-  async release(admission: Admission, reason: string): Promise<void> {
+  async release(handoff: Handoff, reason: string): Promise<void> {
     try {
-      const r = admission.reservation;
+      const r = handoff.reservation;
       // However the store call ends, this process holds the reservation no longer.
       if (r !== undefined) this.metrics?.reservationClosed(r);
       let applied: Applied = { settled: true };
@@ -136,31 +136,31 @@ export class BudgetLedger {
           applied = { settled: false, error: errorMessage(err) };
         }
       }
-      this.write(admission, applied, {
+      this.write(handoff, applied, {
         inputTokens: 0,
         outputTokens: 0,
         totalTokens: 0,
         charged: 0,
         reason,
-        latencyMs: Math.round((this.now() - admission.admittedAt) * 1000) / 1000,
+        latencyMs: Math.round((this.now() - handoff.admittedAt) * 1000) / 1000,
       });
     } catch (err) {
-      this.safeError(err, admission, 'release failed');
+      this.safeError(err, handoff, 'release failed');
     }
   }
 
-  private write(admission: Admission, applied: Applied, fields: Record<string, unknown>): void {
-    const { identity, reservation } = admission;
+  private write(handoff: Handoff, applied: Applied, fields: Record<string, unknown>): void {
+    const { identity, reservation } = handoff;
     const line = {
       audit: 'usage',
-      requestId: admission.requestId,
-      admission: admission.id,
+      requestId: handoff.requestId,
+      admission: handoff.id,
       subject: identity.subject,
       user: identity.user,
       tenant: identity.tenant,
       groups: identity.groups,
-      model: admission.model,
-      path: admission.path,
+      model: handoff.model,
+      path: handoff.path,
       ...fields,
       budgets: reservation?.names ?? [],
       settled: applied.settled,
@@ -176,23 +176,23 @@ export class BudgetLedger {
     else this.auditLog.error(line, 'usage NOT settled in the budget store; replay this line');
   }
 
-  private record(admission: Admission, usage: Usage): void {
+  private record(handoff: Handoff, usage: Usage): void {
     const m = this.metrics;
     if (m === undefined) return;
     m.recordUsage({
-      operation: OPERATION[endpointForPath(admission.path)],
-      model: admission.model,
-      tenant: admission.identity.tenant,
-      user: admission.identity.user,
+      operation: OPERATION[endpointForPath(handoff.path)],
+      model: handoff.model,
+      tenant: handoff.identity.tenant,
+      user: handoff.identity.user,
       source: usage.source,
       inputTokens: usage.inputTokens,
       outputTokens: usage.outputTokens,
     });
   }
 
-  private safeError(err: unknown, admission: Admission, msg: string): void {
+  private safeError(err: unknown, handoff: Handoff, msg: string): void {
     try {
-      this.logger.error({ err, requestId: admission.requestId, admission: admission.id }, msg);
+      this.logger.error({ err, requestId: handoff.requestId, admission: handoff.id }, msg);
     } catch {
       // Logging itself failed; there is nowhere left to report it.
     }

@@ -18,7 +18,7 @@
  * list or a file upload passes without touching the store.
  */
 import type { Config, FitToBudget, TokenBudgetConfig } from '../config/schema.js';
-import type { Reservation } from '../handoff/handoff.js';
+import type { Reservation } from '../domain/reservation.js';
 import { endpointForPath } from '../request/endpoint.js';
 import { estimateReservation, type Reservation as Estimate } from '../metering/estimate.js';
 import { periodWindow, type PeriodWindow } from './period.js';

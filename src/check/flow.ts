@@ -4,7 +4,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/schema.js';
-import type { Admissions, Reservation } from '../handoff/handoff.js';
+import type { Handoffs } from '../handoff/handoff.js';
+import type { Reservation } from '../domain/reservation.js';
 import { AuthenticationError, TollgateError } from '../domain/errors.js';
 import { auditLogger, type Logger } from '../telemetry/logger.js';
 import type { CheckTrace, StageOutcome, Tracing } from '../telemetry/tracing.js';
@@ -40,7 +41,7 @@ export interface GatewayDeps {
    * Where an allowed request's admission (identity, body, budget reservation) waits for the
    * same request's ext_proc stream. Made once by the App and shared across reloads.
    */
-  readonly admissions: Admissions;
+  readonly handoffs: Handoffs;
   readonly now?: () => number;
   /** Spans per Check and per stage, continuing the request's `traceparent`; absent = none. */
   readonly tracing?: Tracing;
@@ -181,7 +182,7 @@ export class Gateway {
       ...(body.json !== undefined ? { body: body.json } : {}),
       now: this.now(),
       config: this.deps.config,
-      admissionId: randomUUID(),
+      handoffId: randomUUID(),
     };
     const responseHeaders: Record<string, string> = {};
     let reservation: Reservation | undefined;
@@ -207,11 +208,11 @@ export class Gateway {
     }
     const upstream = this.deps.responder.upstreamHeaders(identity);
     const removals = credentialRemovals(request, token);
-    const admissionId = ctx.admissionId ?? randomUUID();
+    const handoffId = ctx.handoffId ?? randomUUID();
     // Last, once nothing can refuse any more: an admission put here is settled or released
     // by ext_proc, or released when it expires unused.
-    this.deps.admissions.put({
-      id: admissionId,
+    this.deps.handoffs.put({
+      id: handoffId,
       requestId: request.id,
       identity,
       method: intern(request.method),
@@ -242,7 +243,7 @@ export class Gateway {
             groups: encodeClaimList(identity.groups),
             ...(identity.tenant !== undefined ? { tenant: identity.tenant } : {}),
             ...(ctx.model !== undefined ? { model: ctx.model } : {}),
-            admission: admissionId,
+            admission: handoffId,
           },
         },
       },

@@ -3,7 +3,7 @@
  */
 import type { Config } from '../config/schema.js';
 import type { EndpointInfo } from '../request/endpoint.js';
-import type { Reservation } from '../handoff/handoff.js';
+import type { Reservation } from '../domain/reservation.js';
 import type { Denial } from '../domain/decision.js';
 import type { InboundRequest } from '../domain/request.js';
 import type { Identity } from '../domain/identity.js';
@@ -18,14 +18,14 @@ export interface RequestContext {
   readonly model?: string;
   /** The parsed JSON body, when the body is JSON. */
   readonly body?: unknown;
-  /** Admission time, epoch milliseconds. */
+  /** Handoff time, epoch milliseconds. */
   readonly now: number;
   /**
    * The admission id the Gateway made for this request (a UUID): the key ext_proc finds the
    * admission by, and the budget reservation's id. Absent only where a stage runs outside the
    * Gateway (unit tests); the admission stage then makes its own.
    */
-  readonly admissionId?: string;
+  readonly handoffId?: string;
   readonly config: Config;
 }
 
@@ -39,7 +39,7 @@ export interface StageGrant {
   readonly setHeaders?: Readonly<Record<string, string>>;
   /** Tokens reserved in the request's budgets (budget stage); settled by ext_proc. */
   readonly reservation?: Reservation;
-  /** Prompt tokens estimated for a metered request (budget stage); see Admission. */
+  /** Prompt tokens estimated for a metered request (budget stage); see Handoff. */
   readonly promptEstimate?: number;
   /** Output limit per generation ext_proc must write into the request (budget stage). */
   readonly outputLimit?: number;

@@ -5,22 +5,10 @@
  * forwards to ext_proc. Entries left behind (a request that never reached ext_proc) are swept
  * after `ttlMs`; their budget reservations also expire in the store on their own.
  */
-import type { BudgetRef } from '../store/store.js';
+import type { Reservation } from '../domain/reservation.js';
 import type { Identity } from '../domain/identity.js';
 
-/** Tokens reserved at admission in every applicable budget. */
-export interface Reservation {
-  /** Reservation id in the store (equals the admission id). */
-  readonly id: string;
-  /** The budgets it was reserved in (store keys with their period end). */
-  readonly budgets: readonly BudgetRef[];
-  /** Human names of those budgets for logs, e.g. `tenant:marketing`. */
-  readonly names: readonly string[];
-  /** Tokens reserved in each budget (the worst case, or less when capped), same order as `budgets`. */
-  readonly reserved: readonly number[];
-}
-
-export interface Admission {
+export interface Handoff {
   readonly id: string;
   readonly requestId: string;
   readonly identity: Identity;
@@ -45,29 +33,29 @@ export interface Admission {
   readonly admittedAt: number;
 }
 
-export class Admissions {
-  private readonly entries = new Map<string, { admission: Admission; expiresAt: number }>();
+export class Handoffs {
+  private readonly entries = new Map<string, { handoff: Handoff; expiresAt: number }>();
   private readonly ttlMs: number;
   private readonly now: () => number;
-  private readonly onExpire: ((admission: Admission) => void) | undefined;
+  private readonly onExpire: ((handoff: Handoff) => void) | undefined;
 
-  constructor(opts: { ttlMs?: number; now?: () => number; onExpire?: (admission: Admission) => void } = {}) {
+  constructor(opts: { ttlMs?: number; now?: () => number; onExpire?: (handoff: Handoff) => void } = {}) {
     this.ttlMs = opts.ttlMs ?? 10 * 60_000;
     this.now = opts.now ?? Date.now;
     this.onExpire = opts.onExpire;
   }
 
-  put(admission: Admission): void {
+  put(handoff: Handoff): void {
     this.sweep();
-    this.entries.set(admission.id, { admission, expiresAt: this.now() + this.ttlMs });
+    this.entries.set(handoff.id, { handoff, expiresAt: this.now() + this.ttlMs });
   }
 
   /** Removes and returns the admission; a second take of the same id returns undefined. */
-  take(id: string): Admission | undefined {
+  take(id: string): Handoff | undefined {
     const entry = this.entries.get(id);
     if (!entry) return undefined;
     this.entries.delete(id);
-    return entry.admission;
+    return entry.handoff;
   }
 
   get size(): number {
@@ -80,7 +68,7 @@ export class Admissions {
     for (const [id, entry] of this.entries) {
       if (entry.expiresAt > now) break;
       this.entries.delete(id);
-      this.onExpire?.(entry.admission);
+      this.onExpire?.(entry.handoff);
     }
   }
 }

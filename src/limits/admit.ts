@@ -1,5 +1,5 @@
 /**
- * Admission: the one store call of a request (DESIGN 1.7). Rate limits and token budgets stay
+ * Handoff: the one store call of a request (DESIGN 1.7). Rate limits and token budgets stay
  * separate planners — each decides what it needs counted and how to word the answer — but the
  * store counts all of it in ONE all-or-nothing call (one Lua script in Redis, one synchronous
  * step in memory), behind the same timeout, breaker and `onUnavailable` policy. So a request
@@ -7,15 +7,7 @@
  * uses no rate-limit window, and one refused by a rate limit reserves no tokens.
  */
 import { randomUUID } from 'node:crypto';
-import type {
-  AdmitResult,
-  BudgetItem,
-  Degraded,
-  Refusal,
-  Store,
-  WindowHit,
-  WindowState,
-} from '../store/store.js';
+import type { AdmitResult, BudgetItem, Degraded, Refusal, Store, WindowHit, WindowState } from '../store/store.js';
 import type { RequestContext, Stage, StageGrant, StageResult } from '../check/step.js';
 import type { Denial } from '../domain/decision.js';
 
@@ -78,7 +70,7 @@ export class AdmissionStage implements Stage {
 
   async run(ctx: RequestContext): Promise<StageResult> {
     const plans = this.planners.map((p) => p.plan(ctx));
-    const reservationId = ctx.admissionId ?? randomUUID();
+    const reservationId = ctx.handoffId ?? randomUUID();
     const counted = plans.filter(hasItems);
 
     let result: AdmitResult = { allowed: true, windows: [], reserved: [], remaining: [] };

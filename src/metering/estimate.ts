@@ -204,7 +204,7 @@ export function estimatePrompt(
   return promptOf(path, body, new BudgetedCounter(model, opts.exactChars ?? DEFAULT_EXACT_CHARS));
 }
 
-/** Admission's prompt estimate: the same walk at one token per three UTF-8 bytes. */
+/** Handoff's prompt estimate: the same walk at one token per three UTF-8 bytes. */
 export function quickPromptEstimate(path: string, body: unknown): number {
   return promptOf(path, body, BYTE_COUNTER);
 }

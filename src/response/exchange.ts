@@ -34,7 +34,7 @@ import { deny } from '../domain/denials.js';
 import { envelope } from '../edge/envelope.js';
 import type { Usage } from '../metering/usage.js';
 import type { Identity } from '../domain/identity.js';
-import type { Admission } from '../handoff/handoff.js';
+import type { Handoff } from '../handoff/handoff.js';
 import { isModelList, ModelListRewriter } from './models.js';
 
 /**
@@ -68,8 +68,8 @@ export type ReleaseReason = `upstream_status_${number}` | 'not_metered' | 'not_f
 
 /** What the exchange needs from the budget ledger. Implementations must never throw. */
 export interface UsageLedger {
-  settle(admission: Admission, usage: Usage, info: SettleInfo): void | Promise<void>;
-  release(admission: Admission, reason: ReleaseReason): void | Promise<void>;
+  settle(handoff: Handoff, usage: Usage, info: SettleInfo): void | Promise<void>;
+  release(handoff: Handoff, reason: ReleaseReason): void | Promise<void>;
 }
 
 /** The authorization rules, for per-caller model lists (AuthorizeStage). */
@@ -78,7 +78,7 @@ export interface ModelPolicy {
 }
 
 export interface ExchangeDeps {
-  readonly admissions: { take(id: string): Admission | undefined };
+  readonly handoffs: { take(id: string): Handoff | undefined };
   readonly ledger: UsageLedger;
   /** The current rules; undefined (or absent) leaves `/v1/models` unfiltered. */
   readonly modelPolicy?: () => ModelPolicy | undefined;
@@ -88,11 +88,11 @@ export interface ExchangeDeps {
 }
 
 /** The dynamic-metadata key (in the ext_authz namespace) that carries the admission id. */
-export const ADMISSION_KEY = 'admission';
+export const HANDOFF_KEY = 'admission';
 
 export class MeteringExchange implements ExchangeProcessor {
   private readonly deps: ExchangeDeps;
-  private admission: Admission | undefined;
+  private handoff: Handoff | undefined;
   private endpoint: Endpoint = 'other';
   /** The request body was asked for, to inject `include_usage` and/or write `outputLimit`. */
   private rewriting = false;
@@ -122,21 +122,21 @@ export class MeteringExchange implements ExchangeProcessor {
     endOfStream: boolean,
   ): HeaderAction | void {
     try {
-      const id = metadata[ADMISSION_KEY];
+      const id = metadata[HANDOFF_KEY];
       if (typeof id !== 'string' || id === '') return; // not admitted by us: pass through
-      const admission = this.deps.admissions.take(id);
-      if (!admission) return;
-      this.admission = admission;
-      this.endpoint = endpointForPath(admission.path);
-      if (isModelList(admission.method, admission.path)) this.policy = this.deps.modelPolicy?.();
+      const handoff = this.deps.handoffs.take(id);
+      if (!handoff) return;
+      this.handoff = handoff;
+      this.endpoint = endpointForPath(handoff.path);
+      if (isModelList(handoff.method, handoff.path)) this.policy = this.deps.modelPolicy?.();
       // A request without a body asks the model for nothing: there is nothing to bound.
       if (endOfStream) return;
-      if (admission.outputLimit !== undefined && hasOutputLimit(admission.path))
-        this.outputLimit = admission.outputLimit;
+      if (handoff.outputLimit !== undefined && hasOutputLimit(handoff.path))
+        this.outputLimit = handoff.outputLimit;
       // Decided on the parsed body; the edits are made on the bytes Envoy sends next.
       const inject =
         (this.endpoint === 'chat' || this.endpoint === 'completions') &&
-        injectsUsage(admission.path, admission.body);
+        injectsUsage(handoff.path, handoff.body);
       if (!inject && this.outputLimit === undefined) return;
       this.rewriting = true;
       if (inject) this.clientWantsUsage = false;
@@ -144,15 +144,15 @@ export class MeteringExchange implements ExchangeProcessor {
     } catch (err) {
       this.report(err);
       // Whatever failed, a request that must carry a limit does not go on without one.
-      const a = this.admission;
+      const a = this.handoff;
       if (a?.outputLimit !== undefined && hasOutputLimit(a.path) && !endOfStream)
         return { immediate: this.refuseUnbounded() };
     }
   }
 
   requestBody(chunk: Buffer, endOfStream: boolean): BodyAction | void {
-    const admission = this.admission;
-    if (!this.rewriting || !admission) return;
+    const handoff = this.handoff;
+    if (!this.rewriting || !handoff) return;
     this.rewriting = false;
     const limit = this.outputLimit;
     try {
@@ -164,9 +164,9 @@ export class MeteringExchange implements ExchangeProcessor {
         return;
       }
       // Splice into the bytes Envoy really holds, so every other byte stays the client's.
-      const body = isObject(admission.body) ? admission.body : parseObject(chunk);
+      const body = isObject(handoff.body) ? handoff.body : parseObject(chunk);
       const rewrite = rewriteRequest(
-        admission.path,
+        handoff.path,
         body,
         chunk,
         limit !== undefined ? { outputLimit: limit } : {},
@@ -183,8 +183,8 @@ export class MeteringExchange implements ExchangeProcessor {
     headers: Record<string, string>,
     endOfStream: boolean,
   ): Promise<HeaderAction | void> {
-    const admission = this.admission;
-    if (!admission || this.closed) return;
+    const handoff = this.handoff;
+    if (!handoff || this.closed) return;
     try {
       const status = Number(headers[':status']);
       this.status = Number.isInteger(status) ? status : 0;
@@ -197,7 +197,7 @@ export class MeteringExchange implements ExchangeProcessor {
         const policy = this.policy;
         if (policy === undefined || endOfStream) return;
         this.list = new ModelListRewriter(headers['content-encoding'], (ids) =>
-          policy.allowedModels(admission.identity, ids),
+          policy.allowedModels(handoff.identity, ids),
         );
         // The size rule of metered JSON: a list Envoy could not buffer is held back by us.
         this.listMode = responseBodyMode(false, headers['content-length']);
@@ -217,11 +217,11 @@ export class MeteringExchange implements ExchangeProcessor {
       const encoding = decode ? undefined : contentEncoding;
       this.meter = new ResponseMeter({
         endpoint: this.endpoint,
-        model: admission.model ?? '',
+        model: handoff.model ?? '',
         stream: sse,
         clientWantsUsage: this.clientWantsUsage,
-        promptEstimate: admission.promptEstimate,
-        countPrompt: () => countPrompt(admission),
+        promptEstimate: handoff.promptEstimate,
+        countPrompt: () => countPrompt(handoff),
         ...(encoding !== undefined ? { contentEncoding: encoding } : {}),
       });
       if (endOfStream) return;
@@ -247,18 +247,18 @@ export class MeteringExchange implements ExchangeProcessor {
   }
 
   async end(outcome: 'complete' | 'aborted'): Promise<void> {
-    const admission = this.admission;
-    if (!admission || this.closed) return;
+    const handoff = this.handoff;
+    if (!handoff || this.closed) return;
     try {
       if (this.endpoint === 'other') return await this.release('not_metered');
       this.closed = true;
       this.decoder?.destroy();
       // No response yet (the client left first): the prompt was sent, so charge it (counted).
-      const usage = this.meter ? this.meter.finish(outcome) : promptOnly(admission);
+      const usage = this.meter ? this.meter.finish(outcome) : promptOnly(handoff);
       const now = (this.deps.now ?? Date.now)();
-      await this.deps.ledger.settle(admission, usage, {
+      await this.deps.ledger.settle(handoff, usage, {
         status: this.status,
-        latencyMs: Math.max(0, now - admission.admittedAt),
+        latencyMs: Math.max(0, now - handoff.admittedAt),
         aborted: outcome === 'aborted',
       });
     } catch (err) {
@@ -294,11 +294,11 @@ export class MeteringExchange implements ExchangeProcessor {
    * its reservation is released.
    */
   private refuseUnbounded(): ImmediateReply {
-    const admission = this.admission;
-    if (admission !== undefined && !this.closed) {
+    const handoff = this.handoff;
+    if (handoff !== undefined && !this.closed) {
       this.closed = true;
       // Never throws (UsageLedger); caught anyway so a broken ledger cannot stop the answer.
-      Promise.resolve(this.deps.ledger.release(admission, 'not_forwarded')).catch((err: unknown) =>
+      Promise.resolve(this.deps.ledger.release(handoff, 'not_forwarded')).catch((err: unknown) =>
         this.report(err),
       );
     }
@@ -315,10 +315,10 @@ export class MeteringExchange implements ExchangeProcessor {
   }
 
   private async release(reason: ReleaseReason): Promise<void> {
-    const admission = this.admission;
-    if (!admission || this.closed) return;
+    const handoff = this.handoff;
+    if (!handoff || this.closed) return;
     this.closed = true;
-    await this.deps.ledger.release(admission, reason);
+    await this.deps.ledger.release(handoff, reason);
   }
 
   private report(err: unknown): void {
@@ -356,15 +356,15 @@ export function responseBodyMode(sse: boolean, contentLength: string | undefined
  * The prompt of an admission counted with its model's tokenizer, for a charge without usage
  * (the admission's own estimate is a quick one, made only to size the reservation).
  */
-function countPrompt(admission: Admission): number {
-  if (admission.body === undefined) return admission.promptEstimate;
-  return estimatePrompt(admission.path, admission.body, admission.model ?? '');
+function countPrompt(handoff: Handoff): number {
+  if (handoff.body === undefined) return handoff.promptEstimate;
+  return estimatePrompt(handoff.path, handoff.body, handoff.model ?? '');
 }
 
-function promptOnly(admission: Admission): Usage {
+function promptOnly(handoff: Handoff): Usage {
   const input = promptTokens({
-    promptEstimate: admission.promptEstimate,
-    countPrompt: () => countPrompt(admission),
+    promptEstimate: handoff.promptEstimate,
+    countPrompt: () => countPrompt(handoff),
   });
   return { inputTokens: input, outputTokens: 0, totalTokens: input, source: 'estimated' };
 }

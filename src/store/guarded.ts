@@ -18,14 +18,8 @@
 import { TollgateError } from '../domain/errors.js';
 import type { OnUnavailable } from '../config/schema.js';
 import { MemoryStore } from './memory.js';
-import type {
-  AdmitRequest,
-  AdmitResult,
-  BudgetRef,
-  BudgetState,
-  SettleResult,
-  Store,
-} from './store.js';
+import type { AdmitRequest, AdmitResult, BudgetState, SettleResult, Store } from './store.js';
+import type { BudgetRef } from '../domain/reservation.js';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
 

@@ -8,18 +8,8 @@
  * clock cannot drive it. A Map of plain counters checked and then updated in one synchronous
  * step is exact and simpler.
  */
-import {
-  BUDGET_KEY_GRACE_MS,
-  wholeTokens,
-  type AdmitRequest,
-  type AdmitResult,
-  type BudgetRef,
-  type BudgetState,
-  type Refusal,
-  type SettleResult,
-  type Store,
-  type WindowState,
-} from './store.js';
+import { BUDGET_KEY_GRACE_MS, wholeTokens, type AdmitRequest, type AdmitResult, type BudgetState, type Refusal, type SettleResult, type Store, type WindowState } from './store.js';
+import { type BudgetRef } from '../domain/reservation.js';
 
 interface Window {
   count: number;

@@ -16,16 +16,8 @@
 import { isIP } from 'node:net';
 import { Redis, type RedisOptions } from 'ioredis';
 import { ADMIT, READ_BUDGET, SETTLE } from './redis-scripts.js';
-import {
-  BUDGET_KEY_GRACE_MS,
-  wholeTokens,
-  type AdmitRequest,
-  type AdmitResult,
-  type BudgetRef,
-  type BudgetState,
-  type SettleResult,
-  type Store,
-} from './store.js';
+import { BUDGET_KEY_GRACE_MS, wholeTokens, type AdmitRequest, type AdmitResult, type BudgetState, type SettleResult, type Store } from './store.js';
+import { type BudgetRef } from '../domain/reservation.js';
 
 export interface RedisStoreOptions {
   /** `redis://[[user]:password@]host[:port][/db]`, or `rediss://` for TLS. */

@@ -36,6 +36,7 @@
  *   reservation still adds the actual tokens, so tokens are never lost.
  * - Budget keys expire `BUDGET_KEY_GRACE_MS` after their period end (`expiresAtMs`).
  */
+import type { BudgetRef } from '../domain/reservation.js';
 
 /** One fixed window to hit: it starts at the bucket's first hit and lasts `windowMs`. */
 export interface WindowHit {
@@ -72,11 +73,6 @@ export interface BudgetItem {
   readonly expiresAtMs: number;
 }
 
-/** A budget named again at settle / release time; `expiresAtMs` as given to `admit`. */
-export interface BudgetRef {
-  readonly key: string;
-  readonly expiresAtMs: number;
-}
 
 /** Everything one request asks of the store at admission. */
 export interface AdmitRequest {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { AUTHZ_NAMESPACE } from '../../../src/edge/extproc-adapter.js';
-import { ADMISSION_KEY } from '../../../src/response/exchange.js';
+import { HANDOFF_KEY } from '../../../src/response/exchange.js';
 import { deny } from '../../../src/domain/denials.js';
 import { envelope } from '../../../src/edge/envelope.js';
 import type { Allowance, Decision } from '../../../src/domain/decision.js';
@@ -105,7 +105,7 @@ describe('Envoy bootstrap', () => {
       'matcher_list.matchers[0].predicate.single_predicate.input.typed_config.filter':
         AUTHZ_NAMESPACE,
       'matcher_list.matchers[0].predicate.single_predicate.input.typed_config.path[0].key':
-        ADMISSION_KEY,
+        HANDOFF_KEY,
       'matcher_list.matchers[0].predicate.single_predicate.custom_match.typed_config.invert': true,
     });
     // Fewer streams per connection than nghttp2's burst of 1000 resets (envoy/local.yaml).

@@ -123,7 +123,7 @@ describe('one Redis round trip per admission (3 limits + 2 budgets)', function (
       created.store,
     );
     const admit = async (i: number): Promise<StageGrant> => {
-      const r = await stage.run(ctx({ now: Date.now(), maxTokens: 10, admissionId: `adm-${i}` }));
+      const r = await stage.run(ctx({ now: Date.now(), maxTokens: 10, handoffId: `adm-${i}` }));
       if (!('ok' in r)) throw new Error(`refused: ${JSON.stringify(r)}`);
       return r.ok;
     };
@@ -169,7 +169,7 @@ describe('one Redis round trip per admission (3 limits + 2 budgets)', function (
       [new RateLimitPlanner(cfg), new BudgetPlanner(cfg)],
       created.store,
     );
-    const r = await stage.run(ctx({ now: Date.now(), maxTokens: 10, admissionId: 'settle-me' }));
+    const r = await stage.run(ctx({ now: Date.now(), maxTokens: 10, handoffId: 'settle-me' }));
     if (!('ok' in r) || r.ok.reservation === undefined) throw new Error('not admitted');
     const { budgets, id } = r.ok.reservation;
     const settled = await watched(() => created.store.settle(budgets, id, 42, Date.now()));

@@ -110,7 +110,7 @@ describe('budget/BudgetPlanner (through the admission stage)', () => {
     const { store, calls } = recording();
     const budgets = [budget({ tenant: 'acme', maxTokens: 10_000 }), budget({ user: 'ann@myorg.com', maxTokens: 5_000, period: 'day' })];
     const stage = budgetStage(config(budgets), store);
-    const grant = granted(await stage.run(ctx({ maxTokens: 50, admissionId: 'adm-1' })));
+    const grant = granted(await stage.run(ctx({ maxTokens: 50, handoffId: 'adm-1' })));
     const amount = estimateFor(50);
     expect(calls).to.have.length(1);
     expect(calls[0]).to.deep.equal({
@@ -191,8 +191,8 @@ describe('budget/BudgetPlanner (through the admission stage)', () => {
     const store = new MemoryStore();
     const budgets = [budget({ tenant: 'acme', maxTokens: 10_000 }), budget({ group: 'ml-team', maxTokens: estimateFor(1) })];
     const stage = budgetStage(config(budgets), store);
-    granted(await stage.run(ctx({ maxTokens: 1, admissionId: 'a' })));
-    const d = denied(await stage.run(ctx({ maxTokens: 1, admissionId: 'b' })));
+    granted(await stage.run(ctx({ maxTokens: 1, handoffId: 'a' })));
+    const d = denied(await stage.run(ctx({ maxTokens: 1, handoffId: 'b' })));
     expect(d.rule).to.equal('group:ml-team');
     expect((await store.readBudget('tb:tenant:acme:2026-11', T0)).reserved).to.equal(estimateFor(1));
   });
@@ -225,7 +225,7 @@ describe('budget/BudgetPlanner (through the admission stage)', () => {
     });
 
     it('open: admits with nothing reserved and no headers, flagged in the metadata', async () => {
-      const g = granted(await budgetStage(cfg, guarded('open')).run(ctx({ maxTokens: 5, admissionId: 'x' })));
+      const g = granted(await budgetStage(cfg, guarded('open')).run(ctx({ maxTokens: 5, handoffId: 'x' })));
       expect(g.responseHeaders).to.equal(undefined);
       expect(g.reservation?.reserved).to.deep.equal([0]);
       // Kept so the settlement still charges the real usage once the store answers again.
@@ -351,7 +351,7 @@ describe('budget/fitToBudget: no single request overshoots a budget', () => {
     it('caps completions per candidate (best_of) and the Responses API’s max_output_tokens', async () => {
       const { stage } = await stageWith([acme(500)], 'cap');
       const completions = { model: 'gpt-3.5-turbo-instruct', prompt: 'x', best_of: 4, max_tokens: 300 };
-      const c = granted(await stage.run(ctx({ path: '/v1/completions', body: completions, admissionId: 'c' })));
+      const c = granted(await stage.run(ctx({ path: '/v1/completions', body: completions, handoffId: 'c' })));
       expect(c.reservation?.reserved).to.deep.equal([500]);
       expect(c.outputLimit).to.equal(Math.floor((500 - 1) / 4)); // 124
       const { stage: other } = await stageWith([acme(300)], 'cap');

@@ -1,10 +1,10 @@
 /**
  * The Gateway hands an allowed request's admission (with its reservation) to ext_proc through
- * Admissions, keyed by the id it publishes in the allow metadata; an admission nobody takes
+ * Handoffs, keyed by the id it publishes in the allow metadata; an admission nobody takes
  * gives its reservation back when it expires.
  */
 import { expect } from 'chai';
-import { Admissions } from '../../../src/handoff/handoff.js';
+import { Handoffs } from '../../../src/handoff/handoff.js';
 import { BudgetLedger } from '../../../src/budgets/ledger.js';
 import { AdmissionStage } from '../../../src/limits/admit.js';
 import { BudgetPlanner } from '../../../src/budgets/planner.js';
@@ -21,7 +21,7 @@ function setup() {
   const cfg = config([budget({ tenant: 'acme', maxTokens: 1000 })]);
   const { logger, lines } = logSink();
   const ledger = new BudgetLedger(cfg, store, { logger, now: () => clock });
-  const admissions = new Admissions({
+  const handoffs = new Handoffs({
     ttlMs: 60_000,
     now: () => clock,
     onExpire: (a) => void ledger.release(a, 'not_processed'),
@@ -32,7 +32,7 @@ function setup() {
     stages: [new AdmissionStage([new BudgetPlanner(cfg)], store)],
     responder: new Responder(cfg, { tenants: {} }),
     logger,
-    admissions,
+    handoffs,
     now: () => clock,
   });
   const request = (maxTokens: number, id = 'req-1') => ({
@@ -42,18 +42,18 @@ function setup() {
     headers: { authorization: 'Bearer stub.verified.token-for-the-gateway-test', 'content-type': 'application/json' },
     body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: maxTokens }),
   });
-  return { store, admissions, gateway, request, lines, tick: (ms: number) => (clock += ms) };
+  return { store, handoffs, gateway, request, lines, tick: (ms: number) => (clock += ms) };
 }
 
-describe('budget/Gateway admissions', () => {
+describe('budget/Gateway handoffs', () => {
   it('publishes the admission id and puts the admission, whose reservation id is that id', async () => {
-    const { gateway, admissions, request, store } = setup();
+    const { gateway, handoffs, request, store } = setup();
     const decision = await gateway.decide(request(100));
     const id = decision.allow?.metadata['admission'];
     expect(id).to.be.a('string').and.match(/^[0-9a-f-]{36}$/);
     expect(decision.allow?.metadata['budgets']).to.equal('tenant:acme');
     expect(decision.allow?.responseHeaders['x-ratelimit-limit-tokens']).to.equal('1000');
-    const admission = admissions.take(id as string);
+    const admission = handoffs.take(id as string);
     expect(admission).to.include({ id, requestId: 'req-1', method: 'POST', path: '/v1/chat/completions', model: 'gpt-4o-mini', admittedAt: T0 });
     expect(admission?.identity.tenant).to.equal('acme');
     expect(admission).not.to.have.property('rawBody'); // ext_proc edits Envoy's own bytes
@@ -71,37 +71,37 @@ describe('budget/Gateway admissions', () => {
   });
 
   it('puts nothing for a refused request', async () => {
-    const { gateway, admissions, request } = setup();
+    const { gateway, handoffs, request } = setup();
     // Too large to fit at all: refused whole, nothing reserved, nothing put.
     expect((await gateway.decide(request(5000))).deny?.reason).to.equal('budget_exhausted');
-    expect(admissions.size).to.equal(0);
+    expect(handoffs.size).to.equal(0);
     await gateway.decide(request(991)); // 9 prompt + 991: all 1000 tokens
     const refused = await gateway.decide(request(1, 'req-2'));
     expect(refused.deny?.reason).to.equal('budget_exhausted');
-    expect(admissions.size).to.equal(1);
+    expect(handoffs.size).to.equal(1);
   });
 
   it('hands ext_proc the output limit to write: the default when the request names none', async () => {
-    const { gateway, admissions, request } = setup();
+    const { gateway, handoffs, request } = setup();
     const given = await gateway.decide(request(100));
-    expect(admissions.take(given.allow?.metadata['admission'] as string)).not.to.have.property('outputLimit');
+    expect(handoffs.take(given.allow?.metadata['admission'] as string)).not.to.have.property('outputLimit');
     const none = await gateway.decide({
       ...request(0, 'req-2'),
       body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], n: 2 }),
     });
-    const admission = admissions.take(none.allow?.metadata['admission'] as string);
+    const admission = handoffs.take(none.allow?.metadata['admission'] as string);
     expect(admission?.outputLimit).to.equal(100); // the helpers' defaultMaxOutputTokens
     expect(admission?.reservation?.reserved).to.deep.equal([9 + 2 * 100]);
   });
 
   it('releases the reservation of an admission that ext_proc never took', async () => {
-    const { gateway, admissions, request, store, lines, tick } = setup();
+    const { gateway, handoffs, request, store, lines, tick } = setup();
     await gateway.decide(request(100, 'lost'));
     expect((await store.readBudget(KEY, T0)).reserved).to.be.greaterThan(0);
     tick(61_000);
     await gateway.decide(request(1, 'next')); // a put sweeps the expired entry
     await new Promise((r) => setImmediate(r));
-    expect(admissions.size).to.equal(1);
+    expect(handoffs.size).to.equal(1);
     const released = lines.find((l) => l['audit'] === 'usage' && l['requestId'] === 'lost');
     expect(released).to.include({ charged: 0, reason: 'not_processed', settled: true });
     const state = await store.readBudget(KEY, T0 + 61_000);

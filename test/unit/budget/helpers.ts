@@ -48,7 +48,7 @@ export function ctx(
     who?: Identity;
     now?: number;
     maxTokens?: number;
-    admissionId?: string;
+    handoffId?: string;
     cfg?: Config;
     /** Replaces the whole request body (for other endpoints, `n`, `best_of`…). */
     body?: Record<string, unknown>;
@@ -73,6 +73,6 @@ export function ctx(
     body,
     now: over.now ?? T0,
     config: over.cfg ?? config([]),
-    ...(over.admissionId !== undefined ? { admissionId: over.admissionId } : {}),
+    ...(over.handoffId !== undefined ? { handoffId: over.handoffId } : {}),
   };
 }

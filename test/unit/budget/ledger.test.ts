@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import type { Admission } from '../../../src/handoff/handoff.js';
+import type { Handoff } from '../../../src/handoff/handoff.js';
 import { BudgetLedger } from '../../../src/budgets/ledger.js';
 import type { Usage } from '../../../src/metering/usage.js';
 import { AdmissionStage } from '../../../src/limits/admit.js';
@@ -14,9 +14,9 @@ const SECRET_PROMPT = 'the launch code is 0000';
 const KEY = 'tb:tenant:acme:2026-11';
 
 /** An admission as the Gateway puts it, with a reservation made by the real stage. */
-async function admitted(store: Store, maxTokens = 100): Promise<Admission> {
+async function admitted(store: Store, maxTokens = 100): Promise<Handoff> {
   const cfg = config([budget({ tenant: 'acme', maxTokens: 1000 })]);
-  const c = ctx({ maxTokens, admissionId: 'adm-1', cfg });
+  const c = ctx({ maxTokens, handoffId: 'adm-1', cfg });
   const result = await new AdmissionStage([new BudgetPlanner(cfg)], store).run(c);
   if (!('ok' in result) || result.ok.reservation === undefined) throw new Error('not reserved');
   return {
@@ -92,7 +92,7 @@ describe('budget/BudgetLedger', () => {
   });
 
   it('writes the line for a request without budgets too, charging nothing', async () => {
-    const admission: Admission = { ...(await admitted(new MemoryStore())), reservation: undefined };
+    const admission: Handoff = { ...(await admitted(new MemoryStore())), reservation: undefined };
     const { ledger, lines } = ledgerWith(new MemoryStore());
     await ledger.settle(admission, { ...usage, source: 'estimated' }, { status: 200, latencyMs: 1, aborted: true });
     expect(lines[0]).to.include({ audit: 'usage', charged: 0, settled: true, source: 'estimated', aborted: true, totalTokens: 300 });

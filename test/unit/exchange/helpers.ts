@@ -4,7 +4,7 @@ import type {
   ExchangeProcessor,
   HeaderAction,
 } from '../../../src/edge/extproc-adapter.js';
-import { Admissions, type Admission } from '../../../src/handoff/handoff.js';
+import { Handoffs, type Handoff } from '../../../src/handoff/handoff.js';
 import type { ReleaseReason, SettleInfo, UsageLedger } from '../../../src/response/exchange.js';
 import type { Usage } from '../../../src/metering/usage.js';
 import type { Identity } from '../../../src/domain/identity.js';
@@ -22,7 +22,7 @@ export const IDENTITY: Identity = {
 
 export const ADMITTED_AT = 1_000_000;
 
-export function admission(over: Partial<Admission> & { body?: unknown } = {}): Admission {
+export function admission(over: Partial<Handoff> & { body?: unknown } = {}): Handoff {
   const body = over.body;
   return {
     id: 'adm-1',
@@ -39,22 +39,22 @@ export function admission(over: Partial<Admission> & { body?: unknown } = {}): A
 }
 
 export type LedgerCall =
-  | { kind: 'settle'; admission: Admission; usage: Usage; info: SettleInfo }
-  | { kind: 'release'; admission: Admission; reason: ReleaseReason };
+  | { kind: 'settle'; admission: Handoff; usage: Usage; info: SettleInfo }
+  | { kind: 'release'; admission: Handoff; reason: ReleaseReason };
 
 export class RecordingLedger implements UsageLedger {
   readonly calls: LedgerCall[] = [];
-  settle(admission: Admission, usage: Usage, info: SettleInfo): void {
+  settle(admission: Handoff, usage: Usage, info: SettleInfo): void {
     this.calls.push({ kind: 'settle', admission, usage, info });
   }
-  release(admission: Admission, reason: ReleaseReason): void {
+  release(admission: Handoff, reason: ReleaseReason): void {
     this.calls.push({ kind: 'release', admission, reason });
   }
 }
 
-/** Admissions holding `a`, as the Gateway leaves it for ext_proc. */
-export function admissionsWith(a: Admission): Admissions {
-  const admissions = new Admissions();
+/** Handoffs holding `a`, as the Gateway leaves it for ext_proc. */
+export function admissionsWith(a: Handoff): Handoffs {
+  const admissions = new Handoffs();
   admissions.put(a);
   return admissions;
 }

@@ -118,7 +118,7 @@ describe('exchange: model list', () => {
       const ledger = new RecordingLedger();
       const a = admission({ method: 'GET', path: '/v1/models', identity: { ...IDENTITY, groups } });
       const ex = new MeteringExchange({
-        admissions: admissionsWith(a),
+        handoffs: admissionsWith(a),
         ledger,
         modelPolicy: () => stage,
       });
@@ -150,7 +150,7 @@ describe('exchange: model list', () => {
   it('holds back an unsized list itself instead of asking Envoy to buffer it', async () => {
     const a = admission({ method: 'GET', path: '/v1/models' });
     const ex = new MeteringExchange({
-      admissions: admissionsWith(a),
+      handoffs: admissionsWith(a),
       ledger: new RecordingLedger(),
       modelPolicy: () => ({ allowedModels: (_i, c) => onlyMini(c) }),
     });
@@ -170,11 +170,11 @@ describe('exchange: model list', () => {
   it('asks for no body when there is no policy or the upstream failed', async () => {
     const a = admission({ method: 'GET', path: '/v1/models' });
     const ledger = new RecordingLedger();
-    const ex = new MeteringExchange({ admissions: admissionsWith(a), ledger });
+    const ex = new MeteringExchange({ handoffs: admissionsWith(a), ledger });
     ex.requestHeaders({}, { admission: a.id }, true);
     expect(await headers(ex, 200, JSON_TYPE)).to.equal(undefined);
     const failed = new MeteringExchange({
-      admissions: admissionsWith(a),
+      handoffs: admissionsWith(a),
       ledger,
       modelPolicy: () => ({ allowedModels: () => [] }),
     });

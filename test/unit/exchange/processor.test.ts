@@ -7,7 +7,7 @@ import {
   responseBodyMode,
   type ExchangeDeps,
 } from '../../../src/response/exchange.js';
-import type { Admission } from '../../../src/handoff/handoff.js';
+import type { Handoff } from '../../../src/handoff/handoff.js';
 import { estimatePrompt } from '../../../src/metering/estimate.js';
 import { fixture, splitAt } from '../metering/helpers.js';
 import {
@@ -24,11 +24,11 @@ import {
 const CHAT_PATH = '/v1/chat/completions';
 const CHAT_USAGE = { inputTokens: 19, outputTokens: 13, totalTokens: 32, source: 'provider' };
 
-function setup(a: Admission, over: Partial<ExchangeDeps> = {}) {
+function setup(a: Handoff, over: Partial<ExchangeDeps> = {}) {
   const ledger = new RecordingLedger();
   const errors: unknown[] = [];
   const ex = new MeteringExchange({
-    admissions: admissionsWith(a),
+    handoffs: admissionsWith(a),
     ledger,
     now: () => ADMITTED_AT + 250,
     onError: (err) => errors.push(err),
@@ -278,7 +278,7 @@ describe('exchange: MeteringExchange', () => {
     });
   });
 
-  it('never throws: a failing ledger and a failing admissions lookup are only reported', async () => {
+  it('never throws: a failing ledger and a failing handoffs lookup are only reported', async () => {
     const boom = new Error('ledger down');
     const a = admission({ body: { model: 'gpt-4o-mini' } });
     const { ex, errors } = setup(a, {
@@ -295,7 +295,7 @@ describe('exchange: MeteringExchange', () => {
     expect(errors).to.deep.equal([boom]);
 
     const broken = new MeteringExchange({
-      admissions: {
+      handoffs: {
         take: () => {
           throw boom;
         },
@@ -315,7 +315,7 @@ describe('exchange: writing the output limit of an admission (fitToBudget)', () 
     names: ['tenant:marketing'],
     reserved: [400],
   };
-  const limited = (over: Partial<Admission> & { body?: unknown }) =>
+  const limited = (over: Partial<Handoff> & { body?: unknown }) =>
     admission({ reservation, outputLimit: 78, ...over });
 
   it('asks for the body of a non-streaming request and splices the limit into its bytes', () => {

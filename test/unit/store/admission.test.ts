@@ -87,7 +87,7 @@ describe('AdmissionStage: rate limits and budgets in one store call', () => {
   it('asks the store once for 3 limits and 2 budgets, and grants both planners’ headers', async () => {
     const { store, calls } = recording();
     const { stage, outcomes } = setup(cfg(), store);
-    const g = granted(await stage.run(ctx({ maxTokens: 10, admissionId: 'adm-1' })));
+    const g = granted(await stage.run(ctx({ maxTokens: 10, handoffId: 'adm-1' })));
     expect(calls).to.have.length(1);
     expect(calls[0]?.windows.map((w) => w.key)).to.deep.equal([
       'rl:per-user:ann%40myorg.com',
@@ -122,7 +122,7 @@ describe('AdmissionStage: rate limits and budgets in one store call', () => {
   it('a request refused by a budget uses no rate-limit window and reports no limit outcome', async () => {
     const store = new MemoryStore();
     const { stage, outcomes } = setup(cfg({ tenantTokens: 100, fitToBudget: 'cap' }), store);
-    granted(await stage.run(ctx({ maxTokens: 500, admissionId: 'a' }))); // capped to all 100
+    granted(await stage.run(ctx({ maxTokens: 500, handoffId: 'a' }))); // capped to all 100
     outcomes.length = 0;
     for (let i = 0; i < 3; i += 1) {
       const d = denied(await stage.run(ctx({ maxTokens: 1, now: T0 + 1 + i })));
@@ -139,9 +139,9 @@ describe('AdmissionStage: rate limits and budgets in one store call', () => {
   it('a request refused by a rate limit reserves no tokens', async () => {
     const store = new MemoryStore();
     const { stage, outcomes } = setup(cfg({ perUserLimit: 1 }), store);
-    const first = granted(await stage.run(ctx({ maxTokens: 10, admissionId: 'a' })));
+    const first = granted(await stage.run(ctx({ maxTokens: 10, handoffId: 'a' })));
     outcomes.length = 0;
-    const d = denied(await stage.run(ctx({ maxTokens: 10, admissionId: 'b', now: T0 + 1 })));
+    const d = denied(await stage.run(ctx({ maxTokens: 10, handoffId: 'b', now: T0 + 1 })));
     expect(d).to.include({ status: 429, reason: 'rate_limited', rule: 'per-user' });
     expect(d.headers['x-ratelimit-limit-requests']).to.equal('1');
     expect(outcomes).to.deep.equal([['per-user', 'limited']]);

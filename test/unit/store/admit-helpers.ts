@@ -1,5 +1,5 @@
 /**
- * Admissions with only windows or only budgets, as many store tests ask for one of the two.
+ * Handoffs with only windows or only budgets, as many store tests ask for one of the two.
  * Both go through `Store.admit`, the store's one admission call.
  */
 import type { AdmitResult, BudgetItem, Store, WindowHit } from '../../../src/store/store.js';

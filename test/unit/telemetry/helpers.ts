@@ -9,7 +9,7 @@ import {
   SimpleSpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import type { Config } from '../../../src/config/schema.js';
-import { Admissions } from '../../../src/handoff/handoff.js';
+import { Handoffs } from '../../../src/handoff/handoff.js';
 import { AdmissionStage } from '../../../src/limits/admit.js';
 import { AuthorizeStage } from '../../../src/check/authorize.js';
 import { BudgetPlanner } from '../../../src/budgets/planner.js';
@@ -118,7 +118,7 @@ export function gateway(
     ],
     responder: new Responder(cfg, { tenants: {} }),
     logger,
-    admissions: new Admissions({ now: () => T0 }),
+    handoffs: new Handoffs({ now: () => T0 }),
     now: () => T0,
     ...over,
   });
