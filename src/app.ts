@@ -1,7 +1,8 @@
 /**
- * Composition root: config → credentials → identity → stages → gateway → servers.
- * `start()` returns a running app; `stop()` drains it. Reloads swap the gateway atomically,
- * so a request in flight finishes with the configuration it started with.
+ * Composition root: config → credentials → identity → the Check's steps → servers.
+ * `start()` returns a running app; `stop()` drains it. A reload builds a new Generation and
+ * swaps it in at once (Live), so a request in flight finishes with the configuration it
+ * started with, and every callback reads the generation in force when it runs.
  */
 import type { Config } from './config/schema.js';
 import { resolveSecret } from './config/secrets.js';
@@ -9,13 +10,12 @@ import { Handoffs } from './handoff/handoff.js';
 import { BudgetLedger } from './budgets/ledger.js';
 import { BASE_PROCESSING_MODE, exchangeFactory } from './response/exchange.js';
 import { Authenticator } from './identity/verify.js';
-import { AdmissionStage } from './limits/admit.js';
+
 import { BudgetPlanner } from './budgets/planner.js';
-import { AuthorizeStage } from './check/authorize.js';
-import { Gateway } from './check/flow.js';
+import { AuthorizeStep } from './check/authorize.js';
+import { CheckFlow, checkSteps } from './check/flow.js';
 import { Responder, type UpstreamCredentials } from './check/respond.js';
 import { RateLimitPlanner } from './limits/rate-limit.js';
-import type { Stage } from './check/step.js';
 import { createStore, type CreatedStore } from './store/index.js';
 import { startGrpcServer } from './server/grpc.js';
 import { startMetricsServer, type MetricsServer } from './server/metrics-http.js';
@@ -56,7 +56,7 @@ async function resolveCredentials(config: Config): Promise<UpstreamCredentials> 
 
 /** Everything that is rebuilt when the configuration changes. */
 interface Generation {
-  readonly gateway: Gateway;
+  readonly check: CheckFlow;
   readonly authenticator: Authenticator;
   /**
    * Keys and verified-token cache outlive reloads too: a new Authenticator is made only when
@@ -71,7 +71,7 @@ interface Generation {
   /** Made once in start() and handed on, so admissions survive reloads. */
   readonly handoffs: Handoffs;
   /** This generation's rules, also used by ext_proc to filter `GET /v1/models` per caller. */
-  readonly authorize: AuthorizeStage;
+  readonly authorize: AuthorizeStep;
   /** Made once in start() and handed on, like admissions. */
   readonly tracing: Tracing;
 }
@@ -83,8 +83,25 @@ interface Lifecycle {
   readonly keyRetry: { stop(): void };
 }
 
+/**
+ * The generation in force. Callbacks handed to the servers before the App exists read it
+ * through here, so a reload needs to tell no one.
+ */
+class Live {
+  private value: Generation | undefined;
+
+  get current(): Generation {
+    if (this.value === undefined) throw new Error('the app is not built yet');
+    return this.value;
+  }
+
+  set current(generation: Generation) {
+    this.value = generation;
+  }
+}
+
 export class App {
-  private generation: Generation;
+  private readonly live: Live;
   readonly logger: Logger;
   readonly metrics: Metrics;
   private readonly grpc: Awaited<ReturnType<typeof startGrpcServer>>;
@@ -92,7 +109,7 @@ export class App {
   private readonly lifecycle: Lifecycle;
 
   private constructor(
-    generation: Generation,
+    live: Live,
     logger: Logger,
     metrics: Metrics,
     grpc: Awaited<ReturnType<typeof startGrpcServer>>,
@@ -100,7 +117,7 @@ export class App {
     lifecycle: Lifecycle,
   ) {
     this.lifecycle = lifecycle;
-    this.generation = generation;
+    this.live = live;
     this.logger = logger;
     this.metrics = metrics;
     this.grpc = grpc;
@@ -112,54 +129,52 @@ export class App {
     const tracing = opts.tracing ?? (await tracingFromEnv());
     // Settlements still running when SIGTERM comes are waited for (stop()), so usage is charged.
     const settling = new InFlight();
-    // Callbacks made before the App exists read it later, once it is assigned below.
-    // eslint-disable-next-line prefer-const -- assigned once, after the closures that read it
-    let app: App | undefined;
-    // An admission that ext_proc never picked up (the request died between Check and the
+    const live = new Live();
+    // A hand-off that ext_proc never picked up (the request died between Check and the
     // upstream) gives its reservation back rather than holding it until the store's TTL.
     const handoffs = new Handoffs({
-      onExpire: (handoff) => void (app?.generation ?? generation).ledger.release(handoff, 'not_processed'),
+      onExpire: (handoff) => void live.current.ledger.release(handoff, 'not_processed'),
     });
-    const generation = await App.build(opts.config, opts.logger, metrics, undefined, handoffs, tracing);
+    live.current = await App.build(opts.config, opts.logger, metrics, undefined, handoffs, tracing);
     // No tokenizer is loaded here: Checks estimate by bytes, and a rank table (about 15 MiB,
     // ~150 ms to build) is built on the first response that needs counting (metering/bpe.ts).
     const grpc = await startGrpcServer({
       address: opts.grpcAddress ?? opts.config.server.grpc,
-      authorize: (req) => (app ? app.generation.gateway.decide(req) : generation.gateway.decide(req)),
-      // ext_proc: meters each response and settles its admission with the live ledger.
+      authorize: (req) => live.current.check.decide(req),
+      // ext_proc: meters each response and settles its hand-off with the live ledger.
       newExchange: exchangeFactory({
         handoffs,
         ledger: {
-          settle: (a, usage, info) => settling.track((app?.generation ?? generation).ledger.settle(a, usage, info)),
-          release: (a, reason) => settling.track((app?.generation ?? generation).ledger.release(a, reason)),
+          settle: (h, usage, info) => settling.track(live.current.ledger.settle(h, usage, info)),
+          release: (h, reason) => settling.track(live.current.ledger.release(h, reason)),
         },
-        modelPolicy: () => (app?.generation ?? generation).authorize,
+        modelPolicy: () => live.current.authorize,
         onError: (err) => opts.logger.warn({ err }, 'metering failed; the response passed unmetered'),
       }),
       // Must equal the mode in Envoy's bootstrap (src/stack/run.ts passes the same constant).
       processingMode: BASE_PROCESSING_MODE,
-      health: { ready: () => (app ? app.generation.authenticator.ready : false) },
+      health: { ready: () => live.current.authenticator.ready },
       // A request admitted just before SIGTERM still needs its ext_proc stream to be charged.
       pendingWork: () => handoffs.size,
     });
     const metricsAddress = opts.metricsAddress === undefined ? opts.config.server.metrics : opts.metricsAddress;
     const budget = budgetRoute({
-      config: () => (app?.generation ?? generation).gateway.config,
-      store: () => (app?.generation ?? generation).store.store,
+      config: () => live.current.check.config,
+      store: () => live.current.store.store,
     });
     const metricsServer = metricsAddress
       ? await startMetricsServer(metricsAddress, metrics, { '/budget': budget })
       : undefined;
     // Health reports SERVING only once every provider's keys were fetched; keep trying until then.
     const keyRetry = retryUntilReady({
-      ready: () => (app?.generation ?? generation).authenticator.ready,
-      fetch: () => (app?.generation ?? generation).authenticator.prefetch(),
+      ready: () => live.current.authenticator.ready,
+      fetch: () => live.current.authenticator.prefetch(),
       intervalMs: KEY_RETRY_MS,
     });
-    app = new App(generation, opts.logger, metrics, grpc, metricsServer, { settling, tracing, keyRetry });
-    metrics.observeBreaker(() => app?.generation.store.guarded?.stats().state);
+    const app = new App(live, opts.logger, metrics, grpc, metricsServer, { settling, tracing, keyRetry });
+    metrics.observeBreaker(() => live.current.store.guarded?.stats().state);
     metrics.observeAdmissions(() => handoffs.size);
-    metrics.observeJwks(generation.authenticator);
+    metrics.observeJwks(live.current.authenticator);
     opts.logger.info({ grpc: grpc.address, metrics: metricsServer?.url }, 'tollgate started');
     return app;
   }
@@ -200,31 +215,31 @@ export class App {
     const rateLimits = new RateLimitPlanner(config, {
       onOutcome: (limit, result) => metrics.recordRateLimit(limit, result),
     });
-    const authorize = new AuthorizeStage(config.authorization, { budgets: config.tokenBudgets.length > 0 });
-    // Rate limits and budgets are counted last and together, in one store call: a request the
-    // policy refuses never counts, and one refused by either counts in neither.
-    const stages: Stage[] = [
-      authorize,
-      new AdmissionStage([rateLimits, new BudgetPlanner(config)], store.store),
-    ];
+    const authorize = new AuthorizeStep(config.authorization, { budgets: config.tokenBudgets.length > 0 });
     const ledger = new BudgetLedger(config, store.store, { logger, metrics });
-    const gateway = new Gateway({
+    const check = new CheckFlow({
       config,
-      verifier: authenticator,
-      stages,
-      responder: new Responder(config, await resolveCredentials(config)),
+      steps: checkSteps({
+        verifier: authenticator,
+        authorize,
+        // Rate limits and budgets are counted together, in one store call: a request the
+        // policy refuses never counts, and one refused by either counts in neither.
+        planners: [rateLimits, new BudgetPlanner(config)],
+        store: store.store,
+        responder: new Responder(config, await resolveCredentials(config)),
+        handoffs,
+        onReservation: (reservation) => metrics.reservationOpened(reservation),
+      }),
       logger,
-      handoffs,
       tracing,
     });
-    gateway.onDecision((decision, latencyMs) => metrics.recordDecision(decision, latencyMs));
-    gateway.onStage((stage, latencyMs, outcome) => metrics.recordStage(stage, latencyMs, outcome));
-    gateway.onReservation((reservation) => metrics.reservationOpened(reservation));
-    return { gateway, authenticator, authKey, store, storeKey, ledger, handoffs, authorize, tracing };
+    check.onDecision((decision, latencyMs) => metrics.recordDecision(decision, latencyMs));
+    check.onStage((stage, latencyMs, outcome) => metrics.recordStage(stage, latencyMs, outcome));
+    return { check, authenticator, authKey, store, storeKey, ledger, handoffs, authorize, tracing };
   }
 
   get config(): Config {
-    return this.generation.gateway.config;
+    return this.live.current.check.config;
   }
 
   get grpcPort(): number {
@@ -241,21 +256,22 @@ export class App {
 
   /** Handoffs waiting for their ext_proc stream (shared across reloads). */
   get handoffs(): Handoffs {
-    return this.generation.handoffs;
+    return this.live.current.handoffs;
   }
 
   /** The ledger of the live store: settle or release each admission once its response ends. */
   get ledger(): BudgetLedger {
-    return this.generation.ledger;
+    return this.live.current.ledger;
   }
 
   /** Swap in a new configuration; requests already deciding finish on the old one. */
   async reload(config: Config): Promise<void> {
-    const previous = this.generation;
-    this.generation = await App.build(config, this.logger, this.metrics, previous);
+    const previous = this.live.current;
+    const next = await App.build(config, this.logger, this.metrics, previous);
+    this.live.current = next;
     this.metrics.configure(config.metrics);
-    this.metrics.observeJwks(this.generation.authenticator);
-    if (previous.store !== this.generation.store) await previous.store.store.close();
+    this.metrics.observeJwks(next.authenticator);
+    if (previous.store !== next.store) await previous.store.store.close();
     this.logger.info('configuration reloaded');
   }
 
@@ -274,7 +290,7 @@ export class App {
       this.logger.error({ pending: this.lifecycle.settling.size }, 'shutdown grace ran out with usage settlements pending');
     }
     await this.metricsServer?.close();
-    await this.generation.store.store.close();
+    await this.live.current.store.store.close();
     await within(this.lifecycle.tracing.shutdown(), Math.max(200, deadline - Date.now()));
   }
 }

@@ -23,11 +23,17 @@ import { endpointForPath } from '../request/endpoint.js';
 import { estimateReservation, type Reservation as Estimate } from '../metering/estimate.js';
 import { periodWindow, type PeriodWindow } from './period.js';
 import type { BudgetItem } from '../store/store.js';
-import { nothingToCount, type CounterPlan, type PlanAnswer, type Planner } from '../limits/admit.js';
+import {
+  nothingToCount,
+  type CounterPlan,
+  type PlanAnswer,
+  type PlanInput,
+  type Planner,
+  type PlanVerdict,
+} from '../limits/admit.js';
 import { DEFAULT_FIT_TO_BUDGET, fitAmounts, MIN_CAPPED_OUTPUT, outputLimitToWrite } from './fit.js';
 import { deny } from '../domain/denials.js';
 import { formatResetDuration, retryAfterSeconds } from '../limits/rate-headers.js';
-import type { RequestContext, StageResult } from '../check/step.js';
 import type { Identity } from '../domain/identity.js';
 
 /**
@@ -101,7 +107,7 @@ export class BudgetPlanner implements Planner {
       (config.metering.reservationTtlSeconds ?? DEFAULT_RESERVATION_TTL_SECONDS) * 1000;
   }
 
-  plan(ctx: RequestContext): CounterPlan {
+  plan(ctx: PlanInput): CounterPlan {
     const { method, path } = ctx.request;
     if (!isMetered(method, path)) return nothingToCount();
     // Made for every metered request, budget or not. Cheap (bytes, no tokenizer): when a
@@ -154,7 +160,7 @@ function render(
   answer: PlanAnswer,
   fit: Fit,
   now: number,
-): StageResult {
+): PlanVerdict {
   if (answer.refusedBy !== undefined) return { deny: exhausted(planned, answer, fit, now) };
   const outputLimit = outputLimitToWrite(fit.estimate, answer.reserved, answer.degraded);
   const reservation: Reservation = {

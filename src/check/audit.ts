@@ -8,48 +8,23 @@ import type { Decision } from '../domain/decision.js';
 import type { InboundRequest } from '../domain/request.js';
 import type { Identity } from '../domain/identity.js';
 
-/** A would-be denial recorded by the authorize stage on an allowed request (shadow mode). */
-export interface ShadowDenial {
-  readonly rule: string;
-  readonly reason: string;
-}
-
-/** The shadow denial an allowed decision carries, if any (read from its metadata). */
-export function shadowDenialOf(decision: Decision): ShadowDenial | undefined {
-  const value = decision.allow?.metadata['shadowDenied'];
-  if (typeof value !== 'object' || value === null) return undefined;
-  const { rule, reason } = value as Record<string, unknown>;
-  return typeof rule === 'string' && typeof reason === 'string' ? { rule, reason } : undefined;
-}
-
 /** Name reported as `rule` when no rule matched and `authorization.default` decided. */
 const DEFAULT_RULE = 'default';
 
-/** What the authorize stage recorded about the deciding rule (allowed requests). */
+/** The deciding rule and the claim values that made it match, allowed or denied. */
 function authzOf(decision: Decision): {
   rule?: string;
   claimsUsed?: Readonly<Record<string, string>>;
 } {
-  if (decision.deny) {
-    const { rule, claimsUsed } = decision.deny;
-    return {
-      ...(rule !== undefined ? { rule } : {}),
-      ...(claimsUsed !== undefined ? { claimsUsed } : {}),
-    };
-  }
-  const authz = decision.allow.metadata['authz'];
-  if (typeof authz !== 'object' || authz === null) return {};
-  const { matchedRule, claimsUsed } = authz as Record<string, unknown>;
+  const { rule, claimsUsed } = decision.deny
+    ? decision.deny
+    : decision.allow.authz === undefined
+      ? {}
+      : { rule: decision.allow.authz.matchedRule ?? DEFAULT_RULE, claimsUsed: decision.allow.authz.claimsUsed };
   return {
-    rule: typeof matchedRule === 'string' ? matchedRule : DEFAULT_RULE,
-    ...(isStringRecord(claimsUsed) ? { claimsUsed } : {}),
+    ...(rule !== undefined ? { rule } : {}),
+    ...(claimsUsed !== undefined ? { claimsUsed } : {}),
   };
-}
-
-function isStringRecord(v: unknown): v is Record<string, string> {
-  return (
-    typeof v === 'object' && v !== null && Object.values(v).every((x) => typeof x === 'string')
-  );
 }
 
 function emailOf(identity: Identity | undefined): string | undefined {
@@ -96,7 +71,7 @@ export function decisionLine(
     reason: denial?.reason ?? 'allowed',
     ...authzOf(decision),
     // A shadow rule or `authorization.mode: shadow` would have refused this allowed request.
-    shadowDenied: shadowDenialOf(decision),
+    shadowDenied: decision.allow?.shadowDenied,
     latencyMs: round3(c.latencyMs),
     stages,
   };
@@ -108,6 +83,6 @@ export function decisionLine(
  */
 export function shouldWrite(decision: Decision, sample: number, random: () => number): boolean {
   if (decision.deny || sample >= 1) return true;
-  if (shadowDenialOf(decision) !== undefined) return true;
+  if (decision.allow?.shadowDenied !== undefined) return true;
   return sample > 0 && random() < sample;
 }

@@ -1,30 +1,18 @@
 /**
- * The authorize stage: ordered rules, first match wins, then `authorization.default`.
- * The policy itself (matching, shadow semantics) lives in `src/policy/`; this stage only turns
- * its outcome into a denial or into metadata for the audit log.
+ * Step `authorize`: ordered rules, first match wins, then `authorization.default`. The policy
+ * itself (matching, shadow semantics, indirect endpoints) lives in `src/policy/`; this step
+ * turns its outcome into a denial, or records which rule allowed the request and any denial
+ * that shadow mode recorded instead of enforcing.
  */
 import type { AuthorizationConfig } from '../config/schema.js';
-import {
-  allowedModels,
-  compilePolicy,
-  evaluatePolicy,
-  type CompiledPolicy,
-} from '../policy/rules.js';
 import { deny } from '../domain/denials.js';
 import type { Identity } from '../domain/identity.js';
-import type { RequestContext, Stage, StageResult } from './step.js';
+import { allowedModels, compilePolicy, evaluatePolicy, type CompiledPolicy } from '../policy/rules.js';
+import type { CheckStep, CheckState } from './step.js';
 
-export { allowedModels, DEFAULT_RULE } from '../policy/rules.js';
-
-/**
- * Metadata an allowed request carries:
- * - `authz: { matchedRule, claimsUsed }` — the deciding rule (null = default) and the claim
- *   values that made it match, for the audit line;
- * - `shadowDenied: { rule, reason }` — present when a shadow rule or shadow mode would have
- *   denied this request; the caller logs and counts it.
- */
-export class AuthorizeStage implements Stage {
+export class AuthorizeStep implements CheckStep {
   readonly name = 'authorize';
+  readonly reported = true;
   private readonly policy: CompiledPolicy;
 
   /**
@@ -35,34 +23,28 @@ export class AuthorizeStage implements Stage {
     this.policy = compilePolicy(config, opts);
   }
 
-  run(ctx: RequestContext): Promise<StageResult> {
+  run(check: CheckState) {
     const outcome = evaluatePolicy(this.policy, {
-      path: ctx.request.path,
-      method: ctx.request.method,
-      identity: ctx.identity,
-      indirect: ctx.endpoint.class === 'indirect',
-      ...(ctx.model !== undefined ? { model: ctx.model } : {}),
+      path: check.request.path,
+      method: check.request.method,
+      identity: check.caller,
+      indirect: check.catalogued.class === 'indirect',
+      ...(check.model !== undefined ? { model: check.model } : {}),
     });
     if (!outcome.allowed) {
       const { denial } = outcome;
       const shaped = deny(denial.reason, denial.message, { rule: denial.rule });
       // The audit line names the claims that made the denying rule match, as for an allow.
-      const claimsUsed = Object.keys(outcome.claimsUsed).length > 0 ? { claimsUsed: outcome.claimsUsed } : {};
-      return Promise.resolve({ deny: { ...shaped, ...claimsUsed } });
+      return Object.keys(outcome.claimsUsed).length > 0 ? { ...shaped, claimsUsed: outcome.claimsUsed } : shaped;
     }
-    const metadata: Record<string, unknown> = {
-      authz: { matchedRule: outcome.matchedRule, claimsUsed: outcome.claimsUsed },
-    };
+    check.authz = { matchedRule: outcome.matchedRule, claimsUsed: outcome.claimsUsed };
     if (outcome.shadowDenied !== undefined) {
-      metadata['shadowDenied'] = {
-        rule: outcome.shadowDenied.rule,
-        reason: outcome.shadowDenied.reason,
-      };
+      check.shadowDenied = { rule: outcome.shadowDenied.rule, reason: outcome.shadowDenied.reason };
     }
-    return Promise.resolve({ ok: { metadata } });
+    return undefined;
   }
 
-  /** `allowedModels` with this stage's compiled rules (no recompilation). */
+  /** `allowedModels` with this step's compiled rules (no recompilation): `GET /v1/models`. */
   allowedModels(identity: Identity, candidates: readonly string[]): string[] {
     return allowedModels(this.policy, identity, candidates);
   }

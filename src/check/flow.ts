@@ -1,49 +1,65 @@
 /**
- * The decision pipeline, as a table: authenticate → read body → each stage in order → respond.
- * The first deny stops it. Every decision is written as one audit line.
+ * The Check (ext_authz), as a table: each request passes the steps of `checkSteps` in order,
+ * and the first refusal ends it. Each step is a small file of this folder with one contract
+ * (step.ts); CheckFlow only runs the table, times the steps that can take time, writes the
+ * decision's audit line and tells the observers (metrics). It fails closed: an unexpected
+ * error is a 500 denial, never an allow.
  */
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/schema.js';
-import type { Handoffs } from '../handoff/handoff.js';
+import type { Allowance, Decision, Denial } from '../domain/decision.js';
+import { deny } from '../domain/denials.js';
+import { TollgateError } from '../domain/errors.js';
+import type { InboundRequest } from '../domain/request.js';
 import type { Reservation } from '../domain/reservation.js';
-import { AuthenticationError, TollgateError } from '../domain/errors.js';
+import type { Handoffs } from '../handoff/handoff.js';
+import { encodeClaimList } from '../identity/claims.js';
+import type { Planner } from '../limits/admit.js';
+import type { Store } from '../store/store.js';
 import { auditLogger, type Logger } from '../telemetry/logger.js';
 import type { CheckTrace, StageOutcome, Tracing } from '../telemetry/tracing.js';
+import { admitStep } from './admit.js';
 import { decisionLine, shouldWrite } from './audit.js';
-import { classify } from '../request/endpoint.js';
-import { encodeClaimList } from '../identity/claims.js';
-import { extractBearer } from '../identity/token.js';
-import { readBody } from '../request/body.js';
-import { pathProblem } from '../request/canonical.js';
-import { CREDENTIAL_HEADERS, credentialRemovals, tokenInRequest } from '../request/credentials.js';
-import { intern } from '../handoff/intern.js';
-import { deny } from '../domain/denials.js';
-import type { Responder } from './respond.js';
-import type { RequestContext, Stage } from './step.js';
-import type { Decision } from '../domain/decision.js';
-import type { InboundRequest } from '../domain/request.js';
-import type { Identity } from '../domain/identity.js';
+import { authenticate, type IdentityVerifier } from './authenticate.js';
+import type { AuthorizeStep } from './authorize.js';
+import { handOff } from './hand-off.js';
+import { canonicalPath } from './path.js';
+import { readRequestBody } from './read-body.js';
+import { respondStep, type Responder } from './respond.js';
+import { CheckState, type CheckStep } from './step.js';
 
-export { shadowDenialOf, type ShadowDenial } from './audit.js';
-
-/** What the pipeline needs from identity: a verified caller or an AuthenticationError. */
-export interface IdentityVerifier {
-  authenticate(authorization: string | undefined): Promise<Identity>;
+/** What the steps of one configuration are made of (app.ts builds them per reload). */
+export interface CheckParts {
+  readonly verifier: IdentityVerifier;
+  readonly authorize: AuthorizeStep;
+  /** Rate limits, then token budgets: on a store failure the first with work words the 503. */
+  readonly planners: readonly Planner[];
+  readonly store: Store;
+  readonly responder: Responder;
+  readonly handoffs: Handoffs;
+  /** Told of each reservation handed to ext_proc (settled or released once, later). */
+  readonly onReservation?: (reservation: Reservation) => void;
 }
 
-export interface GatewayDeps {
+/** The Check, in order. app.ts and the tests build it through this one function. */
+export function checkSteps(parts: CheckParts): readonly CheckStep[] {
+  return [
+    canonicalPath, // the one plain path, or 400 invalid_path
+    authenticate(parts.verifier), // a verified token, or 401
+    readRequestBody, // the endpoint, and the body as the upstream reads it, or 400
+    parts.authorize, // the rules, first match wins, or 403
+    admitStep(parts.planners, parts.store), // rate limits and budgets in one store call, or 429 / 503
+    respondStep(parts.responder), // identity headers, the upstream key, no caller credential
+    handOff(parts.handoffs, parts.onReservation), // what ext_proc needs, once nothing can refuse
+  ];
+}
+
+export interface CheckDeps {
   readonly config: Config;
-  readonly verifier: IdentityVerifier;
-  readonly stages: readonly Stage[];
-  readonly responder: Responder;
+  readonly steps: readonly CheckStep[];
   readonly logger: Logger;
-  /**
-   * Where an allowed request's admission (identity, body, budget reservation) waits for the
-   * same request's ext_proc stream. Made once by the App and shared across reloads.
-   */
-  readonly handoffs: Handoffs;
   readonly now?: () => number;
-  /** Spans per Check and per stage, continuing the request's `traceparent`; absent = none. */
+  /** Spans per Check and per reported step, continuing the request's `traceparent`. */
   readonly tracing?: Tracing;
   /** Randomness for `logging.sampleAllowed` (tests inject a fixed sequence). */
   readonly random?: () => number;
@@ -51,27 +67,24 @@ export interface GatewayDeps {
 
 /** Observer of finished decisions (metrics hook). */
 export type DecisionObserver = (decision: Decision, latencyMs: number) => void;
-/** Observer of each stage's duration: `authenticate`, then every Stage by its name. */
+/** Observer of each reported step's duration (`authenticate`, `authorize`, `admit`). */
 export type StageObserver = (stage: string, latencyMs: number, outcome: StageOutcome) => void;
-/** Observer of budget reservations handed to ext_proc (each is settled or released once). */
-export type ReservationObserver = (reservation: Reservation) => void;
 
-/** Per-Check instrumentation state: the trace (when on) and each stage's milliseconds. */
+/** Per-Check instrumentation: the trace (when on) and each reported step's milliseconds. */
 interface Probe {
   readonly trace: CheckTrace | undefined;
   readonly stages: Record<string, number>;
 }
 
-export class Gateway {
+export class CheckFlow {
   private readonly now: () => number;
   private readonly observers: DecisionObserver[] = [];
   private readonly stageObservers: StageObserver[] = [];
-  private readonly reservationObservers: ReservationObserver[] = [];
-  private readonly deps: GatewayDeps;
+  private readonly deps: CheckDeps;
   /** Writes the decision lines: of their fields only `claimsUsed` has keys from outside. */
   private readonly auditLog: Logger;
 
-  constructor(deps: GatewayDeps) {
+  constructor(deps: CheckDeps) {
     this.deps = deps;
     this.now = deps.now ?? Date.now;
     this.auditLog = auditLogger(deps.logger, ['claimsUsed']);
@@ -89,10 +102,6 @@ export class Gateway {
     this.stageObservers.push(observer);
   }
 
-  onReservation(observer: ReservationObserver): void {
-    this.reservationObservers.push(observer);
-  }
-
   async decide(request: InboundRequest): Promise<Decision> {
     const started = performance.now();
     const probe: Probe = {
@@ -103,14 +112,11 @@ export class Gateway {
       }),
       stages: {},
     };
+    const check = new CheckState(request, this.now(), randomUUID());
     let decision: Decision;
-    let model: string | undefined;
     try {
-      const result = await this.run(request, probe);
-      decision = result.decision;
-      model = result.model;
+      decision = await this.run(check, probe);
     } catch (err) {
-      // Fail closed: an unexpected error is a 500 deny, never an allow.
       this.deps.logger.error({ err, requestId: request.id }, 'decision failed');
       decision = { deny: deny('internal_error', 'Tollgate could not decide on this request.') };
     }
@@ -120,135 +126,54 @@ export class Gateway {
         'tollgate.decision': decision.deny ? 'deny' : 'allow',
         'tollgate.reason': decision.deny?.reason ?? 'allowed',
         ...(decision.deny ? { 'http.response.status_code': decision.deny.status } : {}),
-        ...(model !== undefined ? { 'gen_ai.request.model': model } : {}),
+        ...(check.model !== undefined ? { 'gen_ai.request.model': check.model } : {}),
       },
       decision.deny !== undefined,
     );
-    this.audit(request, decision, model, latencyMs, probe);
+    this.audit(request, decision, check.model, latencyMs, probe);
     for (const observer of this.observers) observer(decision, latencyMs);
     return withRequestId(decision, request.id);
   }
 
+  private async run(check: CheckState, probe: Probe): Promise<Decision> {
+    for (const step of this.deps.steps) {
+      let denial: Denial | undefined;
+      try {
+        denial = step.reported ? await this.reported(step, check, probe) : await step.run(check);
+      } catch (err) {
+        if (!(err instanceof TollgateError)) throw err;
+        denial = deny(err.code, err.message);
+      }
+      if (denial !== undefined) {
+        return check.identity !== undefined ? { deny: denial, identity: check.identity } : { deny: denial };
+      }
+    }
+    return { allow: allowance(check) };
+  }
+
   /**
-   * Runs one stage under a span and a stopwatch. The outcome is `deny` for a refusal (returned,
+   * Runs one step under a span and a stopwatch. The outcome is `deny` for a refusal (returned,
    * or thrown as a TollgateError), `error` for anything else thrown.
    */
-  private async timed<T>(name: string, probe: Probe, outcomeOf: (r: T) => StageOutcome, fn: () => Promise<T>): Promise<T> {
-    const span = probe.trace?.stage(name);
+  private async reported(step: CheckStep, check: CheckState, probe: Probe): Promise<Denial | undefined> {
+    const span = probe.trace?.stage(step.name);
     const t0 = performance.now();
     let outcome: StageOutcome = 'error';
     let failure: unknown;
     try {
-      const result = await fn();
-      outcome = outcomeOf(result);
-      return result;
+      const denial = await step.run(check);
+      outcome = denial === undefined ? 'pass' : 'deny';
+      return denial;
     } catch (err) {
       failure = err;
       outcome = err instanceof TollgateError ? 'deny' : 'error';
       throw err;
     } finally {
       const ms = performance.now() - t0;
-      probe.stages[name] = ms;
+      probe.stages[step.name] = ms;
       span?.end(outcome, failure);
-      for (const observer of this.stageObservers) observer(name, ms, outcome);
+      for (const observer of this.stageObservers) observer(step.name, ms, outcome);
     }
-  }
-
-  private async run(request: InboundRequest, probe: Probe): Promise<{ decision: Decision; model?: string }> {
-    // One canonical request (DESIGN 1.8): a path in any other form is refused, never judged.
-    const badPath = pathProblem(request.path);
-    if (badPath !== undefined) return { decision: { deny: deny('invalid_path', `${badPath}; send the plain path`) } };
-    let identity: Identity;
-    try {
-      identity = await this.timed('authenticate', probe, () => 'pass', () =>
-        this.deps.verifier.authenticate(request.headers['authorization']),
-      );
-    } catch (err) {
-      if (err instanceof AuthenticationError) return { decision: { deny: deny(err.code, err.message) } };
-      throw err;
-    }
-    // Verified above, so the header holds a well-formed bearer token.
-    const token = extractBearer(request.headers['authorization']);
-    const leak = tokenInRequest(request, token);
-    if (leak !== undefined) return { decision: { deny: leak, identity } };
-    const endpoint = classify(request.method, request.path);
-    const body = readBody(request, endpoint);
-    if (!body.ok) return { decision: { deny: body.denial, identity } };
-    const ctx: RequestContext = {
-      request,
-      identity,
-      endpoint,
-      ...(body.model !== undefined ? { model: body.model } : {}),
-      ...(body.json !== undefined ? { body: body.json } : {}),
-      now: this.now(),
-      config: this.deps.config,
-      handoffId: randomUUID(),
-    };
-    const responseHeaders: Record<string, string> = {};
-    let reservation: Reservation | undefined;
-    let promptEstimate = 0;
-    let outputLimit: number | undefined;
-    const metadata: Record<string, unknown> = {};
-    const setExtra: Record<string, string> = {};
-    for (const stage of this.deps.stages) {
-      let result;
-      try {
-        result = await this.timed(stage.name, probe, (r) => ('deny' in r ? 'deny' : 'pass'), () => stage.run(ctx));
-      } catch (err) {
-        if (err instanceof TollgateError) return { decision: { deny: deny(err.code, err.message), identity }, ...modelOf(ctx) };
-        throw err;
-      }
-      if ('deny' in result) return { decision: { deny: result.deny, identity }, ...modelOf(ctx) };
-      Object.assign(responseHeaders, result.ok.responseHeaders);
-      Object.assign(metadata, result.ok.metadata);
-      Object.assign(setExtra, result.ok.setHeaders);
-      reservation = result.ok.reservation ?? reservation;
-      promptEstimate = result.ok.promptEstimate ?? promptEstimate;
-      outputLimit = result.ok.outputLimit ?? outputLimit;
-    }
-    const upstream = this.deps.responder.upstreamHeaders(identity);
-    const removals = credentialRemovals(request, token);
-    const handoffId = ctx.handoffId ?? randomUUID();
-    // Last, once nothing can refuse any more: an admission put here is settled or released
-    // by ext_proc, or released when it expires unused.
-    this.deps.handoffs.put({
-      id: handoffId,
-      requestId: request.id,
-      identity,
-      method: intern(request.method),
-      path: intern(request.path),
-      ...(ctx.model !== undefined ? { model: intern(ctx.model) } : {}),
-      ...(ctx.body !== undefined ? { body: ctx.body } : {}),
-      promptEstimate,
-      ...(reservation !== undefined ? { reservation } : {}),
-      ...(outputLimit !== undefined ? { outputLimit } : {}),
-      admittedAt: ctx.now,
-    });
-    if (reservation !== undefined) for (const observer of this.reservationObservers) observer(reservation);
-    return {
-      decision: {
-        allow: {
-          identity,
-          setHeaders: { ...setExtra, ...upstream.set },
-          removeHeaders: [...upstream.remove, ...CREDENTIAL_HEADERS, ...removals.headers],
-          removeQueryParams: removals.params,
-          responseHeaders,
-          metadata: {
-            ...metadata,
-            requestId: request.id,
-            subject: identity.subject,
-            user: identity.user,
-            provider: identity.provider,
-            // The identity headers' encoding: a `,` inside a group name cannot split it.
-            groups: encodeClaimList(identity.groups),
-            ...(identity.tenant !== undefined ? { tenant: identity.tenant } : {}),
-            ...(ctx.model !== undefined ? { model: ctx.model } : {}),
-            admission: handoffId,
-          },
-        },
-      },
-      ...modelOf(ctx),
-    };
   }
 
   private audit(request: InboundRequest, decision: Decision, model: string | undefined, latencyMs: number, probe: Probe): void {
@@ -265,6 +190,42 @@ export class Gateway {
 }
 
 /**
+ * An allowed Check as the edge renders it. The dynamic metadata Envoy keeps (access logs) and
+ * forwards to ext_proc: what the steps published, the deciding rule, the caller, and the
+ * hand-off id under the key `admission`.
+ */
+function allowance(check: CheckState): Allowance {
+  const identity = check.caller;
+  const { authz, shadowDenied, model } = check;
+  return {
+    identity,
+    setHeaders: check.setHeaders,
+    removeHeaders: check.removeHeaders,
+    removeQueryParams: check.removeQueryParams,
+    responseHeaders: check.responseHeaders,
+    metadata: {
+      ...(authz !== undefined ? { authz } : {}),
+      ...(shadowDenied !== undefined ? { shadowDenied } : {}),
+      ...check.metadata,
+      requestId: check.request.id,
+      subject: identity.subject,
+      user: identity.user,
+      provider: identity.provider,
+      // The identity headers' encoding: a `,` inside a group name cannot split it.
+      groups: encodeClaimList(identity.groups),
+      ...(identity.tenant !== undefined ? { tenant: identity.tenant } : {}),
+      ...(model !== undefined ? { model } : {}),
+      admission: check.handoffId,
+    },
+    ...(authz !== undefined ? { authz } : {}),
+    ...(shadowDenied !== undefined ? { shadowDenied } : {}),
+  };
+}
+
+/** The response header that names Tollgate's (Envoy's) request id next to the provider's. */
+export const TOLLGATE_REQUEST_ID = 'x-tollgate-request-id';
+
+/**
  * Every response carries the id of the audit line (DESIGN 1.10): a denial, which Tollgate
  * writes, as `x-request-id` (what the SDKs report as the request id); an allowed response,
  * whose `x-request-id` is the provider's own, as `x-tollgate-request-id`.
@@ -279,11 +240,4 @@ function withRequestId(decision: Decision, id: string): Decision {
     ...decision,
     deny: { ...denial, headers: { ...denial.headers, 'x-request-id': id, [TOLLGATE_REQUEST_ID]: id } },
   };
-}
-
-/** The response header that names Tollgate's (Envoy's) request id next to the provider's. */
-export const TOLLGATE_REQUEST_ID = 'x-tollgate-request-id';
-
-function modelOf(ctx: RequestContext): { model?: string } {
-  return ctx.model !== undefined ? { model: ctx.model } : {};
 }

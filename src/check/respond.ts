@@ -1,11 +1,14 @@
 /**
- * The last step of an allowed request: identity headers from verified claims, the upstream
- * API key in place of the caller's token, and the metadata Envoy hands on to ext_proc.
- * Everything that depends only on the configuration is prepared once, at construction.
+ * Step `respond`: what an allowed request carries toward the upstream — identity headers from
+ * verified claims, the upstream API key in place of the caller's token, and no other
+ * credential of the caller anywhere (request/credentials.ts). Everything that depends only on
+ * the configuration is prepared once, at construction.
  */
 import type { Config } from '../config/schema.js';
-import { claimHeaderValue, trustedClaim } from '../identity/claims.js';
 import type { Identity } from '../domain/identity.js';
+import { claimHeaderValue, trustedClaim } from '../identity/claims.js';
+import { CREDENTIAL_HEADERS, credentialRemovals } from '../request/credentials.js';
+import type { CheckStep } from './step.js';
 
 /** Resolved upstream credentials: the default key and per-tenant overrides. */
 export interface UpstreamCredentials {
@@ -78,4 +81,22 @@ export class Responder {
     else remove.push('openai-organization');
     return { set, remove };
   }
+}
+
+export function respondStep(responder: Responder): CheckStep {
+  return {
+    name: 'respond',
+    reported: false,
+    run(check) {
+      const upstream = responder.upstreamHeaders(check.caller);
+      Object.assign(check.setHeaders, upstream.set);
+      check.removeHeaders.push(...upstream.remove, ...CREDENTIAL_HEADERS);
+      if (check.token !== undefined) {
+        const removals = credentialRemovals(check.request, check.token);
+        check.removeHeaders.push(...removals.headers);
+        check.removeQueryParams.push(...removals.params);
+      }
+      return undefined;
+    },
+  };
 }

@@ -1,54 +1,104 @@
 /**
- * The contract every post-authentication stage fulfils. A stage sees plain objects only.
+ * The contract of every row in the Check table (flow.ts): a step reads what earlier steps
+ * found in the CheckState and adds to it, or refuses the request. A step never sees Envoy.
  */
-import type { Config } from '../config/schema.js';
-import type { EndpointInfo } from '../request/endpoint.js';
-import type { Reservation } from '../domain/reservation.js';
-import type { Denial } from '../domain/decision.js';
-import type { InboundRequest } from '../domain/request.js';
+import type { Authz, Denial, ShadowDenial } from '../domain/decision.js';
 import type { Identity } from '../domain/identity.js';
+import type { InboundRequest } from '../domain/request.js';
+import type { Reservation } from '../domain/reservation.js';
+import type { PlanInput } from '../limits/admit.js';
+import type { EndpointInfo } from '../request/endpoint.js';
 
-/** Everything later stages know about an authenticated request. */
-export interface RequestContext {
-  readonly request: InboundRequest;
-  readonly identity: Identity;
-  /** The endpoint catalogue's entry for the request (request/endpoint.ts). */
-  readonly endpoint: EndpointInfo;
-  /** The JSON body's `model`, when the body is a JSON object with a string model. */
-  readonly model?: string;
-  /** The parsed JSON body, when the body is JSON. */
-  readonly body?: unknown;
-  /** Handoff time, epoch milliseconds. */
-  readonly now: number;
+export type StepName =
+  | 'path'
+  | 'authenticate'
+  | 'read-body'
+  | 'authorize'
+  | 'admit'
+  | 'respond'
+  | 'hand-off';
+
+/** One row of the Check: a refusal ends the Check; nothing (undefined) passes to the next row. */
+export interface CheckStep {
+  readonly name: StepName;
   /**
-   * The admission id the Gateway made for this request (a UUID): the key ext_proc finds the
-   * admission by, and the budget reservation's id. Absent only where a stage runs outside the
-   * Gateway (unit tests); the admission stage then makes its own.
+   * Reported as a stage: its duration in `tollgate_stage_duration_*`, in the audit line's
+   * `stages`, and as a span. The steps that can take time (a signature, a store call) are.
    */
-  readonly handoffId?: string;
-  readonly config: Config;
+  readonly reported: boolean;
+  run(check: CheckState): Denial | undefined | Promise<Denial | undefined>;
 }
 
-/** What a stage adds to an allowed request. */
-export interface StageGrant {
-  /** Headers for the downstream response (x-ratelimit-*). */
-  readonly responseHeaders?: Readonly<Record<string, string>>;
-  /** Extra JSON-able metadata for ext_authz dynamic metadata (read again by ext_proc). */
-  readonly metadata?: Readonly<Record<string, unknown>>;
-  /** Request headers to set toward upstream. */
-  readonly setHeaders?: Readonly<Record<string, string>>;
-  /** Tokens reserved in the request's budgets (budget stage); settled by ext_proc. */
-  readonly reservation?: Reservation;
-  /** Prompt tokens estimated for a metered request (budget stage); see Handoff. */
-  readonly promptEstimate?: number;
-  /** Output limit per generation ext_proc must write into the request (budget stage). */
-  readonly outputLimit?: number;
+/**
+ * What the Check knows about one request so far. Steps fill it in table order; a step that
+ * reads a field an earlier step should have set and finds none is a wiring bug, and the
+ * Check fails closed (500) rather than guess.
+ */
+export class CheckState {
+  readonly request: InboundRequest;
+  /** Admission time, epoch milliseconds. */
+  readonly now: number;
+  /** Names the hand-off to ext_proc and the budget reservation (a UUID). */
+  readonly handoffId: string;
+
+  identity?: Identity;
+  /** The verified bearer token, to keep it from reaching the upstream anywhere else. */
+  token?: string;
+  endpoint?: EndpointInfo;
+  /** The JSON body's `model`, when it has a string one. */
+  model?: string;
+  /** The parsed JSON body, when the body is JSON. */
+  body?: unknown;
+
+  authz?: Authz;
+  shadowDenied?: ShadowDenial;
+  /** Tokens reserved in the request's budgets; settled by ext_proc. */
+  reservation?: Reservation;
+  /** Prompt tokens estimated for a metered request (0 when none). */
+  promptEstimate = 0;
+  /** Output limit per generation ext_proc must write into the request. */
+  outputLimit?: number;
+
+  /** Request headers to set (overwrite) toward the upstream. */
+  readonly setHeaders: Record<string, string> = {};
+  readonly removeHeaders: string[] = [];
+  readonly removeQueryParams: string[] = [];
+  /** Headers added to the downstream response (x-ratelimit-*). */
+  readonly responseHeaders: Record<string, string> = {};
+  /** JSON-able ext_authz dynamic metadata from the steps (access logs, ext_proc). */
+  readonly metadata: Record<string, unknown> = {};
+
+  constructor(request: InboundRequest, now: number, handoffId: string) {
+    this.request = request;
+    this.now = now;
+    this.handoffId = handoffId;
+  }
+
+  /** The verified caller (set by `authenticate`). */
+  get caller(): Identity {
+    return present(this.identity, 'identity');
+  }
+
+  /** The endpoint catalogue's entry (set by `read-body`). */
+  get catalogued(): EndpointInfo {
+    return present(this.endpoint, 'endpoint');
+  }
+
+  /** What the limit and budget planners read. */
+  planInput(): PlanInput {
+    return {
+      request: this.request,
+      identity: this.caller,
+      endpoint: this.catalogued,
+      now: this.now,
+      handoffId: this.handoffId,
+      ...(this.model !== undefined ? { model: this.model } : {}),
+      ...(this.body !== undefined ? { body: this.body } : {}),
+    };
+  }
 }
 
-export type StageResult = { readonly ok: StageGrant } | { readonly deny: Denial };
-
-export interface Stage {
-  /** `admit` counts rate limits and token budgets together, in one store call (admit.ts). */
-  readonly name: 'authorize' | 'admit';
-  run(ctx: RequestContext): Promise<StageResult>;
+function present<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new Error(`check step out of order: no ${what} yet`);
+  return value;
 }

@@ -21,6 +21,20 @@ export interface Denial {
   readonly claimsUsed?: Readonly<Record<string, string>>;
 }
 
+/** A denial that shadow mode recorded instead of enforcing (policy/rules.ts). */
+export interface ShadowDenial {
+  /** The rule that would have refused (`default`, `indirect-endpoint` or a rule's name). */
+  readonly rule: string;
+  readonly reason: ReasonCode;
+}
+
+/** Which rule decided an allowed request, and the claim values that made it match. */
+export interface Authz {
+  /** The deciding rule; null when `authorization.default` decided. */
+  readonly matchedRule: string | null;
+  readonly claimsUsed: Readonly<Record<string, string>>;
+}
+
 /** What an allowed request gets: header mutations toward upstream and downstream. */
 export interface Allowance {
   readonly identity: Identity;
@@ -34,6 +48,10 @@ export interface Allowance {
   readonly responseHeaders: Readonly<Record<string, string>>;
   /** JSON-able metadata published as ext_authz dynamic metadata (read by ext_proc, access logs). */
   readonly metadata: Readonly<Record<string, unknown>>;
+  /** The authorize step's outcome; absent where no policy ran (tests of other parts). */
+  readonly authz?: Authz;
+  /** Set when a shadow rule or shadow mode would have refused this request. */
+  readonly shadowDenied?: ShadowDenial;
 }
 
 export type Decision =

@@ -1,5 +1,5 @@
 /**
- * Handoff: the one store call of a request (DESIGN 1.7). Rate limits and token budgets stay
+ * Admission: the one store call of a request (DESIGN 1.7). Rate limits and token budgets stay
  * separate planners — each decides what it needs counted and how to word the answer — but the
  * store counts all of it in ONE all-or-nothing call (one Lua script in Redis, one synchronous
  * step in memory), behind the same timeout, breaker and `onUnavailable` policy. So a request
@@ -8,8 +8,43 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { AdmitResult, BudgetItem, Degraded, Refusal, Store, WindowHit, WindowState } from '../store/store.js';
-import type { RequestContext, Stage, StageGrant, StageResult } from '../check/step.js';
 import type { Denial } from '../domain/decision.js';
+import type { Identity } from '../domain/identity.js';
+import type { Reservation } from '../domain/reservation.js';
+import type { InboundRequest } from '../domain/request.js';
+import type { EndpointInfo } from '../request/endpoint.js';
+
+/** What a planner reads about an authenticated request. */
+export interface PlanInput {
+  readonly request: InboundRequest;
+  readonly identity: Identity;
+  /** The endpoint catalogue's entry for the request (request/endpoint.ts). */
+  readonly endpoint: EndpointInfo;
+  /** The JSON body's `model`, when it has a string one. */
+  readonly model?: string;
+  /** The parsed JSON body, when the body is JSON. */
+  readonly body?: unknown;
+  /** Admission time, epoch milliseconds. */
+  readonly now: number;
+  /** The request's hand-off id (a UUID), reused as its budget reservation's id. */
+  readonly handoffId?: string;
+}
+
+/** What a plan adds to an admitted request. */
+export interface PlanGrant {
+  /** Headers for the downstream response (x-ratelimit-*). */
+  readonly responseHeaders?: Readonly<Record<string, string>>;
+  /** Extra JSON-able metadata for ext_authz dynamic metadata (access logs, ext_proc). */
+  readonly metadata?: Readonly<Record<string, unknown>>;
+  /** Tokens reserved in the request's budgets; settled by ext_proc. */
+  readonly reservation?: Reservation;
+  /** Prompt tokens estimated for a metered request. */
+  readonly promptEstimate?: number;
+  /** Output limit per generation ext_proc must write into the request. */
+  readonly outputLimit?: number;
+}
+
+export type PlanVerdict = { readonly ok: PlanGrant } | { readonly deny: Denial };
 
 /** A plan's share of the store's answer: its own windows and budgets, in its own order. */
 export interface PlanAnswer {
@@ -33,18 +68,18 @@ export interface CounterPlan {
    * Admitted: called on every plan and must grant. Refused: called only on the plan that
    * refused, and must deny.
    */
-  render(answer: PlanAnswer): StageResult;
+  render(answer: PlanAnswer): PlanVerdict;
   /** The store could not answer (closed policy, or an unguarded store that failed). */
   unavailable(): Denial;
 }
 
 /** Rate limits, token budgets: decides what a request needs counted, never counts itself. */
 export interface Planner {
-  plan(ctx: RequestContext): CounterPlan;
+  plan(input: PlanInput): CounterPlan;
 }
 
 /** A plan that needs nothing counted: it always grants `grant`. */
-export function nothingToCount(grant: StageGrant = {}): CounterPlan {
+export function nothingToCount(grant: PlanGrant = {}): CounterPlan {
   return {
     windows: [],
     budgets: [],
@@ -57,56 +92,49 @@ export function nothingToCount(grant: StageGrant = {}): CounterPlan {
 
 const hasItems = (p: CounterPlan): boolean => p.windows.length > 0 || p.budgets.length > 0;
 
-export class AdmissionStage implements Stage {
-  readonly name = 'admit';
-  private readonly planners: readonly Planner[];
-  private readonly store: Store;
+/**
+ * Counts what every planner wants for `input` in ONE all-or-nothing store call and turns the
+ * store's answer into one verdict: the refusing plan's denial, or every plan's grant merged.
+ * `planners` in order: on a store failure the first one with something to count answers.
+ */
+export async function admit(planners: readonly Planner[], store: Store, input: PlanInput): Promise<PlanVerdict> {
+  const plans = planners.map((p) => p.plan(input));
+  const reservationId = input.handoffId ?? randomUUID();
+  const counted = plans.filter(hasItems);
 
-  /** `planners` in order: on a store failure the first one with something to count answers. */
-  constructor(planners: readonly Planner[], store: Store) {
-    this.planners = planners;
-    this.store = store;
+  let result: AdmitResult = { allowed: true, windows: [], reserved: [], remaining: [] };
+  if (counted.length > 0) {
+    const request = {
+      windows: plans.flatMap((p) => p.windows),
+      budgets: plans.flatMap((p) => p.budgets),
+      reservationId,
+      ttlMs: reservationTtl(plans),
+    };
+    try {
+      result = await store.admit(request, input.now);
+    } catch {
+      // Whatever broke (the guarded store's closed policy, or an unguarded store), refuse:
+      // admitting without counting is only done when the operator chose `open`. Every plan
+      // hears of it (metrics); the first one words the 503.
+      const denials = counted.map((p) => p.unavailable());
+      return { deny: denials[0] as Denial };
+    }
   }
 
-  async run(ctx: RequestContext): Promise<StageResult> {
-    const plans = this.planners.map((p) => p.plan(ctx));
-    const reservationId = ctx.handoffId ?? randomUUID();
-    const counted = plans.filter(hasItems);
-
-    let result: AdmitResult = { allowed: true, windows: [], reserved: [], remaining: [] };
-    if (counted.length > 0) {
-      const request = {
-        windows: plans.flatMap((p) => p.windows),
-        budgets: plans.flatMap((p) => p.budgets),
-        reservationId,
-        ttlMs: reservationTtl(plans),
-      };
-      try {
-        result = await this.store.admit(request, ctx.now);
-      } catch {
-        // Whatever broke (the guarded store's closed policy, or an unguarded store), refuse:
-        // admitting without counting is only done when the operator chose `open`. Every plan
-        // hears of it (metrics); the first one words the 503.
-        const denials = counted.map((p) => p.unavailable());
-        return { deny: denials[0] as Denial };
-      }
-    }
-
-    const answers = split(plans, result, reservationId);
-    if (!result.allowed) {
-      const i = answers.findIndex((a) => a.refusedBy !== undefined);
-      const verdict = plans[i]?.render(answers[i] as PlanAnswer);
-      if (verdict === undefined || !('deny' in verdict))
-        throw new Error('the store refused an admission that no plan denies');
-      return verdict;
-    }
-    const grants = plans.map((p, i) => {
-      const verdict = p.render(answers[i] as PlanAnswer);
-      if (!('ok' in verdict)) throw new Error('a plan denied an admission the store allowed');
-      return verdict.ok;
-    });
-    return { ok: merge(grants) };
+  const answers = split(plans, result, reservationId);
+  if (!result.allowed) {
+    const i = answers.findIndex((a) => a.refusedBy !== undefined);
+    const verdict = plans[i]?.render(answers[i] as PlanAnswer);
+    if (verdict === undefined || !('deny' in verdict))
+      throw new Error('the store refused an admission that no plan denies');
+    return verdict;
   }
+  const grants = plans.map((p, i) => {
+    const verdict = p.render(answers[i] as PlanAnswer);
+    if (!('ok' in verdict)) throw new Error('a plan denied an admission the store allowed');
+    return verdict.ok;
+  });
+  return { ok: merge(grants) };
 }
 
 function reservationTtl(plans: readonly CounterPlan[]): number {
@@ -145,19 +173,17 @@ function split(plans: readonly CounterPlan[], r: AdmitResult, reservationId: str
 }
 
 /** The grants of all plans as one; only the keys some plan set, so an empty grant stays `{}`. */
-function merge(grants: readonly StageGrant[]): StageGrant {
+function merge(grants: readonly PlanGrant[]): PlanGrant {
   const out: {
     responseHeaders?: Record<string, string>;
     metadata?: Record<string, unknown>;
-    setHeaders?: Record<string, string>;
-    reservation?: StageGrant['reservation'];
+    reservation?: Reservation;
     promptEstimate?: number;
     outputLimit?: number;
   } = {};
   for (const g of grants) {
     if (g.responseHeaders) out.responseHeaders = { ...out.responseHeaders, ...g.responseHeaders };
     if (g.metadata) out.metadata = { ...out.metadata, ...g.metadata };
-    if (g.setHeaders) out.setHeaders = { ...out.setHeaders, ...g.setHeaders };
     if (g.reservation !== undefined) out.reservation = g.reservation;
     if (g.promptEstimate !== undefined) out.promptEstimate = g.promptEstimate;
     if (g.outputLimit !== undefined) out.outputLimit = g.outputLimit;

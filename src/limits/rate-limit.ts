@@ -18,10 +18,16 @@ import type { Config, RateLimitConfig, RateUnit } from '../config/schema.js';
 import { compileGlobs, type GlobMatcher } from '../policy/glob.js';
 import { claimValues, compileMatch, type CompiledMatch } from '../policy/match.js';
 import type { WindowHit, WindowState } from '../store/store.js';
-import { nothingToCount, type CounterPlan, type PlanAnswer, type Planner } from './admit.js';
+import {
+  nothingToCount,
+  type CounterPlan,
+  type PlanAnswer,
+  type PlanInput,
+  type Planner,
+  type PlanVerdict,
+} from './admit.js';
 import { deny } from '../domain/denials.js';
 import { formatResetDuration, retryAfterSeconds } from './rate-headers.js';
-import type { RequestContext, StageResult } from '../check/step.js';
 import type { Identity } from '../domain/identity.js';
 
 export const UNIT_MS: Readonly<Record<RateUnit, number>> = {
@@ -82,7 +88,7 @@ export class RateLimitPlanner implements Planner {
     });
   }
 
-  plan(ctx: RequestContext): CounterPlan {
+  plan(ctx: PlanInput): CounterPlan {
     const windows: WindowHit[] = [];
     const owners: CompiledLimit[] = [];
     const input = {
@@ -111,7 +117,7 @@ export class RateLimitPlanner implements Planner {
     };
   }
 
-  private render(owners: readonly CompiledLimit[], answer: PlanAnswer): StageResult {
+  private render(owners: readonly CompiledLimit[], answer: PlanAnswer): PlanVerdict {
     const refused = answer.refusedBy;
     if (refused !== undefined) {
       const limit = refused.kind === 'window' ? owners[refused.index]?.config : undefined;

@@ -8,7 +8,6 @@ import type { Attributes, Histogram } from '@opentelemetry/api';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import type { MetricsConfig } from '../config/schema.js';
-import { shadowDenialOf } from '../check/audit.js';
 import type { Decision } from '../domain/decision.js';
 import { BoundedLabel, DEFAULT_MAX_LABEL_VALUES } from './labels.js';
 import { defineInstruments, type BreakerStateLabel, type Instruments } from './instruments.js';
@@ -141,7 +140,7 @@ export class Metrics {
   }
 
   recordDecision(decision: Decision, latencyMs: number): void {
-    const shadow = shadowDenialOf(decision);
+    const shadow = decision.allow?.shadowDenied;
     if (shadow !== undefined) {
       this.i.shadowDenials.add(1, { rule: this.rules.value(shadow.rule), reason: shadow.reason });
     }

@@ -1,6 +1,8 @@
 /** Builders the unit tests of several areas share: a complete Config and a parsed log sink. */
 import { Writable } from 'node:stream';
 import type { Config } from '../../src/config/schema.js';
+import { admit, type PlanInput, type Planner, type PlanVerdict } from '../../src/limits/admit.js';
+import type { Store } from '../../src/store/store.js';
 import { createLogger, type Logger } from '../../src/telemetry/logger.js';
 
 /**
@@ -38,4 +40,9 @@ export function logSink(): { logger: Logger; lines: Record<string, unknown>[]; r
     },
   });
   return { logger: createLogger({ level: 'info', destination: stream }), lines, raw };
+}
+
+/** Rate limits and budgets admitted in one store call, as the Check's `admit` step runs them. */
+export function admitter(planners: readonly Planner[], store: Store): { run(input: PlanInput): Promise<PlanVerdict> } {
+  return { run: (input) => admit(planners, store, input) };
 }

@@ -8,10 +8,10 @@
 import { expect } from 'chai';
 import { Redis, type Command } from 'ioredis';
 import type { Config } from '../../../src/config/schema.js';
-import { AdmissionStage } from '../../../src/limits/admit.js';
+import { admitter } from '../../helpers/unit.js';
 import { BudgetPlanner } from '../../../src/budgets/planner.js';
 import { RateLimitPlanner } from '../../../src/limits/rate-limit.js';
-import type { StageGrant } from '../../../src/check/step.js';
+import type { PlanGrant } from '../../../src/limits/admit.js';
 import { createStore, type CreatedStore } from '../../../src/store/index.js';
 import { RedisServer } from '../../helpers/redis-server.js';
 import { budget, config, ctx } from '../../unit/budget/helpers.js';
@@ -118,11 +118,11 @@ describe('one Redis round trip per admission (3 limits + 2 budgets)', function (
 
   it('costs one command from the client and one EVALSHA at the server, warm or cold', async () => {
     const cfg = threeLimitsTwoBudgets();
-    const stage = new AdmissionStage(
+    const stage = admitter(
       [new RateLimitPlanner(cfg), new BudgetPlanner(cfg)],
       created.store,
     );
-    const admit = async (i: number): Promise<StageGrant> => {
+    const admit = async (i: number): Promise<PlanGrant> => {
       const r = await stage.run(ctx({ now: Date.now(), maxTokens: 10, handoffId: `adm-${i}` }));
       if (!('ok' in r)) throw new Error(`refused: ${JSON.stringify(r)}`);
       return r.ok;
@@ -165,7 +165,7 @@ describe('one Redis round trip per admission (3 limits + 2 budgets)', function (
 
   it('a settlement is one more', async () => {
     const cfg = threeLimitsTwoBudgets();
-    const stage = new AdmissionStage(
+    const stage = admitter(
       [new RateLimitPlanner(cfg), new BudgetPlanner(cfg)],
       created.store,
     );

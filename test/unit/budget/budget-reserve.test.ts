@@ -2,26 +2,26 @@ import { expect } from 'chai';
 import type { TokenBudgetConfig } from '../../../src/config/schema.js';
 import { estimateReservation } from '../../../src/metering/estimate.js';
 import { periodWindow } from '../../../src/budgets/period.js';
-import { AdmissionStage } from '../../../src/limits/admit.js';
+import { admitter } from '../../helpers/unit.js';
 import {
   applicableBudgets,
   budgetKey,
   BudgetPlanner,
   DEFAULT_RESERVATION_TTL_SECONDS,
 } from '../../../src/budgets/planner.js';
-import type { StageGrant, StageResult } from '../../../src/check/step.js';
+import type { PlanGrant, PlanVerdict } from '../../../src/limits/admit.js';
 import type { Denial } from '../../../src/domain/decision.js';
 import { GuardedStore } from '../../../src/store/guarded.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { AdmitRequest, AdmitResult, BudgetItem, Store } from '../../../src/store/store.js';
 import { budget, config, ctx, identity, T0 } from './helpers.js';
 
-function granted(r: StageResult): StageGrant {
+function granted(r: PlanVerdict): PlanGrant {
   if (!('ok' in r)) throw new Error(`expected ok, got ${JSON.stringify(r)}`);
   return r.ok;
 }
 
-function denied(r: StageResult): Denial {
+function denied(r: PlanVerdict): Denial {
   if (!('deny' in r)) throw new Error(`expected deny, got ${JSON.stringify(r)}`);
   return r.deny;
 }
@@ -40,8 +40,8 @@ function recording(inner: Store = new MemoryStore()) {
 }
 
 /** The budget planner alone, run as the Gateway runs it: through the admission stage. */
-function budgetStage(cfg: ConstructorParameters<typeof BudgetPlanner>[0], store: Store): AdmissionStage {
-  return new AdmissionStage([new BudgetPlanner(cfg)], store);
+function budgetStage(cfg: ConstructorParameters<typeof BudgetPlanner>[0], store: Store): ReturnType<typeof admitter> {
+  return admitter([new BudgetPlanner(cfg)], store);
 }
 
 /** The estimate the stage reserves for the helpers' chat request. */

@@ -1,14 +1,14 @@
 /**
- * The Gateway hands an allowed request's admission (with its reservation) to ext_proc through
- * Handoffs, keyed by the id it publishes in the allow metadata; an admission nobody takes
- * gives its reservation back when it expires.
+ * The Check hands an allowed request's hand-off (with its reservation) to ext_proc through
+ * Handoffs, keyed by the id it publishes in the allow metadata (`admission`); a hand-off
+ * nobody takes gives its reservation back when it expires.
  */
 import { expect } from 'chai';
 import { Handoffs } from '../../../src/handoff/handoff.js';
 import { BudgetLedger } from '../../../src/budgets/ledger.js';
-import { AdmissionStage } from '../../../src/limits/admit.js';
 import { BudgetPlanner } from '../../../src/budgets/planner.js';
-import { Gateway } from '../../../src/check/flow.js';
+import { AuthorizeStep } from '../../../src/check/authorize.js';
+import { CheckFlow, checkSteps } from '../../../src/check/flow.js';
 import { Responder } from '../../../src/check/respond.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import { budget, config, identity, logSink, T0 } from './helpers.js';
@@ -26,13 +26,17 @@ function setup() {
     now: () => clock,
     onExpire: (a) => void ledger.release(a, 'not_processed'),
   });
-  const gateway = new Gateway({
+  const gateway = new CheckFlow({
     config: cfg,
-    verifier: { authenticate: () => Promise.resolve(identity()) },
-    stages: [new AdmissionStage([new BudgetPlanner(cfg)], store)],
-    responder: new Responder(cfg, { tenants: {} }),
+    steps: checkSteps({
+      verifier: { authenticate: () => Promise.resolve(identity()) },
+      authorize: new AuthorizeStep(cfg.authorization),
+      planners: [new BudgetPlanner(cfg)],
+      store,
+      responder: new Responder(cfg, { tenants: {} }),
+      handoffs,
+    }),
     logger,
-    handoffs,
     now: () => clock,
   });
   const request = (maxTokens: number, id = 'req-1') => ({
@@ -45,7 +49,7 @@ function setup() {
   return { store, handoffs, gateway, request, lines, tick: (ms: number) => (clock += ms) };
 }
 
-describe('budget/Gateway handoffs', () => {
+describe('check/CheckFlow hand-offs', () => {
   it('publishes the admission id and puts the admission, whose reservation id is that id', async () => {
     const { gateway, handoffs, request, store } = setup();
     const decision = await gateway.decide(request(100));

@@ -1,7 +1,7 @@
 /** Identities, configs, contexts and a log sink for the budget tests. */
 import type { Config, FitToBudget, TokenBudgetConfig } from '../../../src/config/schema.js';
 import { classify } from '../../../src/request/endpoint.js';
-import type { RequestContext } from '../../../src/check/step.js';
+import type { PlanInput } from '../../../src/limits/admit.js';
 import type { Identity } from '../../../src/domain/identity.js';
 import { testConfig } from '../../helpers/unit.js';
 
@@ -53,7 +53,7 @@ export function ctx(
     /** Replaces the whole request body (for other endpoints, `n`, `best_of`…). */
     body?: Record<string, unknown>;
   } = {},
-): RequestContext {
+): PlanInput {
   const body = over.body ?? {
     model: 'gpt-4o-mini',
     messages: [{ role: 'user', content: 'hi' }],
@@ -72,7 +72,6 @@ export function ctx(
     model: 'gpt-4o-mini',
     body,
     now: over.now ?? T0,
-    config: over.cfg ?? config([]),
     ...(over.handoffId !== undefined ? { handoffId: over.handoffId } : {}),
   };
 }

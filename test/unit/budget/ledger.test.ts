@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import type { Handoff } from '../../../src/handoff/handoff.js';
 import { BudgetLedger } from '../../../src/budgets/ledger.js';
 import type { Usage } from '../../../src/metering/usage.js';
-import { AdmissionStage } from '../../../src/limits/admit.js';
+import { admitter } from '../../helpers/unit.js';
 import { BudgetPlanner } from '../../../src/budgets/planner.js';
 import { GuardedStore } from '../../../src/store/guarded.js';
 import { MemoryStore } from '../../../src/store/memory.js';
@@ -17,7 +17,7 @@ const KEY = 'tb:tenant:acme:2026-11';
 async function admitted(store: Store, maxTokens = 100): Promise<Handoff> {
   const cfg = config([budget({ tenant: 'acme', maxTokens: 1000 })]);
   const c = ctx({ maxTokens, handoffId: 'adm-1', cfg });
-  const result = await new AdmissionStage([new BudgetPlanner(cfg)], store).run(c);
+  const result = await admitter([new BudgetPlanner(cfg)], store).run(c);
   if (!('ok' in result) || result.ok.reservation === undefined) throw new Error('not reserved');
   return {
     id: 'adm-1',

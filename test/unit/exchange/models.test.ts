@@ -7,7 +7,7 @@ import {
   isModelList,
 } from '../../../src/response/models.js';
 import { MeteringExchange } from '../../../src/response/exchange.js';
-import { AuthorizeStage } from '../../../src/check/authorize.js';
+import { AuthorizeStep } from '../../../src/check/authorize.js';
 import {
   IDENTITY,
   JSON_TYPE,
@@ -96,7 +96,7 @@ describe('exchange: model list', () => {
   });
 
   it('filters GET /v1/models per caller with the authorization rules', async () => {
-    const stage = new AuthorizeStage({
+    const stage = new AuthorizeStep({
       default: 'allow',
       mode: 'enforce',
       rules: [

@@ -1,15 +1,16 @@
 import { expect } from 'chai';
-import { AuthorizeStage, allowedModels } from '../../../src/check/authorize.js';
-import type { StageGrant, StageResult } from '../../../src/check/step.js';
-import type { Denial } from '../../../src/domain/decision.js';
-import { authz, context, identity, rule } from './helpers.js';
+import { AuthorizeStep } from '../../../src/check/authorize.js';
+import { allowedModels } from '../../../src/policy/rules.js';
 
-function denial(result: StageResult): Denial {
+import type { Denial } from '../../../src/domain/decision.js';
+import { authorizeWith, authz, context, identity, rule, type AuthorizeResult } from './helpers.js';
+
+function denial(result: AuthorizeResult): Denial {
   if (!('deny' in result)) throw new Error(`expected a denial, got ${JSON.stringify(result)}`);
   return result.deny;
 }
 
-function grant(result: StageResult): StageGrant {
+function grant(result: AuthorizeResult): { metadata: Readonly<Record<string, unknown>> } {
   if (!('ok' in result)) throw new Error(`expected an allow, got ${JSON.stringify(result)}`);
   return result.ok;
 }
@@ -28,9 +29,9 @@ const sales = identity({ user: 'sam@myorg.com', groups: ['sales'] });
 
 describe('pipeline/authorize', () => {
   it('first matching rule wins: the ML team may use gpt-4o', async () => {
-    const stage = new AuthorizeStage(designExample);
+    const stage = new AuthorizeStep(designExample);
     const ok = grant(
-      await stage.run(context(designExample, { who: mlTeam, model: 'gpt-4o-mini' })),
+      authorizeWith(stage, context({ who: mlTeam, model: 'gpt-4o-mini' })),
     );
     expect(ok.metadata).to.deep.equal({
       authz: { matchedRule: 'ml-team-may-use-gpt4', claimsUsed: { groups: 'ml-team' } },
@@ -38,8 +39,8 @@ describe('pipeline/authorize', () => {
   });
 
   it('a deny rule with models answers model_not_allowed naming the rule and the model', async () => {
-    const stage = new AuthorizeStage(designExample);
-    const d = denial(await stage.run(context(designExample, { who: sales, model: 'gpt-4o' })));
+    const stage = new AuthorizeStep(designExample);
+    const d = denial(authorizeWith(stage, context({ who: sales, model: 'gpt-4o' })));
     expect(d.status).to.equal(403);
     expect(d.reason).to.equal('model_not_allowed');
     expect(d.type).to.equal('permission_denied');
@@ -49,14 +50,14 @@ describe('pipeline/authorize', () => {
   });
 
   it('requests matching no rule fall to the default', async () => {
-    const stage = new AuthorizeStage(designExample);
+    const stage = new AuthorizeStep(designExample);
     const ok = grant(
-      await stage.run(context(designExample, { who: sales, model: 'gpt-3.5-turbo' })),
+      authorizeWith(stage, context({ who: sales, model: 'gpt-3.5-turbo' })),
     );
     expect(ok.metadata).to.deep.equal({ authz: { matchedRule: null, claimsUsed: {} } });
     // A request without a model is not caught by model rules either.
     grant(
-      await stage.run(context(designExample, { who: sales, path: '/v1/models', method: 'GET' })),
+      authorizeWith(stage, context({ who: sales, path: '/v1/models', method: 'GET' })),
     );
   });
 
@@ -64,9 +65,9 @@ describe('pipeline/authorize', () => {
     const config = authz([rule('staff', 'allow', { claims: { user: ['*@myorg.com'] } })], {
       default: 'deny',
     });
-    const stage = new AuthorizeStage(config);
-    grant(await stage.run(context(config)));
-    const d = denial(await stage.run(context(config, { who: identity({ user: 'eve@evil.com' }) })));
+    const stage = new AuthorizeStep(config);
+    grant(authorizeWith(stage, context()));
+    const d = denial(authorizeWith(stage, context({ who: identity({ user: 'eve@evil.com' }) })));
     expect(d).to.include({
       status: 403,
       reason: 'access_denied',
@@ -81,8 +82,8 @@ describe('pipeline/authorize', () => {
       rule('contractors-out', 'deny', { claims: { groups: ['contractors'] } }),
     ]);
     const d = denial(
-      await new AuthorizeStage(config).run(
-        context(config, { who: identity({ groups: ['contractors'] }), model: 'gpt-4o' }),
+      authorizeWith(new AuthorizeStep(config), 
+        context({ who: identity({ groups: ['contractors'] }), model: 'gpt-4o' }),
       ),
     );
     expect(d).to.include({ reason: 'access_denied', rule: 'contractors-out' });
@@ -94,11 +95,11 @@ describe('pipeline/authorize', () => {
       [rule('block-embeddings', 'deny', { path: '/v1/embeddings' }), rule('everyone', 'allow', {})],
       { default: 'deny' },
     );
-    const stage = new AuthorizeStage(config);
-    expect(denial(await stage.run(context(config, { path: '/v1/embeddings' }))).rule).to.equal(
+    const stage = new AuthorizeStep(config);
+    expect(denial(authorizeWith(stage, context({ path: '/v1/embeddings' }))).rule).to.equal(
       'block-embeddings',
     );
-    expect(grant(await stage.run(context(config))).metadata).to.deep.include({
+    expect(grant(authorizeWith(stage, context())).metadata).to.deep.include({
       authz: { matchedRule: 'everyone', claimsUsed: {} },
     });
   });
@@ -106,7 +107,7 @@ describe('pipeline/authorize', () => {
   it('caps a huge caller-supplied model in the message', async () => {
     const config = authz([rule('no', 'deny', { models: ['*'] })]);
     const d = denial(
-      await new AuthorizeStage(config).run(context(config, { model: 'x'.repeat(10_000) })),
+      authorizeWith(new AuthorizeStep(config), context({ model: 'x'.repeat(10_000) })),
     );
     expect(d.message.length).to.be.lessThan(300);
   });
@@ -120,20 +121,20 @@ describe('pipeline/authorize', () => {
         ],
         { default: 'deny' },
       );
-      const stage = new AuthorizeStage(config);
-      const ok = grant(await stage.run(context(config, { who: mlTeam, model: 'gpt-4o' })));
+      const stage = new AuthorizeStep(config);
+      const ok = grant(authorizeWith(stage, context({ who: mlTeam, model: 'gpt-4o' })));
       expect(ok.metadata).to.deep.equal({
         authz: { matchedRule: 'ml-only', claimsUsed: { groups: 'ml-team' } },
         shadowDenied: { rule: 'trial-block-gpt4', reason: 'model_not_allowed' },
       });
       // The enforced default still decides for everyone else, with no shadow record.
-      const d = denial(await stage.run(context(config, { who: sales, model: 'gpt-4o' })));
+      const d = denial(authorizeWith(stage, context({ who: sales, model: 'gpt-4o' })));
       expect(d.rule).to.equal('default');
     });
 
     it('a shadow allow rule never decides', async () => {
       const config = authz([rule('maybe-allow', 'allow', {}, 'shadow')], { default: 'deny' });
-      expect(denial(await new AuthorizeStage(config).run(context(config))).rule).to.equal(
+      expect(denial(authorizeWith(new AuthorizeStep(config), context())).rule).to.equal(
         'default',
       );
     });
@@ -142,25 +143,25 @@ describe('pipeline/authorize', () => {
       const config = authz([
         rule('trial', 'deny', { claims: { groups: ['contractors'] } }, 'shadow'),
       ]);
-      const ok = grant(await new AuthorizeStage(config).run(context(config, { who: mlTeam })));
+      const ok = grant(authorizeWith(new AuthorizeStep(config), context({ who: mlTeam })));
       expect(ok.metadata).to.not.have.property('shadowDenied');
     });
 
     it('authorization.mode shadow allows what enforce mode would deny and records it', async () => {
       const config = authz([...designExample.rules], { mode: 'shadow', default: 'deny' });
-      const stage = new AuthorizeStage(config);
-      const ok = grant(await stage.run(context(config, { who: sales, model: 'gpt-4o' })));
+      const stage = new AuthorizeStep(config);
+      const ok = grant(authorizeWith(stage, context({ who: sales, model: 'gpt-4o' })));
       expect(ok.metadata).to.deep.equal({
         authz: { matchedRule: 'nobody-else-gpt4', claimsUsed: {} },
         shadowDenied: { rule: 'nobody-else-gpt4', reason: 'model_not_allowed' },
       });
       const byDefault = grant(
-        await stage.run(context(config, { who: sales, model: 'gpt-3.5-turbo' })),
+        authorizeWith(stage, context({ who: sales, model: 'gpt-3.5-turbo' })),
       );
       expect(byDefault.metadata).to.deep.include({
         shadowDenied: { rule: 'default', reason: 'access_denied' },
       });
-      const allowed = grant(await stage.run(context(config, { who: mlTeam, model: 'gpt-4o' })));
+      const allowed = grant(authorizeWith(stage, context({ who: mlTeam, model: 'gpt-4o' })));
       expect(allowed.metadata).to.not.have.property('shadowDenied');
     });
   });
@@ -188,7 +189,7 @@ describe('pipeline/authorize', () => {
         'gpt-4o-mini',
         'gpt-3.5-turbo',
       ]);
-      expect(new AuthorizeStage(config).allowedModels(sales, candidates)).to.deep.equal([
+      expect(new AuthorizeStep(config).allowedModels(sales, candidates)).to.deep.equal([
         'gpt-4o-mini',
         'gpt-3.5-turbo',
       ]);
@@ -205,38 +206,38 @@ describe('pipeline/authorize: indirect model work (DESIGN 1.8)', () => {
   const batches = { path: '/v1/batches', method: 'POST' };
 
   it('default: allow does not open an indirect endpoint when rules judge models', async () => {
-    const d = denial(await new AuthorizeStage(designExample).run(context(designExample, { who: sales, ...batches })));
+    const d = denial(authorizeWith(new AuthorizeStep(designExample), context({ who: sales, ...batches })));
     expect(d).to.include({ status: 403, reason: 'access_denied', code: 'access_denied', rule: 'indirect-endpoint' });
     expect(d.message).to.contain('POST /v1/batches').and.to.contain('explicitly');
     for (const path of ['/v1/realtime/client_secrets', '/v1/audio/transcriptions', '/v1/unknown-endpoint', '/V1/Batches']) {
-      denial(await new AuthorizeStage(designExample).run(context(designExample, { who: sales, path, method: 'POST' })));
+      denial(authorizeWith(new AuthorizeStep(designExample), context({ who: sales, path, method: 'POST' })));
     }
   });
 
   it('nor when token budgets are configured, even without model rules', async () => {
     const open = authz([]);
-    denial(await new AuthorizeStage(open, { budgets: true }).run(context(open, batches)));
+    denial(authorizeWith(new AuthorizeStep(open, { budgets: true }), context(batches)));
     // Nothing to walk around: no model rules, no budgets.
-    grant(await new AuthorizeStage(open).run(context(open, batches)));
+    grant(authorizeWith(new AuthorizeStep(open), context(batches)));
   });
 
   it('a rule that matches the request opens it, and default: deny stays the default denial', async () => {
     const config = authz([rule('ml-may-batch', 'allow', { path: '/v1/batches*', claims: { groups: ['ml-team'] } }), ...designExample.rules]);
-    const ok = grant(await new AuthorizeStage(config).run(context(config, { who: mlTeam, ...batches })));
+    const ok = grant(authorizeWith(new AuthorizeStep(config), context({ who: mlTeam, ...batches })));
     expect(ok.metadata).to.deep.include({ authz: { matchedRule: 'ml-may-batch', claimsUsed: { groups: 'ml-team' } } });
-    denial(await new AuthorizeStage(config).run(context(config, { who: sales, ...batches })));
+    denial(authorizeWith(new AuthorizeStep(config), context({ who: sales, ...batches })));
     const closed = authz([...designExample.rules], { default: 'deny' });
-    expect(denial(await new AuthorizeStage(closed).run(context(closed, { who: sales, ...batches }))).rule).to.equal('default');
+    expect(denial(authorizeWith(new AuthorizeStep(closed), context({ who: sales, ...batches }))).rule).to.equal('default');
   });
 
   it('plain and metered endpoints keep default: allow', async () => {
-    grant(await new AuthorizeStage(designExample).run(context(designExample, { who: sales, path: '/v1/files', method: 'POST' })));
-    grant(await new AuthorizeStage(designExample).run(context(designExample, { who: sales, path: '/v1/batches/b_1', method: 'GET' })));
+    grant(authorizeWith(new AuthorizeStep(designExample), context({ who: sales, path: '/v1/files', method: 'POST' })));
+    grant(authorizeWith(new AuthorizeStep(designExample), context({ who: sales, path: '/v1/batches/b_1', method: 'GET' })));
   });
 
   it('in shadow mode the refusal is recorded, not enforced', async () => {
     const shadow = authz([...designExample.rules], { mode: 'shadow' });
-    const ok = grant(await new AuthorizeStage(shadow).run(context(shadow, { who: sales, ...batches })));
+    const ok = grant(authorizeWith(new AuthorizeStep(shadow), context({ who: sales, ...batches })));
     expect(ok.metadata).to.deep.include({ shadowDenied: { rule: 'indirect-endpoint', reason: 'access_denied' } });
   });
 });

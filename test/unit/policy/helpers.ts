@@ -2,14 +2,14 @@
 import type {
   AuthorizationConfig,
   AuthorizationRule,
-  Config,
   RequestMatch,
 } from '../../../src/config/schema.js';
 import { classify } from '../../../src/request/endpoint.js';
-import type { RequestContext } from '../../../src/check/step.js';
+import type { AuthorizeStep } from '../../../src/check/authorize.js';
+import { CheckState } from '../../../src/check/step.js';
+import type { Denial } from '../../../src/domain/decision.js';
 import type { InboundRequest } from '../../../src/domain/request.js';
 import type { Identity } from '../../../src/domain/identity.js';
-import { testConfig } from '../../helpers/unit.js';
 
 export function identity(overrides: Partial<Identity> = {}): Identity {
   return {
@@ -49,27 +49,33 @@ export function request(overrides: Partial<InboundRequest> = {}): InboundRequest
   return { id: 'req-1', method: 'POST', path: '/v1/chat/completions', headers: {}, ...overrides };
 }
 
-function config(authorization: AuthorizationConfig): Config {
-  return testConfig({
-    authorization,
-    metering: { defaultMaxOutputTokens: 1024 },
-    logging: { level: 'silent' },
-  });
+export function context(
+  options: { who?: Identity; path?: string; method?: string; model?: string } = {},
+): CheckState {
+  const method = options.method ?? 'POST';
+  const path = options.path ?? '/v1/chat/completions';
+  const state = new CheckState(request({ path, method }), 0, 'handoff-1');
+  state.identity = options.who ?? identity();
+  state.endpoint = classify(method, path);
+  if (options.model !== undefined) state.model = options.model;
+  return state;
 }
 
-export function context(
-  authorization: AuthorizationConfig,
-  options: { who?: Identity; path?: string; method?: string; model?: string } = {},
-): RequestContext {
+/** The authorize step's outcome: its denial, or what it recorded on an allowed request. */
+export type AuthorizeResult =
+  | { readonly deny: Denial }
+  | { readonly ok: { readonly metadata: Readonly<Record<string, unknown>> } };
+
+/** Runs the authorize step on `state` as the Check would. */
+export function authorizeWith(step: AuthorizeStep, state: CheckState): AuthorizeResult {
+  const denial = step.run(state);
+  if (denial !== undefined) return { deny: denial };
   return {
-    request: request({
-      path: options.path ?? '/v1/chat/completions',
-      method: options.method ?? 'POST',
-    }),
-    identity: options.who ?? identity(),
-    endpoint: classify(options.method ?? 'POST', options.path ?? '/v1/chat/completions'),
-    ...(options.model !== undefined ? { model: options.model } : {}),
-    now: 0,
-    config: config(authorization),
+    ok: {
+      metadata: {
+        authz: state.authz,
+        ...(state.shadowDenied !== undefined ? { shadowDenied: state.shadowDenied } : {}),
+      },
+    },
   };
 }

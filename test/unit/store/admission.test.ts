@@ -4,10 +4,10 @@
  */
 import { expect } from 'chai';
 import type { Config, RateLimitConfig } from '../../../src/config/schema.js';
-import { AdmissionStage } from '../../../src/limits/admit.js';
+import { admitter } from '../../helpers/unit.js';
 import { BudgetPlanner } from '../../../src/budgets/planner.js';
 import { RateLimitPlanner, type RateLimitResult } from '../../../src/limits/rate-limit.js';
-import type { StageGrant, StageResult } from '../../../src/check/step.js';
+import type { PlanGrant, PlanVerdict } from '../../../src/limits/admit.js';
 import type { Denial } from '../../../src/domain/decision.js';
 import { GuardedStore } from '../../../src/store/guarded.js';
 import { MemoryStore } from '../../../src/store/memory.js';
@@ -63,7 +63,7 @@ function recording(inner: Store = new MemoryStore()) {
 
 function setup(config: Config, store: Store) {
   const outcomes: [string, RateLimitResult][] = [];
-  const stage = new AdmissionStage(
+  const stage = admitter(
     [
       new RateLimitPlanner(config, { onOutcome: (name, result) => outcomes.push([name, result]) }),
       new BudgetPlanner(config),
@@ -73,17 +73,17 @@ function setup(config: Config, store: Store) {
   return { stage, outcomes };
 }
 
-function granted(r: StageResult): StageGrant {
+function granted(r: PlanVerdict): PlanGrant {
   if (!('ok' in r)) throw new Error(`expected ok, got ${JSON.stringify(r)}`);
   return r.ok;
 }
 
-function denied(r: StageResult): Denial {
+function denied(r: PlanVerdict): Denial {
   if (!('deny' in r)) throw new Error(`expected deny, got ${JSON.stringify(r)}`);
   return r.deny;
 }
 
-describe('AdmissionStage: rate limits and budgets in one store call', () => {
+describe('ReturnType<typeof admitter>: rate limits and budgets in one store call', () => {
   it('asks the store once for 3 limits and 2 budgets, and grants both planners’ headers', async () => {
     const { store, calls } = recording();
     const { stage, outcomes } = setup(cfg(), store);

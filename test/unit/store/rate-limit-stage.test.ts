@@ -1,13 +1,13 @@
 import { expect } from 'chai';
-import type { Config, RateLimitConfig } from '../../../src/config/schema.js';
-import { AdmissionStage } from '../../../src/limits/admit.js';
+import type { RateLimitConfig } from '../../../src/config/schema.js';
+import { admitter } from '../../helpers/unit.js';
 import {
   bucketKey,
   RateLimitPlanner,
   type RateLimitOptions,
 } from '../../../src/limits/rate-limit.js';
 import { classify } from '../../../src/request/endpoint.js';
-import type { RequestContext, StageResult } from '../../../src/check/step.js';
+import type { PlanInput, PlanVerdict } from '../../../src/limits/admit.js';
 import type { Identity } from '../../../src/domain/identity.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { AdmitRequest, AdmitResult, Store, WindowHit } from '../../../src/store/store.js';
@@ -42,7 +42,7 @@ function limit(over: Partial<RateLimitConfig> = {}): RateLimitConfig {
 
 function ctx(
   over: { path?: string; model?: string; identity?: Identity; now?: number } = {},
-): RequestContext {
+): PlanInput {
   return {
     request: {
       id: 'req-1',
@@ -54,8 +54,6 @@ function ctx(
     endpoint: classify('POST', over.path ?? '/v1/chat/completions'),
     ...(over.model !== undefined ? { model: over.model } : {}),
     now: over.now ?? T0,
-    // The stage reads only rateLimits, which it got at construction.
-    config: {} as Config,
   };
 }
 
@@ -76,11 +74,11 @@ function stageOf(
   config: { rateLimits: RateLimitConfig[] },
   store: Store,
   options: RateLimitOptions = {},
-): AdmissionStage {
-  return new AdmissionStage([new RateLimitPlanner(config, options)], store);
+): ReturnType<typeof admitter> {
+  return admitter([new RateLimitPlanner(config, options)], store);
 }
 
-function okHeaders(r: StageResult): Readonly<Record<string, string>> | undefined {
+function okHeaders(r: PlanVerdict): Readonly<Record<string, string>> | undefined {
   if (!('ok' in r)) throw new Error(`expected ok, got ${JSON.stringify(r)}`);
   return r.ok.responseHeaders;
 }

@@ -158,7 +158,7 @@ describe('telemetry/audit: logging.sampleAllowed', () => {
       },
     };
     const shadow = {
-      allow: { ...allow.allow, metadata: { shadowDenied: { rule: 'r', reason: 'access_denied' } } },
+      allow: { ...allow.allow, shadowDenied: { rule: 'r', reason: 'access_denied' as const } },
     };
     expect(shouldWrite(allow, 0, () => 0)).to.equal(false);
     expect(shouldWrite(shadow, 0, () => 0.99)).to.equal(true);

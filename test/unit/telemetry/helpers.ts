@@ -10,10 +10,9 @@ import {
 } from '@opentelemetry/sdk-trace-base';
 import type { Config } from '../../../src/config/schema.js';
 import { Handoffs } from '../../../src/handoff/handoff.js';
-import { AdmissionStage } from '../../../src/limits/admit.js';
-import { AuthorizeStage } from '../../../src/check/authorize.js';
+import { AuthorizeStep } from '../../../src/check/authorize.js';
 import { BudgetPlanner } from '../../../src/budgets/planner.js';
-import { Gateway, type GatewayDeps } from '../../../src/check/flow.js';
+import { CheckFlow, checkSteps, type CheckDeps } from '../../../src/check/flow.js';
 import { RateLimitPlanner } from '../../../src/limits/rate-limit.js';
 import { Responder } from '../../../src/check/respond.js';
 import type { InboundRequest } from '../../../src/domain/request.js';
@@ -95,30 +94,29 @@ const CALLERS: Record<string, Identity> = {
 };
 
 export function gateway(
-  over: Partial<GatewayDeps> = {},
+  over: Partial<CheckDeps> = {},
   cfg = config(),
-): { gateway: Gateway; lines: Record<string, unknown>[]; raw: string[] } {
+): { gateway: CheckFlow; lines: Record<string, unknown>[]; raw: string[] } {
   const { logger, lines, raw } = logSink();
   const store = new MemoryStore();
-  const gw = new Gateway({
+  const gw = new CheckFlow({
     config: cfg,
-    verifier: {
-      authenticate: (header) => {
-        const who = CALLERS[(header ?? '').replace(/^Bearer /, '')];
-        return who
-          ? Promise.resolve(who)
-          : Promise.reject(
-              new AuthenticationError('bad_signature', 'token signature does not verify'),
-            );
+    steps: checkSteps({
+      verifier: {
+        authenticate: (header) => {
+          const who = CALLERS[(header ?? '').replace(/^Bearer /, '')];
+          return who
+            ? Promise.resolve(who)
+            : Promise.reject(new AuthenticationError('bad_signature', 'token signature does not verify'));
+        },
       },
-    },
-    stages: [
-      new AuthorizeStage(cfg.authorization),
-      new AdmissionStage([new RateLimitPlanner(cfg), new BudgetPlanner(cfg)], store),
-    ],
-    responder: new Responder(cfg, { tenants: {} }),
+      authorize: new AuthorizeStep(cfg.authorization),
+      planners: [new RateLimitPlanner(cfg), new BudgetPlanner(cfg)],
+      store,
+      responder: new Responder(cfg, { tenants: {} }),
+      handoffs: new Handoffs({ now: () => T0 }),
+    }),
     logger,
-    handoffs: new Handoffs({ now: () => T0 }),
     now: () => T0,
     ...over,
   });

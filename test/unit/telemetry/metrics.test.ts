@@ -184,7 +184,7 @@ describe('telemetry/metrics', () => {
     m.recordStoreFallback('local');
     const allow = { identity: identity(), setHeaders: {}, removeHeaders: [], responseHeaders: {} };
     m.recordDecision(
-      { allow: { ...allow, metadata: { shadowDenied: { rule: 'r1', reason: 'access_denied' } } } },
+      { allow: { ...allow, metadata: {}, shadowDenied: { rule: 'r1', reason: 'access_denied' } } },
       0.5,
     );
     const text = await scrape(m);

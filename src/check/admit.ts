@@ -1,0 +1,25 @@
+/**
+ * Step `admit`: every rate limit and token budget that applies, counted in ONE store call
+ * (limits/admit.ts). Last of the judging steps, so a request the policy refuses never counts.
+ */
+import { admit, type Planner } from '../limits/admit.js';
+import type { Store } from '../store/store.js';
+import type { CheckStep } from './step.js';
+
+export function admitStep(planners: readonly Planner[], store: Store): CheckStep {
+  return {
+    name: 'admit',
+    reported: true,
+    async run(check) {
+      const verdict = await admit(planners, store, check.planInput());
+      if ('deny' in verdict) return verdict.deny;
+      const grant = verdict.ok;
+      Object.assign(check.responseHeaders, grant.responseHeaders);
+      Object.assign(check.metadata, grant.metadata);
+      if (grant.reservation !== undefined) check.reservation = grant.reservation;
+      if (grant.promptEstimate !== undefined) check.promptEstimate = grant.promptEstimate;
+      if (grant.outputLimit !== undefined) check.outputLimit = grant.outputLimit;
+      return undefined;
+    },
+  };
+}
