@@ -28,7 +28,7 @@ const mlTeam = identity({ groups: ['ml-team'] });
 const sales = identity({ user: 'sam@myorg.com', groups: ['sales'] });
 
 describe('pipeline/authorize', () => {
-  it('first matching rule wins: the ML team may use gpt-4o', async () => {
+  it('first matching rule wins: the ML team may use gpt-4o', () => {
     const stage = new AuthorizeStep(designExample);
     const ok = grant(
       authorizeWith(stage, context({ who: mlTeam, model: 'gpt-4o-mini' })),
@@ -38,7 +38,7 @@ describe('pipeline/authorize', () => {
     });
   });
 
-  it('a deny rule with models answers model_not_allowed naming the rule and the model', async () => {
+  it('a deny rule with models answers model_not_allowed naming the rule and the model', () => {
     const stage = new AuthorizeStep(designExample);
     const d = denial(authorizeWith(stage, context({ who: sales, model: 'gpt-4o' })));
     expect(d.status).to.equal(403);
@@ -49,7 +49,7 @@ describe('pipeline/authorize', () => {
     expect(d.message).to.contain('"gpt-4o"').and.to.contain('nobody-else-gpt4');
   });
 
-  it('requests matching no rule fall to the default', async () => {
+  it('requests matching no rule fall to the default', () => {
     const stage = new AuthorizeStep(designExample);
     const ok = grant(
       authorizeWith(stage, context({ who: sales, model: 'gpt-3.5-turbo' })),
@@ -61,7 +61,7 @@ describe('pipeline/authorize', () => {
     );
   });
 
-  it('default deny answers access_denied with rule "default"', async () => {
+  it('default deny answers access_denied with rule "default"', () => {
     const config = authz([rule('staff', 'allow', { claims: { user: ['*@myorg.com'] } })], {
       default: 'deny',
     });
@@ -77,7 +77,7 @@ describe('pipeline/authorize', () => {
     expect(d.message).to.contain('no authorization rule allows');
   });
 
-  it('a deny rule without models answers access_denied naming the rule', async () => {
+  it('a deny rule without models answers access_denied naming the rule', () => {
     const config = authz([
       rule('contractors-out', 'deny', { claims: { groups: ['contractors'] } }),
     ]);
@@ -90,7 +90,7 @@ describe('pipeline/authorize', () => {
     expect(d.message).to.contain('"contractors-out"');
   });
 
-  it('respects rule order: an earlier deny beats a later allow', async () => {
+  it('respects rule order: an earlier deny beats a later allow', () => {
     const config = authz(
       [rule('block-embeddings', 'deny', { path: '/v1/embeddings' }), rule('everyone', 'allow', {})],
       { default: 'deny' },
@@ -104,7 +104,7 @@ describe('pipeline/authorize', () => {
     });
   });
 
-  it('caps a huge caller-supplied model in the message', async () => {
+  it('caps a huge caller-supplied model in the message', () => {
     const config = authz([rule('no', 'deny', { models: ['*'] })]);
     const d = denial(
       authorizeWith(new AuthorizeStep(config), context({ model: 'x'.repeat(10_000) })),
@@ -113,7 +113,7 @@ describe('pipeline/authorize', () => {
   });
 
   describe('shadow', () => {
-    it('a shadow deny rule records the would-be denial and evaluation continues', async () => {
+    it('a shadow deny rule records the would-be denial and evaluation continues', () => {
       const config = authz(
         [
           rule('trial-block-gpt4', 'deny', { models: ['gpt-4o*'] }, 'shadow'),
@@ -132,14 +132,14 @@ describe('pipeline/authorize', () => {
       expect(d.rule).to.equal('default');
     });
 
-    it('a shadow allow rule never decides', async () => {
+    it('a shadow allow rule never decides', () => {
       const config = authz([rule('maybe-allow', 'allow', {}, 'shadow')], { default: 'deny' });
       expect(denial(authorizeWith(new AuthorizeStep(config), context())).rule).to.equal(
         'default',
       );
     });
 
-    it('a shadow rule that does not match records nothing', async () => {
+    it('a shadow rule that does not match records nothing', () => {
       const config = authz([
         rule('trial', 'deny', { claims: { groups: ['contractors'] } }, 'shadow'),
       ]);
@@ -147,7 +147,7 @@ describe('pipeline/authorize', () => {
       expect(ok.metadata).to.not.have.property('shadowDenied');
     });
 
-    it('authorization.mode shadow allows what enforce mode would deny and records it', async () => {
+    it('authorization.mode shadow allows what enforce mode would deny and records it', () => {
       const config = authz([...designExample.rules], { mode: 'shadow', default: 'deny' });
       const stage = new AuthorizeStep(config);
       const ok = grant(authorizeWith(stage, context({ who: sales, model: 'gpt-4o' })));
@@ -205,7 +205,7 @@ describe('pipeline/authorize', () => {
 describe('pipeline/authorize: indirect model work (DESIGN 1.8)', () => {
   const batches = { path: '/v1/batches', method: 'POST' };
 
-  it('default: allow does not open an indirect endpoint when rules judge models', async () => {
+  it('default: allow does not open an indirect endpoint when rules judge models', () => {
     const d = denial(authorizeWith(new AuthorizeStep(designExample), context({ who: sales, ...batches })));
     expect(d).to.include({ status: 403, reason: 'access_denied', code: 'access_denied', rule: 'indirect-endpoint' });
     expect(d.message).to.contain('POST /v1/batches').and.to.contain('explicitly');
@@ -214,14 +214,14 @@ describe('pipeline/authorize: indirect model work (DESIGN 1.8)', () => {
     }
   });
 
-  it('nor when token budgets are configured, even without model rules', async () => {
+  it('nor when token budgets are configured, even without model rules', () => {
     const open = authz([]);
     denial(authorizeWith(new AuthorizeStep(open, { budgets: true }), context(batches)));
     // Nothing to walk around: no model rules, no budgets.
     grant(authorizeWith(new AuthorizeStep(open), context(batches)));
   });
 
-  it('a rule that matches the request opens it, and default: deny stays the default denial', async () => {
+  it('a rule that matches the request opens it, and default: deny stays the default denial', () => {
     const config = authz([rule('ml-may-batch', 'allow', { path: '/v1/batches*', claims: { groups: ['ml-team'] } }), ...designExample.rules]);
     const ok = grant(authorizeWith(new AuthorizeStep(config), context({ who: mlTeam, ...batches })));
     expect(ok.metadata).to.deep.include({ authz: { matchedRule: 'ml-may-batch', claimsUsed: { groups: 'ml-team' } } });
@@ -230,12 +230,12 @@ describe('pipeline/authorize: indirect model work (DESIGN 1.8)', () => {
     expect(denial(authorizeWith(new AuthorizeStep(closed), context({ who: sales, ...batches }))).rule).to.equal('default');
   });
 
-  it('plain and metered endpoints keep default: allow', async () => {
+  it('plain and metered endpoints keep default: allow', () => {
     grant(authorizeWith(new AuthorizeStep(designExample), context({ who: sales, path: '/v1/files', method: 'POST' })));
     grant(authorizeWith(new AuthorizeStep(designExample), context({ who: sales, path: '/v1/batches/b_1', method: 'GET' })));
   });
 
-  it('in shadow mode the refusal is recorded, not enforced', async () => {
+  it('in shadow mode the refusal is recorded, not enforced', () => {
     const shadow = authz([...designExample.rules], { mode: 'shadow' });
     const ok = grant(authorizeWith(new AuthorizeStep(shadow), context({ who: sales, ...batches })));
     expect(ok.metadata).to.deep.include({ shadowDenied: { rule: 'indirect-endpoint', reason: 'access_denied' } });
