@@ -8,7 +8,8 @@ import type { Config } from './config/schema.js';
 import { resolveSecret } from './config/secrets.js';
 import { Handoffs } from './handoff/handoff.js';
 import { BudgetLedger } from './budgets/ledger.js';
-import { BASE_PROCESSING_MODE, exchangeFactory } from './response/exchange.js';
+import { exchangeFactory } from './response/flow.js';
+import { BASE_PROCESSING_MODE } from './response/mode.js';
 import { Authenticator } from './identity/verify.js';
 
 import { BudgetPlanner } from './budgets/planner.js';
@@ -146,7 +147,7 @@ export class App {
         handoffs,
         ledger: {
           settle: (h, usage, info) => settling.track(live.current.ledger.settle(h, usage, info)),
-          release: (h, reason) => settling.track(live.current.ledger.release(h, reason)),
+          release: (h, reason, providerId) => settling.track(live.current.ledger.release(h, reason, providerId)),
         },
         modelPolicy: () => live.current.authorize,
         onError: (err) => opts.logger.warn({ err }, 'metering failed; the response passed unmetered'),

@@ -31,7 +31,16 @@ export interface SettleOutcome {
   readonly latencyMs: number;
   /** The client went away, or the upstream reset, before the response ended. */
   readonly aborted: boolean;
+  /** The provider's own `x-request-id` (OpenAI's `req_…`), to join its logs to ours. */
+  readonly providerRequestId?: string;
 }
+
+/**
+ * Why a hand-off is released without a charge: the upstream answered with a non-2xx status
+ * (`upstream_status_503`), the endpoint uses no tokens (`not_metered`), the request was
+ * refused on its way out (`not_forwarded`), or ext_proc never took it (`not_processed`).
+ */
+export type ReleaseReason = `upstream_status_${number}` | 'not_metered' | 'not_forwarded' | 'not_processed';
 
 export interface LedgerDeps {
   readonly logger: Logger;
@@ -113,6 +122,7 @@ export class BudgetLedger {
         charged: r !== undefined && r.budgets.length > 0 ? usage.totalTokens : 0,
         status: outcome.status,
         aborted: outcome.aborted,
+        ...(outcome.providerRequestId !== undefined ? { providerRequestId: outcome.providerRequestId } : {}),
         latencyMs: Math.round(outcome.latencyMs * 1000) / 1000,
       });
       this.record(handoff, usage);
@@ -122,7 +132,7 @@ export class BudgetLedger {
   }
 
   /** Drops the reservation without charging (`reason`: e.g. `upstream_status_503`). Never throws. */
-  async release(handoff: Handoff, reason: string): Promise<void> {
+  async release(handoff: Handoff, reason: ReleaseReason, providerRequestId?: string): Promise<void> {
     try {
       const r = handoff.reservation;
       // However the store call ends, this process holds the reservation no longer.
@@ -142,6 +152,7 @@ export class BudgetLedger {
         totalTokens: 0,
         charged: 0,
         reason,
+        ...(providerRequestId !== undefined ? { providerRequestId } : {}),
         latencyMs: Math.round((this.now() - handoff.admittedAt) * 1000) / 1000,
       });
     } catch (err) {

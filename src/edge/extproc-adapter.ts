@@ -1,13 +1,15 @@
 /**
  * The ext_proc Process stream loop, kept apart from what is done with the messages: receive,
- * dispatch on the message kind to an ExchangeProcessor (plain TypeScript, no Envoy types),
- * answer with exactly one response of the matching kind, and tell the processor once how the
- * exchange ended.
+ * dispatch on the message kind to the request's ResponsePhases (response/phases.ts, plain
+ * TypeScript, no Envoy types), answer with exactly one response of the matching kind, and
+ * tell the phases once how the exchange ended.
  */
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
-import { DEFAULT_PROCESSING_MODE, toModeMessage } from './processing-mode.js';
-import type { ProcessingModeSpec } from './processing-mode.js';
+import { BASE_PROCESSING_MODE, type ProcessingModeSpec } from '../response/mode.js';
+import type { BodyAction, HeaderAction, Refusal, ResponsePhases } from '../response/phases.js';
+import { envelope } from './envelope.js';
+import { toModeMessage } from './processing-mode.js';
 import { fromStruct } from './protos.js';
 import type {
   CommonResponse,
@@ -20,89 +22,10 @@ import type {
 /** The ext_authz namespace whose dynamic metadata Envoy forwards to ext_proc. */
 export const AUTHZ_NAMESPACE = 'envoy.filters.http.ext_authz';
 
-/**
- * A local reply Envoy sends instead of going on (ImmediateResponse): the request goes no
- * further and the client gets this.
- */
-export interface ImmediateReply {
-  readonly status: number;
-  /** Reply headers; Envoy's default content-type for it is text/plain. */
-  readonly headers?: Readonly<Record<string, string>>;
-  readonly body?: Buffer;
-  /** Shown as %RESPONSE_CODE_DETAILS% in Envoy's access log. */
-  readonly details?: string;
-}
-
-/** What to do with a headers message. Every field is optional; `{}` or `void` = continue. */
-export interface HeaderAction {
-  /**
-   * Request side only: answer the client with this instead of forwarding the request; every
-   * other field is then ignored.
-   */
-  readonly immediate?: ImmediateReply;
-  /** Headers to set, overwriting any existing value (lower-case names). */
-  readonly setHeaders?: Readonly<Record<string, string>>;
-  readonly removeHeaders?: readonly string[];
-  /**
-   * Replace the whole body in this direction (CONTINUE_AND_REPLACE): Envoy applies it and
-   * sends us nothing more in this direction.
-   */
-  readonly replaceBody?: Buffer;
-  /**
-   * Change what Envoy sends for the rest of this request. Merged onto the current mode and
-   * sent complete, because Envoy takes both body modes from every override.
-   */
-  readonly modeOverride?: Partial<ProcessingModeSpec>;
-}
-
-/** What to do with one body message. `void` = pass the chunk unchanged. */
-export interface BodyAction {
-  /**
-   * Request side only: answer the client with this instead of forwarding the request; every
-   * other field is then ignored.
-   */
-  readonly immediate?: ImmediateReply;
-  /** Replacement bytes for this chunk (STREAMED) or the whole body (BUFFERED); empty drops it. */
-  readonly body?: Buffer;
-  /**
-   * Header mutations; Envoy honours them on a body answer only in BUFFERED mode (where a
-   * rewritten request body needs a matching content-length).
-   */
-  readonly setHeaders?: Readonly<Record<string, string>>;
-  readonly removeHeaders?: readonly string[];
-}
-
-type MaybePromise<T> = T | Promise<T>;
-
-/** One per HTTP request. Methods are awaited in message order; a missing method passes through. */
-export interface ExchangeProcessor {
-  /** `metadata` is the ext_authz dynamic metadata of this request, as plain JSON (or `{}`). */
-  requestHeaders?(
-    headers: Record<string, string>,
-    metadata: Record<string, unknown>,
-    endOfStream: boolean,
-  ): MaybePromise<HeaderAction | void>;
-  requestBody?(chunk: Buffer, endOfStream: boolean): MaybePromise<BodyAction | void>;
-  responseHeaders?(
-    headers: Record<string, string>,
-    endOfStream: boolean,
-  ): MaybePromise<HeaderAction | void>;
-  responseBody?(chunk: Buffer, endOfStream: boolean): MaybePromise<BodyAction | void>;
-  /**
-   * Called exactly once. `complete`: after the answer to the last response message Envoy will
-   * send us (body or headers with end_of_stream, trailers, or the response headers when the
-   * mode sends no response body or trailers); the stream is then closed with OK at once.
-   * `aborted`: the stream was cancelled, half-closed or failed before that. Envoy 1.40 resets
-   * the stream after a complete exchange and half-closes it when the downstream client goes
-   * away, so neither event alone tells which.
-   */
-  end?(outcome: 'complete' | 'aborted'): MaybePromise<void>;
-}
-
 export interface ProcessStreamOptions {
   /** The mode configured in Envoy; overrides are merged onto it. */
   readonly baseMode?: ProcessingModeSpec;
-  /** Told about processor failures (the stream is closed with INTERNAL) and errors thrown by `end`. */
+  /** Told about phase failures (the stream is closed with INTERNAL) and errors thrown by `end`. */
   readonly onError?: (err: unknown) => void;
 }
 
@@ -145,41 +68,44 @@ function commonResponse(
   return response;
 }
 
-/** An ImmediateResponse: allowed in answer to any message, in place of the matching case. */
-export function immediateResponse(reply: ImmediateReply): ProcessingResponse {
+/**
+ * A refusal as an ImmediateResponse (allowed in answer to any message, in place of the
+ * matching case): the OpenAI envelope, like every other denial.
+ */
+export function immediateResponse(refusal: Refusal): ProcessingResponse {
+  const { denial } = refusal;
+  const headers = { ...denial.headers, 'content-type': 'application/json', 'x-tollgate-reason': denial.reason };
   return {
     immediate_response: {
-      status: { code: reply.status },
-      ...(reply.headers !== undefined
-        ? { headers: headerMutation(reply.headers, undefined) ?? {} }
-        : {}),
-      ...(reply.body !== undefined ? { body: reply.body } : {}),
-      ...(reply.details !== undefined ? { details: reply.details } : {}),
+      status: { code: denial.status },
+      headers: headerMutation(headers, undefined) ?? {},
+      body: Buffer.from(envelope(denial), 'utf8'),
+      details: refusal.details,
     },
   };
 }
 
 /**
- * Serves one Process stream. Never throws: a processor failure closes the stream with
+ * Serves one Process stream. Never throws: a phase failure closes the stream with
  * INTERNAL (Envoy then fails the request closed) and never takes the process down.
  */
 export function serveProcessStream(
   call: ServerDuplexStream<ProcessingRequest, ProcessingResponse>,
-  processor: ExchangeProcessor,
+  phases: ResponsePhases,
   options: ProcessStreamOptions = {},
 ): void {
   const report = options.onError ?? (() => undefined);
-  let mode: ProcessingModeSpec = options.baseMode ?? DEFAULT_PROCESSING_MODE;
+  let mode: ProcessingModeSpec = options.baseMode ?? BASE_PROCESSING_MODE;
   let closed = false; // no more writes: cancelled, failed or ended by us
-  let ended = false; // processor.end was called
+  let ended = false; // phases.end was called
   let queue: Promise<void> = Promise.resolve();
 
   const finish = (outcome: 'complete' | 'aborted'): void => {
     if (ended) return;
     ended = true;
-    if (processor.end === undefined) return;
+    if (phases.end === undefined) return;
     try {
-      Promise.resolve(processor.end(outcome)).catch(report);
+      Promise.resolve(phases.end(outcome)).catch(report);
     } catch (err) {
       report(err);
     }
@@ -219,22 +145,22 @@ export function serveProcessStream(
       case 'request_headers': {
         const h = msg.request_headers ?? {};
         const ns = msg.metadata_context?.filter_metadata?.[AUTHZ_NAMESPACE];
-        const action = await processor.requestHeaders?.(
+        const action = await phases.requestHeaders?.(
           headerRecord(h.headers),
           fromStruct(ns),
           h.end_of_stream === true,
         );
         send(
           msg,
-          action?.immediate !== undefined
-            ? immediateResponse(action.immediate)
+          action?.refuse !== undefined
+            ? immediateResponse(action.refuse)
             : headersAnswer('request_headers', action),
         );
         return;
       }
       case 'response_headers': {
         const h = msg.response_headers ?? {};
-        const action = await processor.responseHeaders?.(
+        const action = await phases.responseHeaders?.(
           headerRecord(h.headers),
           h.end_of_stream === true,
         );
@@ -250,21 +176,21 @@ export function serveProcessStream(
       }
       case 'request_body': {
         const b = msg.request_body ?? {};
-        const action = await processor.requestBody?.(
+        const action = await phases.requestBody?.(
           b.body ?? Buffer.alloc(0),
           b.end_of_stream === true,
         );
         send(
           msg,
-          action?.immediate !== undefined
-            ? immediateResponse(action.immediate)
+          action?.refuse !== undefined
+            ? immediateResponse(action.refuse)
             : { request_body: { response: commonResponse(action, action ? action.body : undefined) } },
         );
         return;
       }
       case 'response_body': {
         const b = msg.response_body ?? {};
-        const action = await processor.responseBody?.(
+        const action = await phases.responseBody?.(
           b.body ?? Buffer.alloc(0),
           b.end_of_stream === true,
         );

@@ -1,8 +1,10 @@
 /**
- * Incremental decoding of a compressed response body (content-encoding gzip, deflate, br), so
- * the meter can read usage from bodies it must not modify. One zlib stream per response is
- * fed chunk by chunk and flushed after each, so everything decodable so far has been
- * observed when `write` resolves; nothing is ever re-decompressed.
+ * The one owner of content-encoding (gzip, deflate, br) for response bodies:
+ * - BodyDecoder decodes a body incrementally, so the meter can read usage from bodies it must
+ *   not modify (and the exchange can edit an SSE stream). One zlib stream per response is fed
+ *   chunk by chunk and flushed after each, so everything decodable so far has been observed
+ *   when `write` resolves; nothing is ever re-decompressed.
+ * - decodeWhole / encodeWhole do a whole, small, bounded body at once (the model list).
  */
 import zlib from 'node:zlib';
 
@@ -128,4 +130,31 @@ export class BodyDecoder {
       }
     });
   }
+}
+
+/** Decompresses a whole body of at most `maxBytes` decoded; undefined when it cannot be read. */
+export function decodeWhole(body: Buffer, kind: Kind | 'identity', maxBytes: number): Buffer | undefined {
+  const limits = { maxOutputLength: maxBytes };
+  try {
+    if (kind === 'gzip') return zlib.gunzipSync(body, limits);
+    if (kind === 'br') return zlib.brotliDecompressSync(body, limits);
+    if (kind === 'deflate') {
+      try {
+        return zlib.inflateSync(body, limits);
+      } catch {
+        return zlib.inflateRawSync(body, limits); // servers that send raw deflate
+      }
+    }
+    return body;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Compresses a whole body in `kind`, so headers naming the encoding stay true after an edit. */
+export function encodeWhole(plain: Buffer, kind: Kind | 'identity'): Buffer {
+  if (kind === 'gzip') return zlib.gzipSync(plain);
+  if (kind === 'br') return zlib.brotliCompressSync(plain);
+  if (kind === 'deflate') return zlib.deflateSync(plain); // zlib-wrapped, as RFC 9110 says
+  return plain;
 }

@@ -2,8 +2,7 @@
  * `GET /v1/models` per caller: the upstream's list, cut down to the models the caller's
  * authorization rules allow. Kept apart from the processor so it can be tested on plain bytes.
  */
-import zlib from 'node:zlib';
-import { decoderKind } from '../metering/decode.js';
+import { decodeWhole, decoderKind, encodeWhole } from '../metering/decode.js';
 
 /** A model list is small (OpenAI's is ~20 KB); past this it is let through unfiltered. */
 export const MAX_MODEL_LIST_BYTES = 4 * 1024 * 1024;
@@ -22,35 +21,6 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-type Kind = 'identity' | 'gzip' | 'deflate' | 'br';
-
-/** Decompresses a whole (small, bounded) body; undefined when it cannot be read. */
-function decode(body: Buffer, kind: Kind): Buffer | undefined {
-  const limits = { maxOutputLength: MAX_MODEL_LIST_BYTES };
-  try {
-    if (kind === 'gzip') return zlib.gunzipSync(body, limits);
-    if (kind === 'br') return zlib.brotliDecompressSync(body, limits);
-    if (kind === 'deflate') {
-      try {
-        return zlib.inflateSync(body, limits);
-      } catch {
-        return zlib.inflateRawSync(body, limits); // servers that send raw deflate
-      }
-    }
-    return body;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Compresses the new list like the upstream's, so the response headers stay true. */
-function encode(plain: Buffer, kind: Kind): Buffer {
-  if (kind === 'gzip') return zlib.gzipSync(plain);
-  if (kind === 'br') return zlib.brotliCompressSync(plain);
-  if (kind === 'deflate') return zlib.deflateSync(plain); // zlib-wrapped, as RFC 9110 says
-  return plain;
-}
-
 /**
  * The filtered list, encoded like the upstream's body, or undefined to leave the response as
  * it is (not a `{data: [...]}` list, unreadable, or nothing to remove). `allowed` gets every
@@ -64,7 +34,7 @@ export function filterModelList(
 ): Buffer | undefined {
   const kind = decoderKind(contentEncoding);
   if (kind === 'unsupported' || body.length > MAX_MODEL_LIST_BYTES) return undefined;
-  const plain = decode(body, kind);
+  const plain = decodeWhole(body, kind, MAX_MODEL_LIST_BYTES);
   if (plain === undefined) return undefined;
   let list: unknown;
   try {
@@ -81,7 +51,7 @@ export function filterModelList(
   );
   // Nothing removed: forward the upstream's bytes untouched.
   if (data.length === entries.length) return undefined;
-  return encode(Buffer.from(JSON.stringify({ ...list, data }), 'utf8'), kind);
+  return encodeWhole(Buffer.from(JSON.stringify({ ...list, data }), 'utf8'), kind);
 }
 
 /**

@@ -11,8 +11,8 @@ import type { sendUnaryData, ServerDuplexStream, ServerUnaryCall, ServiceDefinit
 import { internalErrorResponse, toCheckResponse, toGatewayRequest } from '../edge/authz-adapter.js';
 import { encodeCheckResponse } from '../edge/check-encode.js';
 import { serveProcessStream } from '../edge/extproc-adapter.js';
-import type { ExchangeProcessor } from '../edge/extproc-adapter.js';
-import type { ProcessingModeSpec } from '../edge/processing-mode.js';
+import type { ProcessingModeSpec } from '../response/mode.js';
+import type { ResponsePhases } from '../response/phases.js';
 import { SERVICE_NAMES, services } from '../edge/protos.js';
 import type {
   CheckRequest,
@@ -35,7 +35,7 @@ export interface GrpcServerOptions {
   readonly address: string;
   authorize(req: InboundRequest): Promise<Decision>;
   /** A fresh processor for each ext_proc stream (one per HTTP request). */
-  newExchange(): ExchangeProcessor;
+  newExchange(): ResponsePhases;
   readonly health?: { ready(): boolean };
   /** The ext_proc mode configured in Envoy; per-request overrides are merged onto it. */
   readonly processingMode?: ProcessingModeSpec;
@@ -128,7 +128,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       };
       // Whichever comes first: Envoy cancels, our side ends (status sent), or the call fails.
       for (const event of ['cancelled', 'finish', 'error', 'close']) call.once(event, closed);
-      let processor: ExchangeProcessor;
+      let processor: ResponsePhases;
       try {
         processor = options.newExchange();
       } catch (err) {

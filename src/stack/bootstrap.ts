@@ -6,8 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_PROCESSING_MODE, toModeConfig } from '../edge/processing-mode.js';
-import type { ProcessingModeSpec } from '../edge/processing-mode.js';
+import { BASE_PROCESSING_MODE, type ProcessingModeSpec } from '../response/mode.js';
 import { CREDENTIAL_HEADERS } from '../request/credentials.js';
 import { deny } from '../domain/denials.js';
 import { envelope } from '../edge/envelope.js';
@@ -25,10 +24,22 @@ export interface BootstrapOptions {
   readonly listenAddress?: string;
   /** Identity header names: any client-sent value is dropped before ext_authz runs. */
   readonly identityHeaders?: readonly string[];
-  /** ext_proc mode; default DEFAULT_PROCESSING_MODE (headers only). */
+  /** ext_proc mode; default BASE_PROCESSING_MODE (headers only). */
   readonly processingMode?: ProcessingModeSpec;
   /** CA bundle for an https upstream; default SSL_CERT_FILE or the system bundle. */
   readonly caFile?: string;
+}
+
+/** Spec → the Envoy bootstrap's JSON/YAML form (enum names). */
+export function toModeConfig(mode: ProcessingModeSpec): Record<string, string> {
+  return {
+    request_header_mode: mode.requestHeaders.toUpperCase(),
+    response_header_mode: mode.responseHeaders.toUpperCase(),
+    request_body_mode: mode.requestBody.toUpperCase(),
+    response_body_mode: mode.responseBody.toUpperCase(),
+    request_trailer_mode: mode.requestTrailers.toUpperCase(),
+    response_trailer_mode: mode.responseTrailers.toUpperCase(),
+  };
 }
 
 /** Common locations of the system CA bundle (Debian/Ubuntu/Alpine, RHEL/Fedora, macOS/BSD). */
@@ -262,7 +273,7 @@ export function renderBootstrap(
     GRPC_ADDRESS: grpcHost,
     GRPC_PORT: options.grpcPort,
     EARLY_HEADER_MUTATIONS: earlyHeaderMutations(options.identityHeaders ?? []),
-    PROCESSING_MODE: toModeConfig(options.processingMode ?? DEFAULT_PROCESSING_MODE),
+    PROCESSING_MODE: toModeConfig(options.processingMode ?? BASE_PROCESSING_MODE),
     UPSTREAM_CLUSTER: upstream.cluster,
     UPSTREAM_HOST: upstream.host,
     MAX_REQUEST_BYTES,

@@ -4,7 +4,7 @@
  */
 import { App } from '../app.js';
 import type { Config } from '../config/schema.js';
-import { BASE_PROCESSING_MODE } from '../response/exchange.js';
+import { BASE_PROCESSING_MODE } from '../response/mode.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { BootstrapOptions } from './bootstrap.js';
 import { startEnvoy } from './envoy.js';

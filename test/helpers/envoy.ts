@@ -5,8 +5,8 @@
 import { createServer } from 'node:http';
 import type { IncomingHttpHeaders, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { ExchangeProcessor } from '../../src/edge/extproc-adapter.js';
-import type { ProcessingModeSpec } from '../../src/edge/processing-mode.js';
+import type { ResponsePhases } from '../../src/response/phases.js';
+import type { ProcessingModeSpec } from '../../src/response/mode.js';
 import type { Decision } from '../../src/domain/decision.js';
 import type { InboundRequest } from '../../src/domain/request.js';
 import { startGrpcServer } from '../../src/server/grpc.js';
@@ -75,7 +75,7 @@ export interface Edge {
 export async function startEdge(options: {
   upstreamUrl: string;
   authorize(req: InboundRequest): Promise<Decision>;
-  newExchange?: () => ExchangeProcessor;
+  newExchange?: () => ResponsePhases;
   identityHeaders?: readonly string[];
   processingMode?: ProcessingModeSpec;
 }): Promise<Edge> {

@@ -5,9 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { AUTHZ_NAMESPACE } from '../../../src/edge/extproc-adapter.js';
-import { HANDOFF_KEY } from '../../../src/response/exchange.js';
+import { HANDOFF_KEY } from '../../../src/response/request-side.js';
 import { deny } from '../../../src/domain/denials.js';
-import { envelope } from '../../../src/edge/envelope.js';
 import type { Allowance, Decision } from '../../../src/domain/decision.js';
 import type { InboundRequest } from '../../../src/domain/request.js';
 import { renderBootstrap, upstreamCluster } from '../../../src/stack/bootstrap.js';
@@ -181,12 +180,7 @@ describe('real Envoy in front of the gRPC server', () => {
             return rewrite ? { modeOverride: { responseBody: 'streamed' } } : undefined;
           },
           requestBody: () => ({
-            immediate: {
-              status: 500,
-              headers: { 'content-type': 'application/json', 'x-tollgate-reason': 'internal_error' },
-              body: Buffer.from(envelope(deny('internal_error', 'not sent'))),
-              details: 'tollgate_test',
-            },
+            refuse: { denial: deny('internal_error', 'not sent'), details: 'tollgate_test' },
           }),
           responseBody: (chunk) =>
             rewrite ? { body: Buffer.from(chunk.toString('utf8').toUpperCase()) } : undefined,

@@ -1,7 +1,8 @@
+import { deny } from '../../../src/domain/denials.js';
 import { expect } from 'chai';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { Client, ClientDuplexStream, ServiceError } from '@grpc/grpc-js';
-import type { ExchangeProcessor } from '../../../src/edge/extproc-adapter.js';
+import type { ResponsePhases } from '../../../src/response/phases.js';
 import { startGrpcServer } from '../../../src/server/grpc.js';
 import type { GrpcServerHandle } from '../../../src/server/grpc.js';
 import { extProcClient } from './clients.js';
@@ -84,7 +85,7 @@ function open(client: Client): {
 describe('ext_proc over gRPC', () => {
   let server: GrpcServerHandle;
   let client: Client;
-  let factory: () => ExchangeProcessor = () => ({});
+  let factory: () => ResponsePhases = () => ({});
   const errors: unknown[] = [];
 
   before(async () => {
@@ -296,13 +297,8 @@ describe('ext_proc over gRPC', () => {
     factory = () => ({
       requestHeaders: () => ({ modeOverride: { requestBody: 'buffered' } }),
       requestBody: () => ({
-        immediate: {
-          status: 500,
-          headers: { 'content-type': 'application/json', 'x-tollgate-reason': 'internal_error' },
-          body: Buffer.from('{"error":{}}'),
-          details: 'tollgate_output_limit_not_written',
-        },
-        // ignored: an immediate reply replaces the body answer
+        refuse: { denial: deny('internal_error', 'not sent'), details: 'tollgate_output_limit_not_written' },
+        // ignored: a refusal replaces the body answer
         body: Buffer.from('never sent'),
       }),
     });
@@ -314,7 +310,9 @@ describe('ext_proc over gRPC', () => {
     expect(rb.request_body ?? null).to.equal(null);
     const reply = rb.immediate_response!;
     expect(reply.status.code).to.equal(500);
-    expect(reply.body.toString()).to.equal('{"error":{}}');
+    expect(JSON.parse(reply.body.toString())).to.deep.equal({
+      error: { message: 'not sent', type: 'server_error', param: null, code: 'internal_error' },
+    });
     expect(reply.details).to.equal('tollgate_output_limit_not_written');
     // raw_value only, with the overwrite wrapper, as Envoy reads ext_proc header mutations
     expect(
@@ -327,12 +325,21 @@ describe('ext_proc over gRPC', () => {
     expect(await s.status).to.equal(null);
 
     // The same in answer to request headers.
-    factory = () => ({ requestHeaders: () => ({ immediate: { status: 503 }, setHeaders: { x: 'y' } }) });
+    factory = () => ({
+      requestHeaders: () => ({
+        refuse: { denial: deny('store_unavailable', 'try later', { headers: { 'retry-after': '1' } }), details: 'tollgate_test' },
+        setHeaders: { x: 'y' },
+      }),
+    });
     const h = open(client);
     const answer = await h.ask({ request_headers: headers({ ':path': '/v1/chat/completions' }) });
     expect(answer.response).to.equal('immediate_response');
     expect(answer.immediate_response?.status.code).to.equal(503);
-    expect(answer.immediate_response?.headers ?? null).to.equal(null);
+    expect(answer.immediate_response?.headers?.set_headers.map((o) => o.header.key)).to.deep.equal([
+      'retry-after',
+      'content-type',
+      'x-tollgate-reason',
+    ]);
     h.call.end();
     expect(await h.status).to.equal(null);
   });

@@ -1,11 +1,8 @@
 /** Shared pieces of the exchange unit tests: an admission, a recording ledger, a driver. */
-import type {
-  BodyAction,
-  ExchangeProcessor,
-  HeaderAction,
-} from '../../../src/edge/extproc-adapter.js';
+import type { BodyAction, ResponsePhases, HeaderAction } from '../../../src/response/phases.js';
 import { Handoffs, type Handoff } from '../../../src/handoff/handoff.js';
-import type { ReleaseReason, SettleInfo, UsageLedger } from '../../../src/response/exchange.js';
+import type { ReleaseReason, SettleOutcome } from '../../../src/budgets/ledger.js';
+import type { UsageLedger } from '../../../src/response/state.js';
 import type { Usage } from '../../../src/metering/usage.js';
 import type { Identity } from '../../../src/domain/identity.js';
 
@@ -39,12 +36,12 @@ export function admission(over: Partial<Handoff> & { body?: unknown } = {}): Han
 }
 
 export type LedgerCall =
-  | { kind: 'settle'; admission: Handoff; usage: Usage; info: SettleInfo }
+  | { kind: 'settle'; admission: Handoff; usage: Usage; info: SettleOutcome }
   | { kind: 'release'; admission: Handoff; reason: ReleaseReason };
 
 export class RecordingLedger implements UsageLedger {
   readonly calls: LedgerCall[] = [];
-  settle(admission: Handoff, usage: Usage, info: SettleInfo): void {
+  settle(admission: Handoff, usage: Usage, info: SettleOutcome): void {
     this.calls.push({ kind: 'settle', admission, usage, info });
   }
   release(admission: Handoff, reason: ReleaseReason): void {
@@ -61,7 +58,7 @@ export function admissionsWith(a: Handoff): Handoffs {
 
 /** What the client receives: each chunk as forwarded (unchanged, replaced or held back). */
 export async function feedResponse(
-  ex: ExchangeProcessor,
+  ex: ResponsePhases,
   chunks: readonly Buffer[],
 ): Promise<{ forwarded: Buffer; actions: (BodyAction | void)[] }> {
   const out: Buffer[] = [];
@@ -75,7 +72,7 @@ export async function feedResponse(
 }
 
 export async function headers(
-  ex: ExchangeProcessor,
+  ex: ResponsePhases,
   status: number,
   extra: Record<string, string> = {},
   endOfStream = false,

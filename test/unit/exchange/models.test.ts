@@ -6,7 +6,7 @@ import {
   filterModelList,
   isModelList,
 } from '../../../src/response/models.js';
-import { MeteringExchange } from '../../../src/response/exchange.js';
+import { MeteringExchange } from '../../../src/response/flow.js';
 import { AuthorizeStep } from '../../../src/check/authorize.js';
 import {
   IDENTITY,

@@ -1,12 +1,9 @@
 import { expect } from 'chai';
 import zlib from 'node:zlib';
-import {
-  BASE_PROCESSING_MODE,
-  MAX_BUFFERED_RESPONSE_BYTES,
-  MeteringExchange,
-  responseBodyMode,
-  type ExchangeDeps,
-} from '../../../src/response/exchange.js';
+import { BASE_PROCESSING_MODE } from '../../../src/response/mode.js';
+import { MAX_BUFFERED_RESPONSE_BYTES, responseBodyMode } from '../../../src/response/response-side.js';
+import { MeteringExchange } from '../../../src/response/flow.js';
+import { type ExchangeDeps } from '../../../src/response/state.js';
 import type { Handoff } from '../../../src/handoff/handoff.js';
 import { estimatePrompt } from '../../../src/metering/estimate.js';
 import { fixture, splitAt } from '../metering/helpers.js';
@@ -329,7 +326,7 @@ describe('exchange: writing the output limit of an admission (fitToBudget)', () 
     const sent = action!.body!.toString('utf8');
     expect(sent).to.equal(`${raw.toString('utf8').slice(0, -1)},"max_completion_tokens":78}`);
     expect(action!.setHeaders).to.deep.equal({ 'content-length': String(Buffer.byteLength(sent)) });
-    expect(action).not.to.have.property('immediate');
+    expect(action).not.to.have.property('refuse');
     expect(ledger.calls).to.deep.equal([]);
   });
 
@@ -368,20 +365,15 @@ describe('exchange: writing the output limit of an admission (fitToBudget)', () 
     const { ex, ledger } = setup(limited({ body }));
     ex.requestHeaders({}, meta(), false);
     const action = ex.requestBody(Buffer.from('{"model":"gpt-4o-mini",'), false);
-    expect(action).to.have.property('immediate');
-    const reply = action!.immediate!;
-    expect(reply.status).to.equal(500);
-    expect(reply.headers).to.deep.equal({
-      'content-type': 'application/json',
-      'x-tollgate-reason': 'internal_error',
-    });
-    expect(JSON.parse(reply.body!.toString('utf8'))).to.deep.equal({
-      error: {
-        message: 'Tollgate could not limit the output of this request to its token budget, so it was not sent.',
-        type: 'server_error',
-        param: null,
-        code: 'internal_error',
-      },
+    expect(action).to.have.property('refuse');
+    const { denial, details } = action!.refuse!;
+    expect(details).to.equal('tollgate_output_limit_not_written');
+    expect(denial).to.include({
+      status: 500,
+      reason: 'internal_error',
+      type: 'server_error',
+      code: 'internal_error',
+      message: 'Tollgate could not limit the output of this request to its token budget, so it was not sent.',
     });
     await new Promise((r) => setImmediate(r));
     expect(ledger.calls.map((c) => c.kind === 'release' && c.reason)).to.deep.equal(['not_forwarded']);
@@ -394,7 +386,7 @@ describe('exchange: writing the output limit of an admission (fitToBudget)', () 
     const { ex, errors } = setup(limited({ body: undefined }));
     ex.requestHeaders({}, meta(), false);
     const action = ex.requestBody(Buffer.from('model=gpt-4o&n=5'), true);
-    expect(action?.immediate?.status).to.equal(500);
+    expect(action?.refuse?.denial.status).to.equal(500);
     expect(errors).to.have.length(1);
   });
 
