@@ -14,7 +14,7 @@ import { RateLimitPlanner } from '../../../src/limits/rate-limit.js';
 import type { PlanGrant } from '../../../src/limits/admit.js';
 import { createStore, type CreatedStore } from '../../../src/store/index.js';
 import { RedisServer } from '../../helpers/redis-server.js';
-import { budget, config, ctx } from '../../unit/budget/helpers.js';
+import { budget, config, ctx } from '../../unit/budgets/helpers.js';
 
 /** Three limits and two budgets that all apply to the helpers' chat request (ann, tenant acme). */
 function threeLimitsTwoBudgets(): Config {

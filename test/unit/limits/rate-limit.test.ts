@@ -11,7 +11,7 @@ import type { PlanInput, PlanVerdict } from '../../../src/limits/admit.js';
 import type { Identity } from '../../../src/domain/identity.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { AdmitRequest, AdmitResult, Store, WindowHit } from '../../../src/store/store.js';
-import { hitWindows } from './admit-helpers.js';
+import { hitWindows } from '../store/admit-helpers.js';
 
 const T0 = 1_700_000_000_000;
 

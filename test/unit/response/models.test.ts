@@ -31,7 +31,7 @@ const ids = (body: Buffer) =>
   (JSON.parse(body.toString('utf8')) as typeof LIST).data.map((m) => m.id);
 const onlyMini = (candidates: readonly string[]) => candidates.filter((m) => m.endsWith('-mini'));
 
-describe('exchange: model list', () => {
+describe('response/model list', () => {
   it('recognizes GET …/models with any prefix and nothing else', () => {
     expect(isModelList('GET', '/v1/models')).to.equal(true);
     expect(isModelList('get', '/openai/v1/models/?x=1')).to.equal(true);

@@ -3,7 +3,7 @@ import { AuthorizeStep } from '../../../src/check/authorize.js';
 import { allowedModels } from '../../../src/policy/rules.js';
 
 import type { Denial } from '../../../src/domain/decision.js';
-import { authorizeWith, authz, context, identity, rule, type AuthorizeResult } from './helpers.js';
+import { authorizeWith, authz, context, identity, rule, type AuthorizeResult } from '../policy/helpers.js';
 
 function denial(result: AuthorizeResult): Denial {
   if (!('deny' in result)) throw new Error(`expected a denial, got ${JSON.stringify(result)}`);
@@ -27,7 +27,7 @@ const designExample = authz([
 const mlTeam = identity({ groups: ['ml-team'] });
 const sales = identity({ user: 'sam@myorg.com', groups: ['sales'] });
 
-describe('pipeline/authorize', () => {
+describe('check/authorize', () => {
   it('first matching rule wins: the ML team may use gpt-4o', () => {
     const stage = new AuthorizeStep(designExample);
     const ok = grant(
@@ -202,7 +202,7 @@ describe('pipeline/authorize', () => {
   });
 });
 
-describe('pipeline/authorize: indirect model work (DESIGN 1.8)', () => {
+describe('check/authorize: indirect model work (DESIGN 1.8)', () => {
   const batches = { path: '/v1/batches', method: 'POST' };
 
   it('default: allow does not open an indirect endpoint when rules judge models', () => {

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { classify } from '../../../src/request/endpoint.js';
 import { readBody, type BodyResult } from '../../../src/request/body.js';
 import type { InboundRequest } from '../../../src/domain/request.js';
-import { request } from './helpers.js';
+import { request } from '../policy/helpers.js';
 
 const json = { 'content-type': 'application/json' };
 
@@ -16,7 +16,7 @@ function refusal(r: BodyResult): { reason: string; status: number; message: stri
   return r.denial;
 }
 
-describe('pipeline/body', () => {
+describe('request/body', () => {
   it('parses a JSON body and extracts a string model', () => {
     const body = JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] });
     const r = read(request({ headers: json, body }));

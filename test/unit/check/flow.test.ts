@@ -11,7 +11,7 @@ import { AuthorizeStep } from '../../../src/check/authorize.js';
 import { CheckFlow, checkSteps } from '../../../src/check/flow.js';
 import { Responder } from '../../../src/check/respond.js';
 import { MemoryStore } from '../../../src/store/memory.js';
-import { budget, config, identity, logSink, T0 } from './helpers.js';
+import { budget, config, identity, logSink, T0 } from '../budgets/helpers.js';
 
 const KEY = 'tb:tenant:acme:2026-11';
 

@@ -33,7 +33,7 @@ const CANONICAL = [
   '/',
 ];
 
-describe('pipeline/canonical paths', () => {
+describe('request/canonical paths', () => {
   it('accepts the plain form of every API path', () => {
     for (const path of CANONICAL) expect(pathProblem(path), path).to.equal(undefined);
   });
@@ -129,7 +129,7 @@ describe('pipeline/canonical paths', () => {
   });
 });
 
-describe('pipeline/canonical model names', () => {
+describe('request/canonical model names', () => {
   it('accepts plain ids and refuses the rest', () => {
     for (const ok of ['gpt-4o', 'GPT-4o', 'ft:gpt-4o-mini:org::abc', 'o3-mini-2025-01-31'])
       expect(modelProblem(ok), ok).to.equal(undefined);

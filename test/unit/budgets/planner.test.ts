@@ -50,7 +50,7 @@ function estimateFor(maxTokens: number): number {
   return estimateReservation('/v1/chat/completions', body, 'gpt-4o-mini', 100).total;
 }
 
-describe('budget/applicable budgets', () => {
+describe('budgets/applicable budgets', () => {
   const budgets: TokenBudgetConfig[] = [
     budget({ tenant: 'acme', maxTokens: 1 }),
     budget({ tenant: 'other', maxTokens: 2 }),
@@ -71,7 +71,7 @@ describe('budget/applicable budgets', () => {
   });
 });
 
-describe('budget/keys and periods', () => {
+describe('budgets/keys and periods', () => {
   const key = (b: TokenBudgetConfig, now: number) => budgetKey(b, periodWindow(b.period, b.timeZone, now));
 
   it('names one counter per subject and calendar period', () => {
@@ -105,7 +105,7 @@ describe('budget/keys and periods', () => {
   });
 });
 
-describe('budget/BudgetPlanner (through the admission stage)', () => {
+describe('budgets/BudgetPlanner (through the admission stage)', () => {
   it('reserves prompt estimate + max_tokens in every applicable budget in one call, under the admission id', async () => {
     const { store, calls } = recording();
     const budgets = [budget({ tenant: 'acme', maxTokens: 10_000 }), budget({ user: 'ann@myorg.com', maxTokens: 5_000, period: 'day' })];
@@ -246,7 +246,7 @@ describe('budget/BudgetPlanner (through the admission stage)', () => {
   });
 });
 
-describe('budget/fitToBudget: no single request overshoots a budget', () => {
+describe('budgets/fitToBudget: no single request overshoots a budget', () => {
   const HI = [{ role: 'user', content: 'hi' }]; // 9 prompt tokens at admission
   const chat = (extra: Record<string, unknown>) => ({ model: 'gpt-4o-mini', messages: HI, ...extra });
   const TENANT = 'tb:tenant:acme:2026-11';

@@ -7,7 +7,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { GuardedStore } from '../../../src/store/guarded.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { Store } from '../../../src/store/store.js';
-import { hitWindows } from './admit-helpers.js';
+import { hitWindows } from '../../unit/store/admit-helpers.js';
 
 const HIT = [{ key: 'k', limit: 10, windowMs: 60_000 }];
 const TIMEOUT_MS = 20;

@@ -4,9 +4,9 @@
  */
 import { expect } from 'chai';
 import { decisionLine, shouldWrite } from '../../../src/check/audit.js';
-import { chat, config, gateway, identity, memoryTracing } from './helpers.js';
+import { chat, config, gateway, identity, memoryTracing } from '../telemetry/helpers.js';
 
-describe('telemetry/audit: the decision line', () => {
+describe('check/audit: the decision line', () => {
   it('has identity, request, decision, deciding rule with its claims, and stage timings for an allow', async () => {
     const { gateway: gw, lines } = gateway();
     await gw.decide(chat('ann', 'gpt-4o'));
@@ -122,7 +122,7 @@ describe('telemetry/audit: the decision line', () => {
   });
 });
 
-describe('telemetry/audit: logging.sampleAllowed', () => {
+describe('check/audit: logging.sampleAllowed', () => {
   it('writes a fraction of allowed decisions, every denial and every shadow denial', async () => {
     let i = 0;
     const draws = [0.1, 0.9, 0.2, 0.8];

@@ -49,7 +49,7 @@ function ledgerWith(store: Store, metrics?: UsageMetrics) {
   return { ledger, ...sink };
 }
 
-describe('budget/BudgetLedger', () => {
+describe('budgets/BudgetLedger', () => {
   it('settles the reservation to the real usage and writes one audit line, without the prompt', async () => {
     const store = new MemoryStore();
     const admission = await admitted(store);

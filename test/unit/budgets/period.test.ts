@@ -9,7 +9,7 @@ const win = (period: Period, zone: string, when: string) => {
   return { id: w.id, start: iso(w.startMs), end: iso(w.endMs) };
 };
 
-describe('metering/period', () => {
+describe('budgets/period', () => {
   it('aligns UTC hour, day, ISO week and month', () => {
     expect(win('hour', 'UTC', '2026-11-29T13:05:00Z')).to.deep.equal({
       id: '2026-11-29T13',

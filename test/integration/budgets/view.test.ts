@@ -9,14 +9,14 @@ import { startMetricsServer, type MetricsServer } from '../../../src/server/metr
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { Store } from '../../../src/store/store.js';
 import { Metrics } from '../../../src/telemetry/metrics.js';
-import { budget, config, T0 } from './helpers.js';
+import { budget, config, T0 } from '../../unit/budgets/helpers.js';
 
 function capture() {
   let text = '';
   return { write: (c: string) => (text += c), get text() { return text; } };
 }
 
-describe('budget/GET /budget and tollgate budget', () => {
+describe('budgets/view: GET /budget and tollgate budget', () => {
   const store = new MemoryStore();
   let live: Store = store;
   const cfg: Config = config([

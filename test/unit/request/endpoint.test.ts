@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { classify, endpointForPath } from '../../../src/request/endpoint.js';
 
-describe('metering/endpoint catalogue', () => {
+describe('request/endpoint catalogue', () => {
   it('names the four metered APIs exactly, in any letter case, with or without a query', () => {
     expect(endpointForPath('/v1/chat/completions')).to.equal('chat');
     expect(endpointForPath('/V1/Chat/Completions')).to.equal('chat');

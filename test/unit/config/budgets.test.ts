@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import { parseConfig } from '../../../src/config/load.js';
-import { describeProblems, MINIMAL } from '../config/helpers.js';
+import { describeProblems, MINIMAL } from './helpers.js';
 
-describe('budget/config keys', () => {
+describe('config: budget keys', () => {
   it('reads tokenBudgets per tenant, group and user, and metering.reservationTtlSeconds', () => {
     const cfg = parseConfig(`${MINIMAL}
 tokenBudgets:

@@ -36,7 +36,7 @@ function setup(a: Handoff, over: Partial<ExchangeDeps> = {}) {
 
 const meta = (id = 'adm-1') => ({ admission: id, requestId: 'req-1' });
 
-describe('exchange: MeteringExchange', () => {
+describe('response/MeteringExchange', () => {
   it('uses headers-only as its base mode (bodies are asked for per request)', () => {
     expect(BASE_PROCESSING_MODE).to.deep.equal({
       requestHeaders: 'send',
@@ -305,7 +305,7 @@ describe('exchange: MeteringExchange', () => {
   });
 });
 
-describe('exchange: writing the output limit of an admission (fitToBudget)', () => {
+describe('response/writing the output limit of an admission (fitToBudget)', () => {
   const reservation = {
     id: 'adm-1',
     budgets: [{ key: 'tb:tenant:marketing:2026-11', expiresAtMs: 2e12 }],
@@ -403,7 +403,7 @@ describe('exchange: writing the output limit of an admission (fitToBudget)', () 
   });
 });
 
-describe('exchange: responseBodyMode', () => {
+describe('response/responseBodyMode', () => {
   it('streams SSE, buffers small sized JSON, streams large or unsized JSON', () => {
     expect(responseBodyMode(true, '10')).to.equal('streamed');
     expect(responseBodyMode(false, '0')).to.equal('buffered');

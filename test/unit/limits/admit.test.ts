@@ -12,8 +12,8 @@ import type { Denial } from '../../../src/domain/decision.js';
 import { GuardedStore } from '../../../src/store/guarded.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { AdmitRequest, AdmitResult, Store } from '../../../src/store/store.js';
-import { budget, config, ctx, T0 } from '../budget/helpers.js';
-import { hitWindows } from './admit-helpers.js';
+import { budget, config, ctx, T0 } from '../budgets/helpers.js';
+import { hitWindows } from '../store/admit-helpers.js';
 
 const TENANT_KEY = 'tb:tenant:acme:2026-11';
 
@@ -83,7 +83,7 @@ function denied(r: PlanVerdict): Denial {
   return r.deny;
 }
 
-describe('ReturnType<typeof admitter>: rate limits and budgets in one store call', () => {
+describe('limits/admit: rate limits and budgets in one store call', () => {
   it('asks the store once for 3 limits and 2 budgets, and grants both planners’ headers', async () => {
     const { store, calls } = recording();
     const { stage, outcomes } = setup(cfg(), store);

@@ -4,11 +4,11 @@ import {
   credentialRemovals,
   tokenInRequest,
 } from '../../../src/request/credentials.js';
-import { request } from './helpers.js';
+import { request } from '../policy/helpers.js';
 
 const TOKEN = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg';
 
-describe('pipeline/credentials', () => {
+describe('request/credentials', () => {
   it('always removes the other API-key, proxy, cookie and method-override headers', () => {
     for (const h of [
       'api-key',
