@@ -1,7 +1,7 @@
 /**
  * Traces: each ext_authz Check continues the trace the client (or Envoy) started, with one
  * child span per pipeline stage. Export happens only when the standard `OTEL_*` variables ask
- * for it; otherwise there is no tracer at all and the Gateway skips every span call, so a
+ * for it; otherwise there is no tracer at all and the Check skips every span call, so a
  * deployment without a collector pays nothing.
  *
  * Context is passed explicitly (parent span → child), never through a global context manager:
