@@ -392,6 +392,8 @@ describe('e2e: security — one canonical request, no way around the rules', fun
         undefined,
       );
       expect(receivedFor(ours)).to.have.length(1);
+      // The usage line names the provider's id too, so its logs can be joined to ours.
+      expect((await usageLine(ours))['providerRequestId']).to.equal(providerId);
 
       // Envoy's own replies: an unnormalisable path, a body over the buffer, no token at all.
       const unauthenticated = await rawRequest(
