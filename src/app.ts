@@ -6,7 +6,6 @@
  */
 import type { Config } from './config/schema.js';
 import { resolveSecret } from './config/secrets.js';
-import { Handoffs } from './handoff/handoff.js';
 import { BudgetLedger } from './budgets/ledger.js';
 import { exchangeFactory } from './response/flow.js';
 import { BASE_PROCESSING_MODE } from './response/mode.js';
@@ -25,6 +24,30 @@ import { InFlight, retryUntilReady, splitGrace, within } from './server/lifecycl
 import { Metrics } from './telemetry/metrics.js';
 import type { Logger } from './telemetry/logger.js';
 import { tracingFromEnv, type Tracing } from './telemetry/tracing.js';
+
+/**
+ * How long after an allowed Check its ext_proc stream may still open. Envoy opens it at once
+ * (the next filter of the same request); a generous bound costs only shutdown time.
+ */
+const HANDOFF_GAP_MS = 1000;
+
+/** Whether a Check was allowed within the last `gapMs`. */
+class RecentAllows {
+  private last = -Infinity;
+  private readonly gapMs: number;
+
+  constructor(gapMs: number) {
+    this.gapMs = gapMs;
+  }
+
+  mark(): void {
+    this.last = performance.now();
+  }
+
+  pending(): boolean {
+    return performance.now() - this.last < this.gapMs;
+  }
+}
 
 /** While some provider's keys were never fetched, retry this often (health stays NOT_SERVING). */
 const KEY_RETRY_MS = 2000;
@@ -69,12 +92,12 @@ interface Generation {
   readonly storeKey: string;
   /** Settles budgets in this generation's store (ext_proc calls it when a response ends). */
   readonly ledger: BudgetLedger;
-  /** Made once in start() and handed on, so admissions survive reloads. */
-  readonly handoffs: Handoffs;
   /** This generation's rules, also used by ext_proc to filter `GET /v1/models` per caller. */
   readonly authorize: AuthorizeStep;
-  /** Made once in start() and handed on, like admissions. */
+  /** Made once in start() and handed on. */
   readonly tracing: Tracing;
+  /** When the last allow was, for shutdown; made once and handed on. */
+  readonly recent: RecentAllows;
 }
 
 /** What stop() must wait for or shut down besides the servers. */
@@ -131,12 +154,10 @@ export class App {
     // Settlements still running when SIGTERM comes are waited for (stop()), so usage is charged.
     const settling = new InFlight();
     const live = new Live();
-    // A hand-off that ext_proc never picked up (the request died between Check and the
-    // upstream) gives its reservation back rather than holding it until the store's TTL.
-    const handoffs = new Handoffs({
-      onExpire: (handoff) => void live.current.ledger.release(handoff, 'not_processed'),
-    });
-    live.current = await App.build(opts.config, opts.logger, metrics, undefined, handoffs, tracing);
+    // An allow is followed at once by the same request's ext_proc stream (on this process or
+    // another): shutdown waits that long after the last one before it stops taking streams.
+    const recent = new RecentAllows(HANDOFF_GAP_MS);
+    live.current = await App.build(opts.config, opts.logger, metrics, undefined, tracing, recent);
     // No tokenizer is loaded here: Checks estimate by bytes, and a rank table (about 15 MiB,
     // ~150 ms to build) is built on the first response that needs counting (metering/bpe.ts).
     const grpc = await startGrpcServer({
@@ -144,7 +165,6 @@ export class App {
       authorize: (req) => live.current.check.decide(req),
       // ext_proc: meters each response and settles its hand-off with the live ledger.
       newExchange: exchangeFactory({
-        handoffs,
         ledger: {
           settle: (h, usage, info) => settling.track(live.current.ledger.settle(h, usage, info)),
           release: (h, reason, providerId) => settling.track(live.current.ledger.release(h, reason, providerId)),
@@ -156,7 +176,7 @@ export class App {
       processingMode: BASE_PROCESSING_MODE,
       health: { ready: () => live.current.authenticator.ready },
       // A request admitted just before SIGTERM still needs its ext_proc stream to be charged.
-      pendingWork: () => handoffs.size,
+      pendingWork: () => (recent.pending() ? 1 : 0),
     });
     const metricsAddress = opts.metricsAddress === undefined ? opts.config.server.metrics : opts.metricsAddress;
     const budget = budgetRoute({
@@ -174,7 +194,6 @@ export class App {
     });
     const app = new App(live, opts.logger, metrics, grpc, metricsServer, { settling, tracing, keyRetry });
     metrics.observeBreaker(() => live.current.store.guarded?.stats().state);
-    metrics.observeAdmissions(() => handoffs.size);
     metrics.observeJwks(live.current.authenticator);
     opts.logger.info({ grpc: grpc.address, metrics: metricsServer?.url }, 'tollgate started');
     return app;
@@ -185,10 +204,10 @@ export class App {
     logger: Logger,
     metrics: Metrics,
     previous: Generation | undefined,
-    handoffs: Handoffs | undefined = previous?.handoffs,
     tracing: Tracing | undefined = previous?.tracing,
+    recent: RecentAllows | undefined = previous?.recent,
   ): Promise<Generation> {
-    if (handoffs === undefined || tracing === undefined) throw new Error('App.build needs the shared admissions and tracing');
+    if (tracing === undefined || recent === undefined) throw new Error('App.build needs the shared tracing');
     const authKey = JSON.stringify(config.authentication);
     const authReused = previous !== undefined && previous.authKey === authKey;
     const authenticator = authReused ? previous.authenticator : new Authenticator(config.authentication, { logger });
@@ -228,7 +247,6 @@ export class App {
         planners: [rateLimits, new BudgetPlanner(config)],
         store: store.store,
         responder: new Responder(config, await resolveCredentials(config)),
-        handoffs,
         onReservation: (reservation) => metrics.reservationOpened(reservation),
       }),
       logger,
@@ -236,7 +254,10 @@ export class App {
     });
     check.onDecision((decision, latencyMs) => metrics.recordDecision(decision, latencyMs));
     check.onStage((stage, latencyMs, outcome) => metrics.recordStage(stage, latencyMs, outcome));
-    return { check, authenticator, authKey, store, storeKey, ledger, handoffs, authorize, tracing };
+    check.onDecision((decision) => {
+      if (decision.allow !== undefined) recent.mark();
+    });
+    return { check, authenticator, authKey, store, storeKey, ledger, authorize, tracing, recent };
   }
 
   get config(): Config {
@@ -255,10 +276,6 @@ export class App {
     return this.metricsServer?.url;
   }
 
-  /** Handoffs waiting for their ext_proc stream (shared across reloads). */
-  get handoffs(): Handoffs {
-    return this.live.current.handoffs;
-  }
 
   /** The ledger of the live store: settle or release each admission once its response ends. */
   get ledger(): BudgetLedger {

@@ -38,9 +38,9 @@ export interface SettleOutcome {
 /**
  * Why a hand-off is released without a charge: the upstream answered with a non-2xx status
  * (`upstream_status_503`), the endpoint uses no tokens (`not_metered`), the request was
- * refused on its way out (`not_forwarded`), or ext_proc never took it (`not_processed`).
+ * or refused on its way out (`not_forwarded`).
  */
-export type ReleaseReason = `upstream_status_${number}` | 'not_metered' | 'not_forwarded' | 'not_processed';
+export type ReleaseReason = `upstream_status_${number}` | 'not_metered' | 'not_forwarded';
 
 export interface LedgerDeps {
   readonly logger: Logger;

@@ -7,7 +7,7 @@
 import type { AuthorizationConfig } from '../config/schema.js';
 import { deny } from '../domain/denials.js';
 import type { Identity } from '../domain/identity.js';
-import { allowedModels, compilePolicy, evaluatePolicy, type CompiledPolicy } from '../policy/rules.js';
+import { allowedModels, compilePolicy, evaluatePolicy, ruleClaims, type CompiledPolicy } from '../policy/rules.js';
 import type { CheckStep, CheckState } from './step.js';
 
 export class AuthorizeStep implements CheckStep {
@@ -42,6 +42,11 @@ export class AuthorizeStep implements CheckStep {
       check.shadowDenied = { rule: outcome.shadowDenied.rule, reason: outcome.shadowDenied.reason };
     }
     return undefined;
+  }
+
+  /** The claims the rules read, for the hand-off of a model list (handoff/handoff.ts). */
+  ruleClaims(identity: Identity): Record<string, unknown> {
+    return ruleClaims(this.policy, identity);
   }
 
   /** `allowedModels` with this step's compiled rules (no recompilation): `GET /v1/models`. */

@@ -12,8 +12,6 @@ import { deny } from '../domain/denials.js';
 import { TollgateError } from '../domain/errors.js';
 import type { InboundRequest } from '../domain/request.js';
 import type { Reservation } from '../domain/reservation.js';
-import type { Handoffs } from '../handoff/handoff.js';
-import { encodeClaimList } from '../identity/claims.js';
 import type { Planner } from '../limits/admit.js';
 import type { Store } from '../store/store.js';
 import { auditLogger, type Logger } from '../telemetry/logger.js';
@@ -36,7 +34,6 @@ export interface CheckParts {
   readonly planners: readonly Planner[];
   readonly store: Store;
   readonly responder: Responder;
-  readonly handoffs: Handoffs;
   /** Told of each reservation handed to ext_proc (settled or released once, later). */
   readonly onReservation?: (reservation: Reservation) => void;
 }
@@ -50,7 +47,7 @@ export function checkSteps(parts: CheckParts): readonly CheckStep[] {
     parts.authorize, // the rules, first match wins, or 403
     admitStep(parts.planners, parts.store), // rate limits and budgets in one store call, or 429 / 503
     respondStep(parts.responder), // identity headers, the upstream key, no caller credential
-    handOff(parts.handoffs, parts.onReservation), // what ext_proc needs, once nothing can refuse
+    handOff(parts.authorize, parts.onReservation), // what ext_proc needs, into the metadata
   ];
 }
 
@@ -191,14 +188,12 @@ export class CheckFlow {
 
 /**
  * An allowed Check as the edge renders it. The dynamic metadata Envoy keeps (access logs) and
- * forwards to ext_proc: what the steps published, the deciding rule, the caller, and the
- * hand-off id under the key `admission`.
+ * forwards to ext_proc: the deciding rule, what the steps published, and the hand-off.
  */
 function allowance(check: CheckState): Allowance {
-  const identity = check.caller;
-  const { authz, shadowDenied, model } = check;
+  const { authz, shadowDenied } = check;
   return {
-    identity,
+    identity: check.caller,
     setHeaders: check.setHeaders,
     removeHeaders: check.removeHeaders,
     removeQueryParams: check.removeQueryParams,
@@ -207,15 +202,6 @@ function allowance(check: CheckState): Allowance {
       ...(authz !== undefined ? { authz } : {}),
       ...(shadowDenied !== undefined ? { shadowDenied } : {}),
       ...check.metadata,
-      requestId: check.request.id,
-      subject: identity.subject,
-      user: identity.user,
-      provider: identity.provider,
-      // The identity headers' encoding: a `,` inside a group name cannot split it.
-      groups: encodeClaimList(identity.groups),
-      ...(identity.tenant !== undefined ? { tenant: identity.tenant } : {}),
-      ...(model !== undefined ? { model } : {}),
-      admission: check.handoffId,
     },
     ...(authz !== undefined ? { authz } : {}),
     ...(shadowDenied !== undefined ? { shadowDenied } : {}),

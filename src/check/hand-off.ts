@@ -1,33 +1,53 @@
 /**
- * Step `hand-off`, the last row: what ext_proc needs from this Check (identity, model, body,
- * reservation, output limit) is handed to the same request's ext_proc stream (handoff/), once
- * nothing can refuse the request any more. It is settled or released by ext_proc, or released
- * when it expires unused.
+ * Step `hand-off`, the last row: what the response side needs from this Check (caller, model,
+ * reservation, output limit, whether to inject `include_usage`) is written into the ext_authz
+ * dynamic metadata that Envoy forwards to ext_proc (handoff/handoff.ts), once nothing can
+ * refuse the request any more. Nothing is kept in this process.
  */
+import type { Identity } from '../domain/identity.js';
 import type { Reservation } from '../domain/reservation.js';
-import type { Handoffs } from '../handoff/handoff.js';
-import { intern } from '../handoff/intern.js';
+import { encodeHandoff, MAX_GROUPS_BYTES } from '../handoff/handoff.js';
+import { encodeClaimList } from '../identity/claims.js';
+import { injectsUsage } from '../metering/request-rewrite.js';
+import { isModelList } from '../request/endpoint.js';
 import type { CheckStep } from './step.js';
 
-export function handOff(handoffs: Handoffs, onReservation?: (reservation: Reservation) => void): CheckStep {
+/** What reads the claims the authorization rules use (check/authorize.ts). */
+export interface RuleClaims {
+  ruleClaims(identity: Identity): Record<string, unknown>;
+}
+
+/**
+ * `rules` names the claims a model-list request hands over; `onReservation` is told of each
+ * reservation handed to ext_proc (settled or released once, later).
+ */
+export function handOff(rules: RuleClaims, onReservation?: (reservation: Reservation) => void): CheckStep {
   return {
     name: 'hand-off',
     reported: false,
     run(check) {
-      const { request, model, body, reservation, outputLimit } = check;
-      handoffs.put({
-        id: check.handoffId,
-        requestId: request.id,
-        identity: check.caller,
-        method: intern(request.method),
-        path: intern(request.path),
-        ...(model !== undefined ? { model: intern(model) } : {}),
-        ...(body !== undefined ? { body } : {}),
-        promptEstimate: check.promptEstimate,
-        ...(reservation !== undefined ? { reservation } : {}),
-        ...(outputLimit !== undefined ? { outputLimit } : {}),
-        admittedAt: check.now,
-      });
+      const { request, model, reservation, outputLimit } = check;
+      const caller = check.caller;
+      // Only a model list is filtered by rules on the response side; nothing else needs claims.
+      const claims = isModelList(request.method, request.path) ? rules.ruleClaims(caller) : {};
+      const metadata = encodeHandoff(
+        {
+          id: check.handoffId,
+          requestId: request.id,
+          identity: { ...caller, claims },
+          method: request.method,
+          path: request.path,
+          ...(model !== undefined ? { model } : {}),
+          promptEstimate: check.promptEstimate,
+          ...(reservation !== undefined ? { reservation } : {}),
+          ...(outputLimit !== undefined ? { outputLimit } : {}),
+          injectUsage: injectsUsage(request.path, check.body),
+          admittedAt: check.now,
+        },
+        // The identity headers' encoding: a `,` inside a group name cannot split it.
+        encodeClaimList(caller.groups, MAX_GROUPS_BYTES),
+      );
+      Object.assign(check.metadata, metadata);
       if (reservation !== undefined) onReservation?.(reservation);
       return undefined;
     },

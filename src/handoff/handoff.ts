@@ -1,25 +1,32 @@
 /**
- * Hands what ext_authz learned about a request (identity, model, body, budget reservation) to
- * the same request's ext_proc stream. One Tollgate serves one Envoy, so both calls reach this
- * process; the admission id travels in ext_authz dynamic metadata (`admission`), which Envoy
- * forwards to ext_proc. Entries left behind (a request that never reached ext_proc) are swept
- * after `ttlMs`; their budget reservations also expire in the store on their own.
+ * What the Check hands to the same request's response side (DESIGN 1.9): nothing is held in
+ * memory between the two calls. The Check writes the hand-off into its ext_authz dynamic
+ * metadata, which Envoy forwards to ext_proc (`metadata_options.forwarding_namespaces`); the
+ * response side decodes it from there. So the ext_proc stream may reach another process or
+ * another replica than the Check did, and a reservation nobody settles (the request died
+ * between the two) simply expires in the store (`metering.reservationTtlSeconds`).
+ *
+ * Compact and bounded: the keys the access log already reads (`requestId`, `subject`, `user`,
+ * `provider`, `groups`, `tenant`, `model`) stay where they are, the hand-off id stays
+ * `admission` (Envoy enables ext_proc on its presence), and the rest is one small object under
+ * `handoff`. The request body does not travel: ext_proc reads it when it asks for it anyway,
+ * and otherwise charges an aborted prompt at the Check's quick estimate.
  */
-import type { Reservation } from '../domain/reservation.js';
 import type { Identity } from '../domain/identity.js';
+import type { Reservation } from '../domain/reservation.js';
 
 export interface Handoff {
+  /** The hand-off id: also the budget reservation's id. */
   readonly id: string;
   readonly requestId: string;
+  /**
+   * The caller as the usage line, the metrics and the model-list filter need it: mapped user,
+   * groups and tenant, and only the claims the rules read (for model lists).
+   */
   readonly identity: Identity;
   readonly method: string;
   readonly path: string;
   readonly model?: string;
-  /**
-   * The parsed JSON request body, when it was JSON. Not the raw text too: ext_proc edits the
-   * bytes Envoy sends it, and an admission nobody takes waits here for minutes.
-   */
-  readonly body?: unknown;
   /** Prompt tokens estimated at admission (0 when the endpoint is not metered). */
   readonly promptEstimate: number;
   readonly reservation?: Reservation;
@@ -29,46 +36,136 @@ export interface Handoff {
    * request's own limit fits (or no budget applies): the body then goes unchanged.
    */
   readonly outputLimit?: number;
+  /** The request streams chat/completions without asking for usage: ext_proc injects it. */
+  readonly injectUsage: boolean;
   /** Epoch ms of the Check. */
   readonly admittedAt: number;
 }
 
-export class Handoffs {
-  private readonly entries = new Map<string, { handoff: Handoff; expiresAt: number }>();
-  private readonly ttlMs: number;
-  private readonly now: () => number;
-  private readonly onExpire: ((handoff: Handoff) => void) | undefined;
+/** The metadata key that carries the hand-off id; ext_proc is enabled on its presence. */
+export const HANDOFF_KEY = 'admission';
+/** The metadata key of the compact rest of the hand-off. */
+const DETAILS_KEY = 'handoff';
+/** Groups past this many bytes (encoded) are cut, whole names only: a bound on the metadata. */
+export const MAX_GROUPS_BYTES = 8 * 1024;
 
-  constructor(opts: { ttlMs?: number; now?: () => number; onExpire?: (handoff: Handoff) => void } = {}) {
-    this.ttlMs = opts.ttlMs ?? 10 * 60_000;
-    this.now = opts.now ?? Date.now;
-    this.onExpire = opts.onExpire;
+/** The compact part, one-letter keys: it rides on every allowed request. */
+interface Details {
+  /** method, path */
+  m: string;
+  p: string;
+  /** admittedAt, promptEstimate */
+  at: number;
+  pe: number;
+  /** outputLimit */
+  ol?: number;
+  /** injectUsage */
+  iu?: true;
+  /** reservation: [budget key, period end ms, tokens reserved, budget name] per budget */
+  r?: [string, number, number, string][];
+  /** claims the rules read, for the model-list filter (model-list requests only) */
+  c?: Record<string, unknown>;
+}
+
+/**
+ * The metadata entries that carry `handoff`. `groups` is the identity headers' encoding of
+ * the group list (identity/claims.ts) and is passed in so that it is made once per Check.
+ */
+export function encodeHandoff(handoff: Handoff, groups: string): Record<string, unknown> {
+  const { identity, reservation } = handoff;
+  const details: Details = { m: handoff.method, p: handoff.path, at: handoff.admittedAt, pe: handoff.promptEstimate };
+  if (handoff.outputLimit !== undefined) details.ol = handoff.outputLimit;
+  if (handoff.injectUsage) details.iu = true;
+  if (reservation !== undefined && reservation.budgets.length > 0) {
+    details.r = reservation.budgets.map((b, i) => [b.key, b.expiresAtMs, reservation.reserved[i] ?? 0, reservation.names[i] ?? '']);
   }
+  if (Object.keys(identity.claims).length > 0) details.c = { ...identity.claims };
+  return {
+    requestId: handoff.requestId,
+    subject: identity.subject,
+    user: identity.user,
+    provider: identity.provider,
+    groups,
+    ...(identity.tenant !== undefined ? { tenant: identity.tenant } : {}),
+    ...(handoff.model !== undefined ? { model: handoff.model } : {}),
+    [HANDOFF_KEY]: handoff.id,
+    [DETAILS_KEY]: details,
+  };
+}
 
-  put(handoff: Handoff): void {
-    this.sweep();
-    this.entries.set(handoff.id, { handoff, expiresAt: this.now() + this.ttlMs });
+/**
+ * The hand-off in ext_authz metadata (as Envoy forwards it to ext_proc), or undefined when
+ * there is none (a request Tollgate did not admit) or it is not well formed.
+ */
+export function decodeHandoff(metadata: Readonly<Record<string, unknown>>): Handoff | undefined {
+  const id = metadata[HANDOFF_KEY];
+  const d = metadata[DETAILS_KEY];
+  if (typeof id !== 'string' || id === '' || !isRecord(d)) return undefined;
+  const { m, p, at, pe } = d;
+  if (typeof m !== 'string' || typeof p !== 'string' || !isCount(at) || !isCount(pe)) return undefined;
+  const reservation = decodeReservation(id, d['r']);
+  if (reservation === null) return undefined;
+  const str = (key: string): string | undefined => (typeof metadata[key] === 'string' ? (metadata[key]) : undefined);
+  const identity: Identity = {
+    provider: str('provider') ?? '',
+    issuer: '',
+    subject: str('subject') ?? '',
+    user: str('user') ?? '',
+    groups: decodeGroups(str('groups') ?? ''),
+    ...(str('tenant') !== undefined ? { tenant: str('tenant') } : {}),
+    claims: isRecord(d['c']) ? d['c'] : {},
+    expiresAt: 0,
+  };
+  const model = str('model');
+  return {
+    id,
+    requestId: str('requestId') ?? id,
+    identity,
+    method: m,
+    path: p,
+    ...(model !== undefined ? { model } : {}),
+    promptEstimate: pe,
+    ...(reservation !== undefined ? { reservation } : {}),
+    ...(isCount(d['ol']) ? { outputLimit: d['ol'] } : {}),
+    injectUsage: d['iu'] === true,
+    admittedAt: at,
+  };
+}
+
+/** undefined: no reservation; null: one that is not well formed. */
+function decodeReservation(id: string, value: unknown): Reservation | undefined | null {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) return null;
+  const budgets: { key: string; expiresAtMs: number }[] = [];
+  const reserved: number[] = [];
+  const names: string[] = [];
+  for (const entry of value) {
+    if (!Array.isArray(entry)) return null;
+    const [key, expiresAtMs, tokens, name] = entry as unknown[];
+    if (typeof key !== 'string' || !isCount(expiresAtMs) || !isCount(tokens) || typeof name !== 'string') return null;
+    budgets.push({ key, expiresAtMs });
+    reserved.push(tokens);
+    names.push(name);
   }
+  return { id, budgets, names, reserved };
+}
 
-  /** Removes and returns the admission; a second take of the same id returns undefined. */
-  take(id: string): Handoff | undefined {
-    const entry = this.entries.get(id);
-    if (!entry) return undefined;
-    this.entries.delete(id);
-    return entry.handoff;
-  }
-
-  get size(): number {
-    return this.entries.size;
-  }
-
-  /** Drops expired entries. Map order is insertion order, so the scan stops at the first live one. */
-  sweep(): void {
-    const now = this.now();
-    for (const [id, entry] of this.entries) {
-      if (entry.expiresAt > now) break;
-      this.entries.delete(id);
-      this.onExpire?.(entry.handoff);
+/** The identity headers' list encoding, read back: split on `,`, percent-decode each name. */
+function decodeGroups(text: string): string[] {
+  if (text === '') return [];
+  return text.split(',').map((g) => {
+    try {
+      return decodeURIComponent(g);
+    } catch {
+      return g;
     }
-  }
+  });
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isCount(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value) && value >= 0;
 }

@@ -16,6 +16,7 @@
 import type { AuthorizationConfig, AuthorizationRule } from '../config/schema.js';
 import type { ReasonCode } from '../domain/errors.js';
 import type { Identity } from '../domain/identity.js';
+import { trustedClaim } from '../identity/claims.js';
 import { compileMatch, type CompiledMatch, type MatchInput } from './match.js';
 
 /** Name reported for decisions made by `authorization.default`. */
@@ -58,6 +59,8 @@ export interface CompiledPolicy {
    * models or token budgets are configured, since such work escapes both.
    */
   readonly governsIndirect: boolean;
+  /** The token claim paths the rules match (besides the mapped user, groups and tenant). */
+  readonly claimPaths: readonly string[];
 }
 
 /**
@@ -69,7 +72,27 @@ export function compilePolicy(config: AuthorizationConfig, opts: { budgets?: boo
     config,
     rules: config.rules.map((rule) => ({ rule, match: compileMatch(rule.match) })),
     governsIndirect: opts.budgets === true || config.rules.some((r) => r.match.models !== undefined),
+    claimPaths: [
+      ...new Set(config.rules.flatMap((r) => Object.keys(r.match.claims)).filter((k) => !MAPPED.has(k))),
+    ],
   };
+}
+
+/** Claim keys that name the provider's mapping rather than a path in the token. */
+const MAPPED: ReadonlySet<string> = new Set(['user', 'groups', 'tenant']);
+
+/**
+ * The caller's values of the claims the rules read, keyed by their paths (what the response
+ * side needs to judge a model list the same way; handoff/handoff.ts). An `email` the IdP
+ * marks unverified is left out, as everywhere (identity/claims.ts trustedClaim).
+ */
+export function ruleClaims(policy: CompiledPolicy, identity: Identity): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const path of policy.claimPaths) {
+    const value = trustedClaim(identity.claims, path);
+    if (value !== undefined) out[path] = value;
+  }
+  return out;
 }
 
 /** The pseudo-rule named when an indirect endpoint is refused for want of an explicit allow. */

@@ -162,3 +162,13 @@ export function endpointForPath(path: string): Endpoint {
 export function catalogueRows(): readonly { readonly path: string; readonly info: EndpointInfo }[] {
   return WRITES.map((r) => ({ path: `/v1/${r.pattern.join('/')}`, info: r.info }));
 }
+
+/** True for a list request: `GET …/models`, whatever the prefix (`/v1`, `/openai/v1`, …). */
+export function isModelList(method: string, path: string): boolean {
+  if (method.toUpperCase() !== 'GET') return false;
+  let p = path;
+  const q = p.search(/[?#]/);
+  if (q >= 0) p = p.slice(0, q);
+  while (p.length > 1 && p.endsWith('/')) p = p.slice(0, -1);
+  return p === '/models' || p.endsWith('/models');
+}

@@ -17,7 +17,7 @@ export async function end(x: ExchangeState, outcome: 'complete' | 'aborted'): Pr
     x.closed = true;
     x.decoder?.destroy();
     // No response yet (the client left first): the prompt was sent, so charge it (counted).
-    const usage = x.meter ? x.meter.finish(outcome) : promptOnly(handoff);
+    const usage = x.meter ? x.meter.finish(outcome) : promptOnly(x, handoff);
     const now = (x.deps.now ?? Date.now)();
     await x.deps.ledger.settle(handoff, usage, {
       status: x.status,
@@ -30,7 +30,7 @@ export async function end(x: ExchangeState, outcome: 'complete' | 'aborted'): Pr
   }
 }
 
-function promptOnly(handoff: Handoff): Usage {
-  const input = promptTokens({ promptEstimate: handoff.promptEstimate, countPrompt: () => countPrompt(handoff) });
+function promptOnly(x: ExchangeState, handoff: Handoff): Usage {
+  const input = promptTokens({ promptEstimate: handoff.promptEstimate, countPrompt: () => countPrompt(x) });
   return { inputTokens: input, outputTokens: 0, totalTokens: input, source: 'estimated' };
 }

@@ -7,16 +7,6 @@ import { decodeWhole, decoderKind, encodeWhole } from '../metering/decode.js';
 /** A model list is small (OpenAI's is ~20 KB); past this it is let through unfiltered. */
 export const MAX_MODEL_LIST_BYTES = 4 * 1024 * 1024;
 
-/** True for a list request: `GET …/models`, whatever the prefix (`/v1`, `/openai/v1`, …). */
-export function isModelList(method: string, path: string): boolean {
-  if (method.toUpperCase() !== 'GET') return false;
-  let p = path;
-  const q = p.search(/[?#]/);
-  if (q >= 0) p = p.slice(0, q);
-  while (p.length > 1 && p.endsWith('/')) p = p.slice(0, -1);
-  return p === '/models' || p.endsWith('/models');
-}
-
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

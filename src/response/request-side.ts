@@ -1,20 +1,18 @@
 /**
- * Phases `request headers` and `request body`: pick up what the Check handed over (the
- * `admission` id in the forwarded ext_authz metadata), and make the request say what metering
+ * Phases `request headers` and `request body`: pick up what the Check handed over (decoded
+ * from the forwarded ext_authz metadata, handoff/handoff.ts), and make the request say what metering
  * needs — `stream_options.include_usage` on a streaming chat/completions request, and the
  * output limit a budget admitted (budgets/fit.ts). The limit is what keeps a request within
  * the tokens its budgets reserved, so writing it fails closed: a body that cannot carry it is
  * refused here and never reaches the upstream. The body is asked for (BUFFERED) only when an
  * edit is due.
  */
-import { hasOutputLimit, injectsUsage, rewriteRequest } from '../metering/request-rewrite.js';
+import { decodeHandoff } from '../handoff/handoff.js';
+import { hasOutputLimit, rewriteRequest } from '../metering/request-rewrite.js';
 import { endpointForPath } from '../request/endpoint.js';
-import { isModelList } from './models.js';
+import { isModelList } from '../request/endpoint.js';
 import type { BodyAction, HeaderAction } from './phases.js';
 import type { ExchangeState } from './state.js';
-
-/** The dynamic-metadata key (in the ext_authz namespace) that carries the hand-off id. */
-export const HANDOFF_KEY = 'admission';
 
 export function requestHeaders(
   x: ExchangeState,
@@ -22,18 +20,16 @@ export function requestHeaders(
   endOfStream: boolean,
 ): HeaderAction | void {
   try {
-    const id = metadata[HANDOFF_KEY];
-    if (typeof id !== 'string' || id === '') return; // not admitted by us: pass through
-    const handoff = x.deps.handoffs.take(id);
-    if (!handoff) return;
+    const handoff = decodeHandoff(metadata);
+    if (!handoff) return; // not admitted by us: pass through
     x.handoff = handoff;
     x.endpoint = endpointForPath(handoff.path);
     if (isModelList(handoff.method, handoff.path)) x.policy = x.deps.modelPolicy?.();
     // A request without a body asks the model for nothing: there is nothing to bound.
     if (endOfStream) return;
     if (handoff.outputLimit !== undefined && hasOutputLimit(handoff.path)) x.outputLimit = handoff.outputLimit;
-    // Decided on the parsed body; the edits are made on the bytes Envoy sends next.
-    const inject = (x.endpoint === 'chat' || x.endpoint === 'completions') && injectsUsage(handoff.path, handoff.body);
+    // Decided by the Check on the parsed body; the edits are made on the bytes Envoy sends next.
+    const inject = (x.endpoint === 'chat' || x.endpoint === 'completions') && handoff.injectUsage;
     if (!inject && x.outputLimit === undefined) return;
     x.rewriting = true;
     if (inject) x.clientWantsUsage = false;
@@ -56,8 +52,10 @@ export function requestBody(x: ExchangeState, chunk: Buffer, endOfStream: boolea
     // the injection the upstream then sends no usage chunk, so there is nothing to remove;
     // without the limit the request would be unbounded, so it goes no further.
     if (!endOfStream) return limit !== undefined ? { refuse: x.refuseUnbounded() } : undefined;
-    // Splice into the bytes Envoy really holds, so every other byte stays the client's.
-    const body = isObject(handoff.body) ? handoff.body : parseObject(chunk);
+    // Splice into the bytes Envoy really holds, so every other byte stays the client's. The
+    // parsed body is kept: should the response end without usage, its prompt is counted.
+    const body = parseObject(chunk);
+    if (body !== undefined) x.body = body;
     const rewrite = rewriteRequest(handoff.path, body, chunk, limit !== undefined ? { outputLimit: limit } : {});
     if (rewrite.body === undefined) return;
     return { body: rewrite.body, setHeaders: { 'content-length': String(rewrite.body.length) } };

@@ -10,7 +10,6 @@
 import { BodyDecoder, decoderKind } from '../metering/decode.js';
 import { estimatePrompt } from '../metering/estimate.js';
 import { ResponseMeter } from '../metering/meter.js';
-import type { Handoff } from '../handoff/handoff.js';
 import type { BodySendMode } from './mode.js';
 import { ModelListRewriter } from './models.js';
 import type { BodyAction, HeaderAction } from './phases.js';
@@ -67,7 +66,7 @@ export async function responseHeaders(
       stream: sse,
       clientWantsUsage: x.clientWantsUsage,
       promptEstimate: handoff.promptEstimate,
-      countPrompt: () => countPrompt(handoff),
+      countPrompt: () => countPrompt(x),
       ...(encoding !== undefined ? { contentEncoding: encoding } : {}),
     });
     if (endOfStream) return;
@@ -101,12 +100,16 @@ export function responseBodyMode(sse: boolean, contentLength: string | undefined
 }
 
 /**
- * The prompt of a hand-off counted with its model's tokenizer, for a charge without usage
- * (the Check's own estimate is a quick one, made only to size the reservation).
+ * The prompt of a response that ended without usage, counted with its model's tokenizer when
+ * this stream saw the request body (it asks for it only when it edits it: a streaming request
+ * without include_usage, or one whose output limit is written); otherwise the Check's quick
+ * estimate, which errs high. Either is charged as `estimated`.
  */
-export function countPrompt(handoff: Handoff): number {
-  if (handoff.body === undefined) return handoff.promptEstimate;
-  return estimatePrompt(handoff.path, handoff.body, handoff.model ?? '');
+export function countPrompt(x: ExchangeState): number {
+  const handoff = x.handoff;
+  if (handoff === undefined) return 0;
+  if (x.body === undefined) return handoff.promptEstimate;
+  return estimatePrompt(handoff.path, x.body, handoff.model ?? '');
 }
 
 /** Plain bytes to forward for one compressed chunk (held while the decoder waits for more). */

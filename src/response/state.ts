@@ -26,7 +26,6 @@ export interface ModelPolicy {
 }
 
 export interface ExchangeDeps {
-  readonly handoffs: { take(id: string): Handoff | undefined };
   readonly ledger: UsageLedger;
   /** The current rules; undefined (or absent) leaves `/v1/models` unfiltered. */
   readonly modelPolicy?: () => ModelPolicy | undefined;
@@ -39,6 +38,8 @@ export class ExchangeState {
   readonly deps: ExchangeDeps;
   /** What the Check handed over; absent for a request Tollgate did not admit. */
   handoff: Handoff | undefined;
+  /** The request's JSON body, when this stream asked for it (to edit it). */
+  body: Record<string, unknown> | undefined;
   endpoint: Endpoint = 'other';
   /** The request body was asked for, to inject `include_usage` and/or write `outputLimit`. */
   rewriting = false;

@@ -19,6 +19,11 @@ export type EnvoyLogLevel =
 export interface EnvoyOptions extends BootstrapOptions {
   /** Default `warn`. */
   readonly logLevel?: EnvoyLogLevel;
+  /**
+   * A bootstrap to run instead of rendering one from the options (tests that point ext_authz
+   * and ext_proc at different sidecars start from renderBootstrap and edit it).
+   */
+  readonly bootstrap?: string;
   /** Worker threads; default 2 (plenty for a local stack, quick to start). */
   readonly concurrency?: number;
   /** Explicit binary; default findEnvoyBinary(). */
@@ -95,7 +100,7 @@ export async function startEnvoy(options: EnvoyOptions): Promise<RunningEnvoy> {
   const dir = await mkdtemp(join(tmpdir(), 'tollgate-envoy-'));
   const configPath = join(dir, 'envoy.yaml');
   const adminPath = join(dir, 'admin-address');
-  await writeFile(configPath, renderBootstrap(options));
+  await writeFile(configPath, options.bootstrap ?? renderBootstrap(options));
 
   const args = [
     '-c',

@@ -39,7 +39,6 @@ export interface Instruments {
 export interface Observed {
   breaker(): BreakerStateLabel | undefined;
   budgets(): ReadonlyMap<string, { readonly used: number; readonly limit: number }>;
-  pending(): number;
   jwks(): readonly { name: string; refreshes: number; failures: number; keys: number }[];
 }
 
@@ -77,11 +76,6 @@ export function defineInstruments(meter: Meter, observed: Observed): Instruments
       for (const [budget, level] of observed.budgets())
         result.observe(Math.max(0, level.limit - level.used), { budget });
     });
-  meter
-    .createObservableGauge('tollgate.admissions.pending', {
-      description: 'Allowed requests whose ext_proc stream has not started yet',
-    })
-    .addCallback((result) => result.observe(observed.pending()));
   meter
     .createObservableCounter('tollgate.jwks.refreshes', {
       description: 'Successful JWKS fetches per identity provider',

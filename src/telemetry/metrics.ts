@@ -64,7 +64,6 @@ export class Metrics {
   /** Last known level of each budget (updated on settlement). */
   private readonly budgetLevels = new Map<string, { used: number; limit: number }>();
   private breakerState: () => BreakerStateLabel | undefined = () => undefined;
-  private pending: () => number = () => 0;
   private jwksSource: JwksSource | undefined;
   /** Counts of authenticators replaced by a reload, so the exported counters never go back. */
   private readonly jwksBase = new Map<string, { refreshes: number; failures: number }>();
@@ -75,7 +74,6 @@ export class Metrics {
     this.i = defineInstruments(this.provider.getMeter('tollgate'), {
       breaker: () => this.breakerState(),
       budgets: () => this.budgetLevels,
-      pending: () => this.pending(),
       jwks: () => this.jwksTotals(),
     });
     if (config !== undefined) this.configure(config);
@@ -111,11 +109,6 @@ export class Metrics {
   /** Where the breaker gauge reads its state; the app points it at the live store. */
   observeBreaker(read: () => BreakerStateLabel | undefined): void {
     this.breakerState = read;
-  }
-
-  /** Where the pending-admissions gauge reads its value (admissions not yet picked up by ext_proc). */
-  observeAdmissions(read: () => number): void {
-    this.pending = read;
   }
 
   /**

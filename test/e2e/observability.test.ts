@@ -297,7 +297,6 @@ describe('e2e: audit logs, metrics and traces', function () {
     );
     expect(metric(text, 'tollgate_budget_reservations')).to.equal(0);
     expect(metric(text, 'tollgate_budget_reserved', { budget: 'tenant:marketing' })).to.equal(0);
-    expect(metric(text, 'tollgate_admissions_pending')).to.equal(0);
     // Decisions by result and reason, per stage latency, rate-limit hits.
     expect(
       metric(text, 'tollgate_decisions_total', {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { AUTHZ_NAMESPACE } from '../../../src/edge/extproc-adapter.js';
-import { HANDOFF_KEY } from '../../../src/response/request-side.js';
+import { HANDOFF_KEY } from '../../../src/handoff/handoff.js';
 import { deny } from '../../../src/domain/denials.js';
 import type { Allowance, Decision } from '../../../src/domain/decision.js';
 import type { InboundRequest } from '../../../src/domain/request.js';

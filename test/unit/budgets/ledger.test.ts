@@ -26,7 +26,7 @@ async function admitted(store: Store, maxTokens = 100): Promise<Handoff> {
     method: 'POST',
     path: '/v1/chat/completions',
     model: 'gpt-4o-mini',
-    body: { messages: [{ role: 'user', content: SECRET_PROMPT }] },
+    injectUsage: false,
     promptEstimate: result.ok.promptEstimate ?? 0,
     reservation: result.ok.reservation,
     admittedAt: T0,
@@ -146,8 +146,8 @@ describe('budgets/BudgetLedger', () => {
     const admission = await admitted(store);
     const broken: Store = Object.assign(Object.create(store) as Store, { release: () => Promise.reject(new Error('down')) });
     const { ledger, lines } = ledgerWith(broken);
-    await ledger.release(admission, 'not_processed');
-    expect(lines[0]).to.include({ charged: 0, settled: false, reason: 'not_processed' });
+    await ledger.release(admission, 'not_forwarded');
+    expect(lines[0]).to.include({ charged: 0, settled: false, reason: 'not_forwarded' });
   });
 
   it('reports usage, the budget level and the closed reservation to metrics', async () => {

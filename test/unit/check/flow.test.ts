@@ -1,11 +1,11 @@
 /**
- * The Check hands an allowed request's hand-off (with its reservation) to ext_proc through
- * Handoffs, keyed by the id it publishes in the allow metadata (`admission`); a hand-off
- * nobody takes gives its reservation back when it expires.
+ * The Check hands an allowed request's hand-off (with its reservation) to ext_proc in the
+ * allow metadata, under the id it publishes as `admission`; nothing is kept in the process,
+ * and a reservation nobody settles expires in the store.
  */
 import { expect } from 'chai';
-import { Handoffs } from '../../../src/handoff/handoff.js';
-import { BudgetLedger } from '../../../src/budgets/ledger.js';
+import { decodeHandoff, type Handoff } from '../../../src/handoff/handoff.js';
+import type { Decision } from '../../../src/domain/decision.js';
 import { BudgetPlanner } from '../../../src/budgets/planner.js';
 import { AuthorizeStep } from '../../../src/check/authorize.js';
 import { CheckFlow, checkSteps } from '../../../src/check/flow.js';
@@ -20,12 +20,6 @@ function setup() {
   const store = new MemoryStore();
   const cfg = config([budget({ tenant: 'acme', maxTokens: 1000 })]);
   const { logger, lines } = logSink();
-  const ledger = new BudgetLedger(cfg, store, { logger, now: () => clock });
-  const handoffs = new Handoffs({
-    ttlMs: 60_000,
-    now: () => clock,
-    onExpire: (a) => void ledger.release(a, 'not_processed'),
-  });
   const gateway = new CheckFlow({
     config: cfg,
     steps: checkSteps({
@@ -34,7 +28,6 @@ function setup() {
       planners: [new BudgetPlanner(cfg)],
       store,
       responder: new Responder(cfg, { tenants: {} }),
-      handoffs,
     }),
     logger,
     now: () => clock,
@@ -46,71 +39,77 @@ function setup() {
     headers: { authorization: 'Bearer stub.verified.token-for-the-gateway-test', 'content-type': 'application/json' },
     body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: maxTokens }),
   });
-  return { store, handoffs, gateway, request, lines, tick: (ms: number) => (clock += ms) };
+  return { store, gateway, request, lines, tick: (ms: number) => (clock += ms) };
+}
+
+/** The hand-off an allowed decision carries to ext_proc, read back as ext_proc reads it. */
+function handoffOf(decision: Decision): Handoff | undefined {
+  const metadata = decision.allow?.metadata;
+  // Through JSON, as Envoy's Struct carries it.
+  return metadata === undefined ? undefined : decodeHandoff(JSON.parse(JSON.stringify(metadata)) as Record<string, unknown>);
 }
 
 describe('check/CheckFlow hand-offs', () => {
-  it('publishes the admission id and puts the admission, whose reservation id is that id', async () => {
-    const { gateway, handoffs, request, store } = setup();
+  it('hands over in the metadata: the id, the caller, the request, the reservation under that id', async () => {
+    const { gateway, request, store } = setup();
     const decision = await gateway.decide(request(100));
     const id = decision.allow?.metadata['admission'];
     expect(id).to.be.a('string').and.match(/^[0-9a-f-]{36}$/);
     expect(decision.allow?.metadata['budgets']).to.equal('tenant:acme');
     expect(decision.allow?.responseHeaders['x-ratelimit-limit-tokens']).to.equal('1000');
-    const admission = handoffs.take(id as string);
-    expect(admission).to.include({ id, requestId: 'req-1', method: 'POST', path: '/v1/chat/completions', model: 'gpt-4o-mini', admittedAt: T0 });
-    expect(admission?.identity.tenant).to.equal('acme');
-    expect(admission).not.to.have.property('rawBody'); // ext_proc edits Envoy's own bytes
-    expect(admission?.body).to.have.property('max_tokens', 100);
-    expect(admission?.promptEstimate).to.be.greaterThan(0);
-    expect(admission?.reservation?.id).to.equal(id);
-    expect((await store.readBudget(KEY, T0)).reserved).to.equal(admission?.reservation?.reserved[0]);
+    const handoff = handoffOf(decision);
+    expect(handoff).to.include({ id, requestId: 'req-1', method: 'POST', path: '/v1/chat/completions', model: 'gpt-4o-mini', admittedAt: T0, injectUsage: false });
+    expect(handoff?.identity).to.include({ tenant: 'acme', user: identity().user, subject: identity().subject });
+    expect(handoff).not.to.have.property('body'); // ext_proc reads the body from Envoy when it needs it
+    expect(handoff?.promptEstimate).to.be.greaterThan(0);
+    expect(handoff?.reservation?.id).to.equal(id);
+    expect(handoff?.reservation?.names).to.deep.equal(['tenant:acme']);
+    expect((await store.readBudget(KEY, T0)).reserved).to.equal(handoff?.reservation?.reserved[0]);
   });
 
-  it('gives every request its own admission id', async () => {
+  it('keeps it compact: no claims but for a model list, whose rules may read them', async () => {
+    const { gateway, request } = setup();
+    const chat = await gateway.decide(request(100));
+    expect(handoffOf(chat)?.identity.claims).to.deep.equal({});
+    expect(JSON.stringify(chat.allow?.metadata).length).to.be.below(1024);
+  });
+
+  it('gives every request its own hand-off id', async () => {
     const { gateway, request } = setup();
     const a = await gateway.decide(request(1, 'r1'));
     const b = await gateway.decide(request(1, 'r2'));
     expect(a.allow?.metadata['admission']).not.to.equal(b.allow?.metadata['admission']);
   });
 
-  it('puts nothing for a refused request', async () => {
-    const { gateway, handoffs, request } = setup();
-    // Too large to fit at all: refused whole, nothing reserved, nothing put.
-    expect((await gateway.decide(request(5000))).deny?.reason).to.equal('budget_exhausted');
-    expect(handoffs.size).to.equal(0);
-    await gateway.decide(request(991)); // 9 prompt + 991: all 1000 tokens
-    const refused = await gateway.decide(request(1, 'req-2'));
+  it('hands nothing over for a refused request, which reserves nothing', async () => {
+    const { gateway, request, store } = setup();
+    // Too large to fit at all: refused whole, nothing reserved.
+    const refused = await gateway.decide(request(5000));
     expect(refused.deny?.reason).to.equal('budget_exhausted');
-    expect(handoffs.size).to.equal(1);
+    expect(refused).not.to.have.property('allow');
+    expect((await store.readBudget(KEY, T0)).reserved).to.equal(0);
   });
 
   it('hands ext_proc the output limit to write: the default when the request names none', async () => {
-    const { gateway, handoffs, request } = setup();
+    const { gateway, request } = setup();
     const given = await gateway.decide(request(100));
-    expect(handoffs.take(given.allow?.metadata['admission'] as string)).not.to.have.property('outputLimit');
+    expect(handoffOf(given)).not.to.have.property('outputLimit');
     const none = await gateway.decide({
       ...request(0, 'req-2'),
-      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], n: 2 }),
+      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], n: 2, stream: true }),
     });
-    const admission = handoffs.take(none.allow?.metadata['admission'] as string);
-    expect(admission?.outputLimit).to.equal(100); // the helpers' defaultMaxOutputTokens
-    expect(admission?.reservation?.reserved).to.deep.equal([9 + 2 * 100]);
+    const handoff = handoffOf(none);
+    expect(handoff?.outputLimit).to.equal(100); // the helpers' defaultMaxOutputTokens
+    expect(handoff?.injectUsage).to.equal(true);
+    expect(handoff?.reservation?.reserved).to.deep.equal([9 + 2 * 100]);
   });
 
-  it('releases the reservation of an admission that ext_proc never took', async () => {
-    const { gateway, handoffs, request, store, lines, tick } = setup();
+  it('leaves a reservation nobody settles to expire in the store', async () => {
+    const { gateway, request, store, tick } = setup();
     await gateway.decide(request(100, 'lost'));
     expect((await store.readBudget(KEY, T0)).reserved).to.be.greaterThan(0);
-    tick(61_000);
-    await gateway.decide(request(1, 'next')); // a put sweeps the expired entry
-    await new Promise((r) => setImmediate(r));
-    expect(handoffs.size).to.equal(1);
-    const released = lines.find((l) => l['audit'] === 'usage' && l['requestId'] === 'lost');
-    expect(released).to.include({ charged: 0, reason: 'not_processed', settled: true });
-    const state = await store.readBudget(KEY, T0 + 61_000);
-    expect(state.used).to.equal(0);
-    // Only the second request's reservation is left.
-    expect(state.reserved).to.be.lessThan(100);
+    tick(16 * 60_000); // past metering.reservationTtlSeconds (900 s by default)
+    const state = await store.readBudget(KEY, T0 + 16 * 60_000);
+    expect(state).to.deep.equal({ used: 0, reserved: 0 });
   });
 });

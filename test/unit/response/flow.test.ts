@@ -13,19 +13,22 @@ import {
   RecordingLedger,
   SSE,
   admission,
-  admissionsWith,
   feedResponse,
+  metadataOf,
   headers,
 } from './helpers.js';
 
 const CHAT_PATH = '/v1/chat/completions';
 const CHAT_USAGE = { inputTokens: 19, outputTokens: 13, totalTokens: 32, source: 'provider' };
 
+/** The hand-off of the exchange under test; `meta()` carries it, as Envoy forwards it. */
+let current: Handoff = admission();
+
 function setup(a: Handoff, over: Partial<ExchangeDeps> = {}) {
+  current = a;
   const ledger = new RecordingLedger();
   const errors: unknown[] = [];
   const ex = new MeteringExchange({
-    handoffs: admissionsWith(a),
     ledger,
     now: () => ADMITTED_AT + 250,
     onError: (err) => errors.push(err),
@@ -34,7 +37,8 @@ function setup(a: Handoff, over: Partial<ExchangeDeps> = {}) {
   return { ex, ledger, errors };
 }
 
-const meta = (id = 'adm-1') => ({ admission: id, requestId: 'req-1' });
+/** The forwarded metadata: the current hand-off, or under another id none at all. */
+const meta = (id = 'adm-1') => (id === current.id ? metadataOf(current) : { admission: id, requestId: 'req-1' });
 
 describe('response/MeteringExchange', () => {
   it('uses headers-only as its base mode (bodies are asked for per request)', () => {
@@ -154,13 +158,16 @@ describe('response/MeteringExchange', () => {
     expect(call.info).to.deep.include({ status: 200, aborted: true });
   });
 
-  it('charges the prompt, counted with the tokenizer, when the client leaves before any response', async () => {
+  it('charges the prompt when the client leaves before any response: counted when this stream saw the body', async () => {
     const body = {
       model: 'gpt-4o-mini',
+      stream: true,
       messages: [{ role: 'user', content: 'Say hello to the world' }],
     };
     const { ex, ledger } = setup(admission({ body }));
-    ex.requestHeaders({}, meta(), false);
+    // A stream without include_usage: the body is asked for (to inject it) and so is seen.
+    expect(ex.requestHeaders({}, meta(), false)).to.deep.equal({ modeOverride: { requestBody: 'buffered' } });
+    ex.requestBody(Buffer.from(JSON.stringify(body)), true);
     await ex.end('aborted');
     const prompt = estimatePrompt(CHAT_PATH, body, 'gpt-4o-mini');
     expect(prompt).to.equal(3 + 3 + 1 + 5);
@@ -172,6 +179,15 @@ describe('response/MeteringExchange', () => {
         info: { status: 0, latencyMs: 250, aborted: true },
       },
     ]);
+  });
+
+  it('charges the Check\'s quick prompt estimate when the body did not pass this stream', async () => {
+    const body = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Say hello to the world' }] };
+    const { ex, ledger } = setup(admission({ body }));
+    expect(ex.requestHeaders({}, meta(), false)).to.equal(undefined); // nothing to edit: not asked for
+    await ex.end('aborted');
+    const call = ledger.calls[0];
+    expect(call?.kind === 'settle' && call.usage).to.deep.equal({ inputTokens: 20, outputTokens: 0, totalTokens: 20, source: 'estimated' });
   });
 
   it('buffers a small JSON body, reads its usage and forwards it untouched', async () => {
@@ -275,7 +291,7 @@ describe('response/MeteringExchange', () => {
     });
   });
 
-  it('never throws: a failing ledger and a failing handoffs lookup are only reported', async () => {
+  it('never throws: a failing ledger and a hand-off that cannot be read are only passed through', async () => {
     const boom = new Error('ledger down');
     const a = admission({ body: { model: 'gpt-4o-mini' } });
     const { ex, errors } = setup(a, {
@@ -291,17 +307,15 @@ describe('response/MeteringExchange', () => {
     await ex.end('complete');
     expect(errors).to.deep.equal([boom]);
 
-    const broken = new MeteringExchange({
-      handoffs: {
-        take: () => {
-          throw boom;
-        },
-      },
-      ledger: new RecordingLedger(),
-      onError: (err) => errors.push(err),
-    });
-    expect(broken.requestHeaders({}, meta(), false)).to.equal(undefined);
-    expect(errors).to.have.length(2);
+    const ledger = new RecordingLedger();
+    const broken = new MeteringExchange({ ledger, onError: (err) => errors.push(err) });
+    // Metadata a different Envoy filter could have left: no hand-off, nothing metered.
+    for (const metadata of [{ admission: 'adm-1', handoff: 'junk' }, { admission: 'adm-1', handoff: { m: 'POST' } }, { admission: 42 }]) {
+      expect(broken.requestHeaders({}, metadata, false)).to.equal(undefined);
+    }
+    await broken.end('complete');
+    expect(ledger.calls).to.deep.equal([]);
+    expect(errors).to.have.length(1);
   });
 });
 

@@ -1,6 +1,8 @@
 /** Shared pieces of the exchange unit tests: an admission, a recording ledger, a driver. */
 import type { BodyAction, ResponsePhases, HeaderAction } from '../../../src/response/phases.js';
-import { Handoffs, type Handoff } from '../../../src/handoff/handoff.js';
+import { encodeHandoff, type Handoff } from '../../../src/handoff/handoff.js';
+import { encodeClaimList } from '../../../src/identity/claims.js';
+import { injectsUsage } from '../../../src/metering/request-rewrite.js';
 import type { ReleaseReason, SettleOutcome } from '../../../src/budgets/ledger.js';
 import type { UsageLedger } from '../../../src/response/state.js';
 import type { Usage } from '../../../src/metering/usage.js';
@@ -19,20 +21,31 @@ export const IDENTITY: Identity = {
 
 export const ADMITTED_AT = 1_000_000;
 
+/**
+ * A hand-off as the Check makes it. `body` is the request body the Check read: it decides
+ * `injectUsage`, as the hand-off step does, and does not travel itself.
+ */
 export function admission(over: Partial<Handoff> & { body?: unknown } = {}): Handoff {
-  const body = over.body;
+  const { body, ...rest } = over;
+  const path = rest.path ?? '/v1/chat/completions';
   return {
     id: 'adm-1',
     requestId: 'req-1',
     identity: IDENTITY,
     method: 'POST',
-    path: '/v1/chat/completions',
+    path,
     model: 'gpt-4o-mini',
-    ...(body !== undefined ? { body } : {}),
     promptEstimate: 20,
+    injectUsage: injectsUsage(path, body),
     admittedAt: ADMITTED_AT,
-    ...over,
+    ...rest,
   };
+}
+
+/** The ext_authz metadata that carries `handoff`, as Envoy forwards it to ext_proc. */
+export function metadataOf(handoff: Handoff): Record<string, unknown> {
+  // Through JSON, as Envoy's Struct would carry it.
+  return JSON.parse(JSON.stringify(encodeHandoff(handoff, encodeClaimList(handoff.identity.groups)))) as Record<string, unknown>;
 }
 
 export type LedgerCall =
@@ -49,12 +62,6 @@ export class RecordingLedger implements UsageLedger {
   }
 }
 
-/** Handoffs holding `a`, as the Gateway leaves it for ext_proc. */
-export function admissionsWith(a: Handoff): Handoffs {
-  const admissions = new Handoffs();
-  admissions.put(a);
-  return admissions;
-}
 
 /** What the client receives: each chunk as forwarded (unchanged, replaced or held back). */
 export async function feedResponse(

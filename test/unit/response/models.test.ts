@@ -1,11 +1,7 @@
 import { expect } from 'chai';
 import zlib from 'node:zlib';
-import {
-  MAX_MODEL_LIST_BYTES,
-  ModelListRewriter,
-  filterModelList,
-  isModelList,
-} from '../../../src/response/models.js';
+import { MAX_MODEL_LIST_BYTES, ModelListRewriter, filterModelList } from '../../../src/response/models.js';
+import { isModelList } from '../../../src/request/endpoint.js';
 import { MeteringExchange } from '../../../src/response/flow.js';
 import { AuthorizeStep } from '../../../src/check/authorize.js';
 import {
@@ -13,7 +9,7 @@ import {
   JSON_TYPE,
   RecordingLedger,
   admission,
-  admissionsWith,
+  metadataOf,
   headers,
 } from './helpers.js';
 
@@ -118,11 +114,10 @@ describe('response/model list', () => {
       const ledger = new RecordingLedger();
       const a = admission({ method: 'GET', path: '/v1/models', identity: { ...IDENTITY, groups } });
       const ex = new MeteringExchange({
-        handoffs: admissionsWith(a),
         ledger,
         modelPolicy: () => stage,
       });
-      expect(ex.requestHeaders({}, { admission: a.id }, true)).to.equal(undefined);
+      expect(ex.requestHeaders({}, metadataOf(a), true)).to.equal(undefined);
       const gz = zlib.gzipSync(listBytes);
       const mode = await headers(ex, 200, {
         ...JSON_TYPE,
@@ -150,11 +145,10 @@ describe('response/model list', () => {
   it('holds back an unsized list itself instead of asking Envoy to buffer it', async () => {
     const a = admission({ method: 'GET', path: '/v1/models' });
     const ex = new MeteringExchange({
-      handoffs: admissionsWith(a),
       ledger: new RecordingLedger(),
       modelPolicy: () => ({ allowedModels: (_i, c) => onlyMini(c) }),
     });
-    ex.requestHeaders({}, { admission: a.id }, true);
+    ex.requestHeaders({}, metadataOf(a), true);
     expect(await headers(ex, 200, JSON_TYPE)).to.deep.equal({
       modeOverride: { responseBody: 'streamed' },
       removeHeaders: ['content-length'],
@@ -170,15 +164,14 @@ describe('response/model list', () => {
   it('asks for no body when there is no policy or the upstream failed', async () => {
     const a = admission({ method: 'GET', path: '/v1/models' });
     const ledger = new RecordingLedger();
-    const ex = new MeteringExchange({ handoffs: admissionsWith(a), ledger });
-    ex.requestHeaders({}, { admission: a.id }, true);
+    const ex = new MeteringExchange({ ledger });
+    ex.requestHeaders({}, metadataOf(a), true);
     expect(await headers(ex, 200, JSON_TYPE)).to.equal(undefined);
     const failed = new MeteringExchange({
-      handoffs: admissionsWith(a),
       ledger,
       modelPolicy: () => ({ allowedModels: () => [] }),
     });
-    failed.requestHeaders({}, { admission: a.id }, true);
+    failed.requestHeaders({}, metadataOf(a), true);
     expect(await headers(failed, 503, JSON_TYPE)).to.equal(undefined);
   });
 });

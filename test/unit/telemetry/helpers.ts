@@ -9,7 +9,6 @@ import {
   SimpleSpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import type { Config } from '../../../src/config/schema.js';
-import { Handoffs } from '../../../src/handoff/handoff.js';
 import { AuthorizeStep } from '../../../src/check/authorize.js';
 import { BudgetPlanner } from '../../../src/budgets/planner.js';
 import { CheckFlow, checkSteps, type CheckDeps } from '../../../src/check/flow.js';
@@ -114,7 +113,6 @@ export function gateway(
       planners: [new RateLimitPlanner(cfg), new BudgetPlanner(cfg)],
       store,
       responder: new Responder(cfg, { tenants: {} }),
-      handoffs: new Handoffs({ now: () => T0 }),
     }),
     logger,
     now: () => T0,
