@@ -1,8 +1,8 @@
 /**
  * One gRPC server on one port: ext_authz (Check), ext_proc (Process) and grpc.health.v1.
  * Shutdown is polite, gentlest first: health flips to NOT_SERVING; the server keeps answering
- * until no Check call, ext_proc stream or admitted-but-unprocessed request is left (a request
- * whose Check is in flight still needs its ext_proc stream, which tryShutdown would refuse);
+ * until no Check call, ext_proc stream or just-allowed request is left (a request allowed a
+ * moment ago still needs its ext_proc stream, which tryShutdown would refuse);
  * then tryShutdown, and forceShutdown cancels what is left at the end of the grace period.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -42,8 +42,8 @@ export interface GrpcServerOptions {
   /** Told about failures that were answered on the wire (500 deny, INTERNAL stream close). */
   onError?(err: unknown, where: 'authorize' | 'process'): void;
   /**
-   * Work the server cannot see that must end before it stops taking calls: requests admitted
-   * by Check whose ext_proc stream has not opened yet. Default: none.
+   * Work the server cannot see that must end before it stops taking calls: a request allowed
+   * a moment ago whose ext_proc stream may still open here. Default: none.
    */
   pendingWork?(): number;
 }
