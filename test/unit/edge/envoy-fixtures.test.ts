@@ -5,6 +5,7 @@
  * serveProcessStream. Pure: the bytes are decoded here, no socket is opened. Volatile values
  * (ids, tokens, ports, timestamps) are read from the fixtures themselves.
  */
+import { decodeHandoff } from '../../../src/handoff/handoff.js';
 import { readdirSync } from 'node:fs';
 import { expect } from 'chai';
 import { toCheckResponse, toGatewayRequest } from '../../../src/edge/authz-adapter.js';
@@ -238,6 +239,10 @@ describe('edge: messages captured from real Envoy (test/fixtures/envoy)', () => 
         // Everything our Check published, plus Envoy's own ext_authz_duration (ms).
         expect(metadata, c.name).to.deep.include(fromStruct(checkOf(c).response.dynamic_metadata));
         expect(metadata['ext_authz_duration']).to.be.a('number');
+        // The hand-off arrives whole: what the response side needs, with nothing held between.
+        const handoff = decodeHandoff(metadata);
+        expect(handoff, c.name).to.include({ id: admissionOf(c), requestId: requestIdOf(c) });
+        expect(handoff?.path, c.name).to.equal(headerRecord(first.request_headers?.headers)[':path']?.split('?')[0]);
         const lines = first.request_headers?.headers?.headers ?? [];
         for (const h of lines) {
           expect(Buffer.isBuffer(h.raw_value), `${c.name} ${h.key}`).to.equal(true);
