@@ -162,6 +162,7 @@ export class App {
     // ~150 ms to build) is built on the first response that needs counting (metering/bpe.ts).
     const grpc = await startGrpcServer({
       address: opts.grpcAddress ?? opts.config.server.grpc,
+      maxRequestBytes: opts.config.server.maxRequestBytes,
       authorize: (req) => live.current.check.decide(req),
       // ext_proc: meters each response and settles its hand-off with the live ledger.
       newExchange: exchangeFactory({

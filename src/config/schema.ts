@@ -43,7 +43,18 @@ export interface ServerConfig {
   readonly metrics?: string;
   /** Seconds to let in-flight calls finish on SIGTERM before forcing shutdown. */
   readonly shutdownGraceSeconds: number;
+  /**
+   * The largest request body accepted: what Envoy buffers for ext_authz (`max_request_bytes`)
+   * and the sidecar receives in one Check. Default DEFAULT_MAX_REQUEST_BYTES.
+   */
+  readonly maxRequestBytes: number;
 }
+
+/**
+ * 72 MiB. OpenAI accepts up to 50 MB of images per request (20 MB each); sent inline as
+ * base64 data URLs, that is about 67 MB of JSON, plus the text around it.
+ */
+export const DEFAULT_MAX_REQUEST_BYTES = 72 * 1024 * 1024;
 
 export interface UpstreamConfig {
   readonly apiKey?: SecretRef;

@@ -1,6 +1,6 @@
 /** The infrastructure sections: server, upstream, identityHeaders, metering, store, logging, metrics. */
 import { isMap, isScalar } from 'yaml';
-import { DEFAULT_MAX_LABEL_VALUES, FIT_TO_BUDGET } from './schema.js';
+import { DEFAULT_MAX_LABEL_VALUES, DEFAULT_MAX_REQUEST_BYTES, FIT_TO_BUDGET } from './schema.js';
 import type {
   IdentityHeaders,
   LoggingConfig,
@@ -46,9 +46,10 @@ export function readServer(cur: Cursor | undefined): ServerConfig {
     grpc: '0.0.0.0:9001',
     metrics: '0.0.0.0:9464',
     shutdownGraceSeconds: 10,
+    maxRequestBytes: DEFAULT_MAX_REQUEST_BYTES,
   };
   if (cur === undefined) return defaults;
-  const f = readMap(cur, ['grpc', 'metrics', 'shutdownGraceSeconds'], true);
+  const f = readMap(cur, ['grpc', 'metrics', 'shutdownGraceSeconds', 'maxRequestBytes'], true);
   if (f === undefined) return defaults;
   const metricsCur = f.get('metrics');
   let metrics: string | undefined = defaults.metrics;
@@ -63,6 +64,8 @@ export function readServer(cur: Cursor | undefined): ServerConfig {
     ...(metrics !== undefined ? { metrics } : {}),
     shutdownGraceSeconds:
       readInt(f.get('shutdownGraceSeconds'), 0, 3600) ?? defaults.shutdownGraceSeconds,
+    // 1 KiB .. 256 MiB: gRPC messages past that are refused by grpc-js (and Envoy's buffer grows with it).
+    maxRequestBytes: readInt(f.get('maxRequestBytes'), 1024, 256 * 1024 * 1024) ?? defaults.maxRequestBytes,
   };
 }
 

@@ -9,7 +9,7 @@
  *   `max_tokens`, responses `max_output_tokens`; embeddings have no output to bound.
  * Every edit is spliced into the client's bytes, so everything else stays as it was sent.
  */
-import { scanObject } from '../request/json-scan.js';
+import { scanObject, type ObjectLayout } from '../request/json-scan.js';
 import { endpointForPath, type Endpoint } from '../request/endpoint.js';
 
 export interface RequestRewrite {
@@ -91,12 +91,41 @@ function within(value: unknown, limit: number): boolean {
   return typeof value === 'number' && Number.isFinite(value) && value >= 0 && value <= limit;
 }
 
+/** The members of a request body that decide its edits (all small); the rest is never parsed. */
+const DECIDING = ['stream', 'stream_options', 'max_tokens', 'max_completion_tokens', 'max_output_tokens'];
+
 /**
- * `body` is the parsed request JSON. Pass the original bytes as `raw` when available: the
- * edits are then spliced into them, leaving every other byte as the client sent it (a
- * parse/stringify round trip would silently change numbers beyond 2^53, e.g. a `seed`).
- * With `outputLimit`, throws RewriteError when the body is not a JSON object (it cannot
- * carry the limit, so the caller must not forward it unbounded).
+ * The top level of a JSON object in bytes, scanned without decoding the whole body: in a
+ * latin1 view every byte is one character, so offsets are byte offsets, and JSON's
+ * structural characters are ASCII. A multi-megabyte body (base64 images) costs a copy and a
+ * scan that jumps from quote to quote, not a parse.
+ */
+function layoutOf(raw: Buffer): ObjectLayout | undefined {
+  return scanObject(raw.toString('latin1'));
+}
+
+/** The deciding members of `raw`, parsed from their own UTF-8 bytes (undefined: not an object). */
+function decidingMembers(raw: Buffer, layout: ObjectLayout): Obj | undefined {
+  const out: Obj = {};
+  for (const m of layout.members) {
+    if (!DECIDING.includes(m.name)) continue;
+    try {
+      // The last occurrence wins, as JSON.parse would have it.
+      out[m.name] = JSON.parse(raw.subarray(m.start, m.end).toString('utf8')) as unknown;
+    } catch {
+      return undefined;
+    }
+  }
+  return out;
+}
+
+/**
+ * `body` is the parsed request JSON; `raw`, when given, the bytes the upstream will receive,
+ * which then decide everything: the edits are read from their top-level members and spliced
+ * into them, leaving every other byte as the client sent it (a parse/stringify round trip
+ * would silently change numbers beyond 2^53, e.g. a `seed`), and a large body is never
+ * parsed whole. With `outputLimit`, throws RewriteError when the body is not a JSON object
+ * (it cannot carry the limit, so the caller must not forward it unbounded).
  */
 export function rewriteRequest(
   path: string,
@@ -104,70 +133,51 @@ export function rewriteRequest(
   raw?: string | Buffer,
   options: RewriteOptions = {},
 ): RequestRewrite {
+  const bytes = raw === undefined ? undefined : typeof raw === 'string' ? Buffer.from(raw, 'utf8') : raw;
+  const layout = bytes === undefined ? undefined : layoutOf(bytes);
+  const read = bytes !== undefined && layout !== undefined ? decidingMembers(bytes, layout) : bytes === undefined ? body : undefined;
   const endpoint = endpointForPath(path);
-  const stream = isObject(body) && body['stream'] === true;
+  const stream = isObject(read) && read['stream'] === true;
   const limit = options.outputLimit;
   const writesLimit = limit !== undefined && LIMIT_FIELDS[endpoint].length > 0;
-  if (!isObject(body)) {
+  if (!isObject(read)) {
     if (writesLimit) throw new RewriteError('the request body is not a JSON object');
     return { stream, clientWantsUsage: true, endpoint };
   }
-  const inject = injectsUsage(path, body);
+  const inject = injectsUsage(path, read);
   const edits: [string, string][] = [];
   if (inject) {
-    const current = body['stream_options'];
-    edits.push([
-      'stream_options',
-      JSON.stringify({ ...(isObject(current) ? current : {}), include_usage: true }),
-    ]);
+    const current = read['stream_options'];
+    edits.push(['stream_options', JSON.stringify({ ...(isObject(current) ? current : {}), include_usage: true })]);
   }
   if (writesLimit) {
-    for (const [key, value] of limitEdits(endpoint, body, limit)) edits.push([key, String(value)]);
+    for (const [key, value] of limitEdits(endpoint, read, limit)) edits.push([key, String(value)]);
   }
   const result = { stream, clientWantsUsage: !inject, endpoint };
   if (edits.length === 0) return result;
-  let spliced: Buffer | undefined = raw === undefined ? undefined : Buffer.from(raw);
-  for (const [key, value] of edits) {
-    if (spliced === undefined) break;
-    spliced = spliceMember(spliced, key, value);
+  if (bytes === undefined) {
+    const replaced = Object.fromEntries(edits.map(([key, value]) => [key, JSON.parse(value) as unknown]));
+    return { ...result, body: Buffer.from(JSON.stringify({ ...read, ...replaced }), 'utf8') };
   }
-  const newBody =
-    spliced ??
-    Buffer.from(
-      JSON.stringify({
-        ...body,
-        ...Object.fromEntries(edits.map(([key, value]) => [key, JSON.parse(value) as unknown])),
-      }),
-      'utf8',
-    );
-  return { ...result, body: newBody };
+  let spliced = bytes;
+  for (const [key, value] of edits) spliced = spliceMember(spliced, key, value) ?? spliced;
+  return { ...result, body: spliced };
 }
 
 /**
- * Replaces the value of top-level member `key` in a JSON object text (the last occurrence,
- * as JSON.parse keeps the last), or appends the member when absent. Returns undefined when
- * the text is not a single JSON object, so the caller falls back to re-serializing.
+ * Replaces the value of top-level member `key` in a JSON object's bytes (the last occurrence,
+ * as JSON.parse keeps the last), or appends the member when absent; every other byte stays.
+ * Returns undefined when the bytes are not a single JSON object.
  */
-export function spliceMember(
-  raw: string | Buffer,
-  key: string,
-  valueJson: string,
-): Buffer | undefined {
-  const text = typeof raw === 'string' ? raw : raw.toString('utf8');
-  // Invalid UTF-8 would not survive decoding; let the caller re-serialize instead.
-  if (typeof raw !== 'string' && Buffer.byteLength(text, 'utf8') !== raw.length) return undefined;
-  const layout = scanObject(text);
+export function spliceMember(raw: string | Buffer, key: string, valueJson: string): Buffer | undefined {
+  const bytes = typeof raw === 'string' ? Buffer.from(raw, 'utf8') : raw;
+  const layout = layoutOf(bytes);
   if (!layout) return undefined;
-  // JSON.parse keeps the last occurrence of a member, so that is the one to replace.
   const found = layout.members.findLast((m) => m.name === key);
+  const value = Buffer.from(valueJson, 'utf8');
+  if (found !== undefined) return Buffer.concat([bytes.subarray(0, found.start), value, bytes.subarray(found.end)]);
   const last = layout.members.at(-1);
-  let out: string;
-  if (found !== undefined) {
-    out = text.slice(0, found.start) + valueJson + text.slice(found.end);
-  } else {
-    const member = `${JSON.stringify(key)}:${valueJson}`;
-    const at = last?.end ?? layout.objectEnd;
-    out = text.slice(0, at) + (last === undefined ? member : `,${member}`) + text.slice(at);
-  }
-  return Buffer.from(out, 'utf8');
+  const at = last?.end ?? layout.objectEnd;
+  const member = Buffer.from(`${last === undefined ? '' : ','}${JSON.stringify(key)}:`, 'utf8');
+  return Buffer.concat([bytes.subarray(0, at), member, value, bytes.subarray(at)]);
 }

@@ -17,44 +17,71 @@ export interface ObjectLayout {
   readonly objectEnd: number;
 }
 
-const WS = ' \t\r\n';
+const SPACE = 0x20;
+const TAB = 0x09;
+const LF = 0x0a;
+const CR = 0x0d;
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
+function isWs(c: number): boolean {
+  return c === SPACE || c === LF || c === CR || c === TAB;
+}
 
 function skipWs(text: string, i: number): number {
-  while (i < text.length && WS.includes(text[i] ?? '')) i++;
+  while (i < text.length && isWs(text.charCodeAt(i))) i++;
   return i;
 }
 
-/** Index just after the string literal starting at `i`, or -1. */
+/**
+ * Index just after the string literal starting at `i`, or -1. Jumps from quote to quote
+ * (indexOf is native), so a multi-megabyte string (a base64 image) costs next to nothing: a
+ * quote ends the string unless an odd run of backslashes escapes it.
+ */
 function stringEnd(text: string, i: number): number {
-  for (let j = i + 1; j < text.length; j++) {
-    const c = text[j];
-    if (c === '\\') j++;
-    else if (c === '"') return j + 1;
+  let j = i + 1;
+  for (;;) {
+    const q = text.indexOf('"', j);
+    if (q < 0) return -1;
+    let slashes = 0;
+    for (let k = q - 1; k > i && text.charCodeAt(k) === BACKSLASH; k--) slashes++;
+    if (slashes % 2 === 0) return q + 1;
+    j = q + 1;
   }
-  return -1;
 }
+
+/** The next `"`, `{`, `}`, `[` or `]` at or after `from`. */
+const STRUCTURE = /["{}[\]]/g;
 
 /** Index just after the JSON value starting at `i`, or -1. Linear; strings are skipped whole. */
 function valueEnd(text: string, i: number): number {
-  const c = text[i];
-  if (c === '"') return stringEnd(text, i);
-  if (c === '{' || c === '[') {
+  const c = text.charCodeAt(i);
+  if (c === QUOTE) return stringEnd(text, i);
+  if (c === 0x7b || c === 0x5b) {
     let depth = 0;
-    for (let j = i; j < text.length; j++) {
-      const d = text[j];
-      if (d === '"') {
-        j = stringEnd(text, j) - 1;
-        if (j < 0) return -1;
-      } else if (d === '{' || d === '[') depth++;
-      else if (d === '}' || d === ']') {
+    STRUCTURE.lastIndex = i;
+    for (;;) {
+      const m = STRUCTURE.exec(text);
+      if (m === null) return -1;
+      const j = m.index;
+      const d = text.charCodeAt(j);
+      if (d === QUOTE) {
+        const end = stringEnd(text, j);
+        if (end < 0) return -1;
+        STRUCTURE.lastIndex = end;
+      } else if (d === 0x7b || d === 0x5b) depth++;
+      else {
         depth--;
         if (depth === 0) return j + 1;
       }
     }
-    return -1;
   }
   let j = i;
-  while (j < text.length && !',}] \t\r\n'.includes(text[j] ?? '')) j++;
+  while (j < text.length) {
+    const d = text.charCodeAt(j);
+    if (d === 0x2c || d === 0x7d || d === 0x5d || isWs(d)) break;
+    j++;
+  }
   return j > i ? j : -1;
 }
 
@@ -64,7 +91,7 @@ function valueEnd(text: string, i: number): number {
  */
 export function scanObject(text: string): ObjectLayout | undefined {
   let i = skipWs(text, 0);
-  if (text[i] !== '{') return undefined;
+  if (text.charCodeAt(i) !== 0x7b) return undefined;
   i = skipWs(text, i + 1);
   const members: Member[] = [];
   let objectEnd = text[i] === '}' ? i : -1;

@@ -52,11 +52,11 @@ export function requestBody(x: ExchangeState, chunk: Buffer, endOfStream: boolea
     // the injection the upstream then sends no usage chunk, so there is nothing to remove;
     // without the limit the request would be unbounded, so it goes no further.
     if (!endOfStream) return limit !== undefined ? { refuse: x.refuseUnbounded() } : undefined;
-    // Splice into the bytes Envoy really holds, so every other byte stays the client's. The
-    // parsed body is kept: should the response end without usage, its prompt is counted.
-    const body = parseObject(chunk);
-    if (body !== undefined) x.body = body;
-    const rewrite = rewriteRequest(handoff.path, body, chunk, limit !== undefined ? { outputLimit: limit } : {});
+    // Splice into the bytes Envoy really holds, so every other byte stays the client's; only
+    // the small top-level members that decide the edits are parsed. A body small enough is
+    // kept, so that a response ending without usage has its prompt counted (estimatePrompt).
+    if (chunk.length <= MAX_KEPT_BODY_BYTES) x.requestBody = chunk;
+    const rewrite = rewriteRequest(handoff.path, undefined, chunk, limit !== undefined ? { outputLimit: limit } : {});
     if (rewrite.body === undefined) return;
     return { body: rewrite.body, setHeaders: { 'content-length': String(rewrite.body.length) } };
   } catch (err) {
@@ -65,16 +65,8 @@ export function requestBody(x: ExchangeState, chunk: Buffer, endOfStream: boolea
   }
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** The JSON object in `bytes`, or undefined (then a limit cannot be written). */
-function parseObject(bytes: Buffer): Record<string, unknown> | undefined {
-  try {
-    const value: unknown = JSON.parse(bytes.toString('utf8'));
-    return isObject(value) ? value : undefined;
-  } catch {
-    return undefined;
-  }
-}
+/**
+ * The largest request body kept for counting an aborted prompt: past it (inline images, long
+ * contexts) the Check's quick estimate is charged instead of holding megabytes per stream.
+ */
+const MAX_KEPT_BODY_BYTES = 1024 * 1024;

@@ -108,8 +108,20 @@ export function responseBodyMode(sse: boolean, contentLength: string | undefined
 export function countPrompt(x: ExchangeState): number {
   const handoff = x.handoff;
   if (handoff === undefined) return 0;
-  if (x.body === undefined) return handoff.promptEstimate;
-  return estimatePrompt(handoff.path, x.body, handoff.model ?? '');
+  const body = parsed(x.requestBody);
+  if (body === undefined) return handoff.promptEstimate;
+  return estimatePrompt(handoff.path, body, handoff.model ?? '');
+}
+
+/** The JSON object in `bytes`, parsed only now that a prompt must be counted; else undefined. */
+function parsed(bytes: Buffer | undefined): Record<string, unknown> | undefined {
+  if (bytes === undefined) return undefined;
+  try {
+    const value: unknown = JSON.parse(bytes.toString('utf8'));
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Plain bytes to forward for one compressed chunk (held while the decoder waits for more). */

@@ -38,8 +38,8 @@ export class ExchangeState {
   readonly deps: ExchangeDeps;
   /** What the Check handed over; absent for a request Tollgate did not admit. */
   handoff: Handoff | undefined;
-  /** The request's JSON body, when this stream asked for it (to edit it). */
-  body: Record<string, unknown> | undefined;
+  /** The request body's bytes, when this stream asked for it (to edit it) and it is small. */
+  requestBody: Buffer | undefined;
   endpoint: Endpoint = 'other';
   /** The request body was asked for, to inject `include_usage` and/or write `outputLimit`. */
   rewriting = false;

@@ -5,6 +5,7 @@
  * moment ago still needs its ext_proc stream, which tryShutdown would refuse);
  * then tryShutdown, and forceShutdown cancels what is left at the end of the grace period.
  */
+import { DEFAULT_MAX_REQUEST_BYTES } from '../config/schema.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Server, ServerCredentials, status as GrpcStatus } from '@grpc/grpc-js';
 import type { sendUnaryData, ServerDuplexStream, ServerUnaryCall, ServiceDefinition } from '@grpc/grpc-js';
@@ -27,12 +28,17 @@ import { HealthState } from './health.js';
 /** How often shutdown looks whether the work in flight is done. */
 const DRAIN_POLL_MS = 20;
 
-/** Envoy buffers request bodies up to 1 MiB for Check; grpc-js would refuse over 4 MiB. */
-const MAX_RECEIVE_BYTES = 8 * 1024 * 1024;
+/** Room beside the request body in one Check message: headers, metadata, framing. */
+const CHECK_OVERHEAD_BYTES = 1024 * 1024;
 
 export interface GrpcServerOptions {
   /** host:port; port 0 takes a free port (the handle reports the real one). */
   readonly address: string;
+  /**
+   * The largest request body Envoy hands to a Check (`server.maxRequestBytes`); grpc-js would
+   * otherwise refuse any message over 4 MiB. Default DEFAULT_MAX_REQUEST_BYTES.
+   */
+  readonly maxRequestBytes?: number;
   authorize(req: InboundRequest): Promise<Decision>;
   /** A fresh processor for each ext_proc stream (one per HTTP request). */
   newExchange(): ResponsePhases;
@@ -80,7 +86,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   );
 
   const server = new Server({
-    'grpc.max_receive_message_length': MAX_RECEIVE_BYTES,
+    'grpc.max_receive_message_length': (options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES) + CHECK_OVERHEAD_BYTES,
     // Per-call channelz bookkeeping nobody reads (no channelz service is exposed).
     'grpc.enable_channelz': 0,
   });

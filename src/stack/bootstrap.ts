@@ -7,6 +7,7 @@ import { isIP } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BASE_PROCESSING_MODE, type ProcessingModeSpec } from '../response/mode.js';
+import { DEFAULT_MAX_REQUEST_BYTES } from '../config/schema.js';
 import { CREDENTIAL_HEADERS } from '../request/credentials.js';
 import { deny } from '../domain/denials.js';
 import { envelope } from '../edge/envelope.js';
@@ -26,6 +27,11 @@ export interface BootstrapOptions {
   readonly identityHeaders?: readonly string[];
   /** ext_proc mode; default BASE_PROCESSING_MODE (headers only). */
   readonly processingMode?: ProcessingModeSpec;
+  /**
+   * The largest request body Envoy buffers and hands to ext_authz (so rules can read it); a
+   * larger one is answered 413 by Envoy itself. Default DEFAULT_MAX_REQUEST_BYTES.
+   */
+  readonly maxRequestBytes?: number;
   /** CA bundle for an https upstream; default SSL_CERT_FILE or the system bundle. */
   readonly caFile?: string;
 }
@@ -161,11 +167,6 @@ function earlyHeaderMutations(headers: readonly string[]): unknown[] {
   ];
 }
 
-/**
- * The largest request body Envoy buffers and hands to ext_authz (so model rules can read it).
- * A larger body is answered 413 by Envoy itself, before Tollgate sees the request.
- */
-export const MAX_REQUEST_BYTES = 1024 * 1024;
 
 /** An access-log CEL filter: how a local-reply mapper picks out one kind of reply. */
 function celFilter(expression: string): Record<string, unknown> {
@@ -220,7 +221,7 @@ function envelopeMapper(
  *   a fragment) → 400 `invalid_path`. Envoy refuses it before it assigns a request id, so the
  *   reply makes one (`%UNIQUE_ID%`); the access log records it as the response's x-request-id.
  */
-export function localReplyConfig(maxRequestBytes = MAX_REQUEST_BYTES): Record<string, unknown> {
+export function localReplyConfig(maxRequestBytes = DEFAULT_MAX_REQUEST_BYTES): Record<string, unknown> {
   const tooLarge = deny(
     'body_too_large',
     `The request body is larger than ${maxRequestBytes} bytes, the most this gateway accepts.`,
@@ -276,9 +277,9 @@ export function renderBootstrap(
     PROCESSING_MODE: toModeConfig(options.processingMode ?? BASE_PROCESSING_MODE),
     UPSTREAM_CLUSTER: upstream.cluster,
     UPSTREAM_HOST: upstream.host,
-    MAX_REQUEST_BYTES,
+    MAX_REQUEST_BYTES: options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES,
     REQUEST_HEADERS_TO_REMOVE: ROUTE_HEADERS_TO_REMOVE,
-    LOCAL_REPLY_CONFIG: localReplyConfig(),
+    LOCAL_REPLY_CONFIG: localReplyConfig(options.maxRequestBytes),
   };
   return template.replace(/\{\{([A-Z_]+)\}\}/g, (_match, name: string) => {
     if (!(name in values)) throw new Error(`unknown placeholder {{${name}}} in the Envoy template`);

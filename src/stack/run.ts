@@ -29,6 +29,7 @@ export function stackBootstrapOptions(config: Config, grpcPort: number, upstream
     upstreamUrl,
     port,
     identityHeaders: Object.keys(config.identityHeaders),
+    maxRequestBytes: config.server.maxRequestBytes,
     // The same base mode the gRPC server merges its per-request overrides onto.
     processingMode: BASE_PROCESSING_MODE,
   };

@@ -19,7 +19,7 @@ const HI = [{ role: 'user' as const, content: 'hi' }];
 
 function configYaml(okta: DevIssuer, keycloak: DevIssuer): string {
   return `
-server: { grpc: 127.0.0.1:0, metrics: 127.0.0.1:0 }
+server: { grpc: 127.0.0.1:0, metrics: 127.0.0.1:0, maxRequestBytes: 1048576 }
 authentication:
   - provider: { name: okta, issuer: ${okta.url}, clientId: tollgate-test }
   - provider:
@@ -273,7 +273,7 @@ describe('e2e: claim policies, tenants and body errors through real Envoy', func
     });
   });
 
-  it('accepts a body just under 1 MiB', async () => {
+  it('accepts a body just under server.maxRequestBytes (1 MiB here)', async () => {
     const content = 'x'.repeat(1000 * 1000);
     const res = await client(await mlUser()).chat.completions.create({
       model: 'gpt-4o-mini',
@@ -282,7 +282,7 @@ describe('e2e: claim policies, tenants and body errors through real Envoy', func
     expect(res.choices).to.have.length(1);
   });
 
-  it('answers a body over 1 MiB with Envoy’s 413 in the OpenAI envelope', async () => {
+  it('answers a body over server.maxRequestBytes with Envoy’s 413 in the OpenAI envelope', async () => {
     const token = await mlUser();
     const big = JSON.stringify({
       model: 'gpt-4o-mini',

@@ -69,7 +69,8 @@ type Log = Record<string, unknown>;
 
 describe('e2e: security — one canonical request, no way around the rules', function () {
   this.timeout(60_000);
-  const ctx = withStack((issuer) => baseConfig({ issuer, extra: CONFIG }));
+  // A small body limit, so Envoy's own 413 is cheap to provoke.
+  const ctx = withStack((issuer) => baseConfig({ issuer, extra: CONFIG, server: 'maxRequestBytes: 1048576' }));
   const tokens: Record<string, string> = {};
 
   before(async () => {

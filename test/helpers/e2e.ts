@@ -25,10 +25,13 @@ export function baseConfig(opts: {
   name?: string;
   /** More provider keys, in flow style, e.g. `jwksUri: https://…`. */
   provider?: string;
+  /** More `server` keys, in flow style, e.g. `maxRequestBytes: 1048576`. */
+  server?: string;
 }): string {
   const more = opts.provider === undefined ? '' : `, ${opts.provider}`;
+  const server = opts.server === undefined ? '' : `, ${opts.server}`;
   return `
-server: { grpc: 127.0.0.1:0, metrics: 127.0.0.1:0 }
+server: { grpc: 127.0.0.1:0, metrics: 127.0.0.1:0${server} }
 authentication:
   - provider: { name: ${opts.name ?? 'main-idp'}, issuer: ${opts.issuer.url}, clientId: ${AUDIENCE}${more} }
 upstream:

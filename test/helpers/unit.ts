@@ -1,6 +1,6 @@
 /** Builders the unit tests of several areas share: a complete Config and a parsed log sink. */
 import { Writable } from 'node:stream';
-import type { Config } from '../../src/config/schema.js';
+import { DEFAULT_MAX_REQUEST_BYTES, type Config } from '../../src/config/schema.js';
 import { admit, type PlanInput, type Planner, type PlanVerdict } from '../../src/limits/admit.js';
 import type { Store } from '../../src/store/store.js';
 import { createLogger, type Logger } from '../../src/telemetry/logger.js';
@@ -11,7 +11,7 @@ import { createLogger, type Logger } from '../../src/telemetry/logger.js';
  */
 export function testConfig(over: Partial<Config> = {}): Config {
   return {
-    server: { grpc: '127.0.0.1:0', shutdownGraceSeconds: 1 },
+    server: { grpc: '127.0.0.1:0', shutdownGraceSeconds: 1, maxRequestBytes: DEFAULT_MAX_REQUEST_BYTES },
     authentication: [],
     upstream: { tenants: {} },
     identityHeaders: {},

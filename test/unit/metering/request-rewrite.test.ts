@@ -218,11 +218,18 @@ describe('metering/request-rewrite', () => {
       expect(hasOutputLimit('/openai/deployments/x/chat/completions')).to.equal(false);
     });
 
-    it('re-serializes when the bytes cannot be spliced, and refuses a body that is not an object', () => {
+    it('edits bytes, never decoding what it does not read, and refuses a body that is not an object', () => {
       const body = { messages: [], max_tokens: 900 };
-      const invalidUtf8 = Buffer.concat([Buffer.from('{"messages":[],"max_tokens":900,"x":"'), Buffer.from([0xff]), Buffer.from('"}')]);
-      const r = rewriteRequest(CHAT, body, invalidUtf8, { outputLimit: 50 });
-      expect(parsed(r.body)).to.deep.equal({ messages: [], max_tokens: 50 });
+      // Every byte outside the edit stays, even one that is not UTF-8 (the Check refuses those).
+      const odd = Buffer.concat([Buffer.from('{"messages":[],"max_tokens":900,"x":"'), Buffer.from([0xff]), Buffer.from('"}')]);
+      const r = rewriteRequest(CHAT, body, odd, { outputLimit: 50 });
+      expect(r.body).to.deep.equal(Buffer.concat([Buffer.from('{"messages":[],"max_tokens":50,"x":"'), Buffer.from([0xff]), Buffer.from('"}')]));
+      // The bytes decide, not a parsed copy that could differ from them.
+      expect(parsed(rewriteRequest(CHAT, { max_tokens: 1 }, '{"max_tokens":900}', { outputLimit: 50 }).body)).to.deep.equal({ max_tokens: 50 });
+      // A large body is edited without being parsed: only its small top-level members are.
+      const big = `{"messages":[{"role":"user","content":"${'é'.repeat(1 << 20)}"}],"model":"m"}`;
+      const edited = rewriteRequest(CHAT, undefined, big, { outputLimit: 7 }).body?.toString('utf8');
+      expect(edited).to.equal(`${big.slice(0, -1)},"max_completion_tokens":7}`);
       expect(() => rewriteRequest(CHAT, [1, 2], '[1,2]', { outputLimit: 5 })).to.throw(RewriteError);
       expect(() => rewriteRequest(CHAT, undefined, undefined, { outputLimit: 5 })).to.throw(RewriteError);
       // without a limit to write, a body that is no object passes unchanged as before
