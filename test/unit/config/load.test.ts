@@ -35,6 +35,7 @@ describe('config/load: valid files', () => {
       grpc: '0.0.0.0:9001',
       metrics: '0.0.0.0:9464',
       shutdownGraceSeconds: 10,
+      maxRequestBytes: 75497472,
     });
     expect(cfg.upstream).to.deep.equal({ apiKey: { env: 'OPENAI_API_KEY' }, tenants: {} });
     expect(cfg.identityHeaders).to.deep.equal({
@@ -67,6 +68,7 @@ describe('config/load: valid files', () => {
       grpc: '127.0.0.1:0',
       metrics: '[::1]:9464',
       shutdownGraceSeconds: 5,
+      maxRequestBytes: 2097152,
     });
     const [corp, partners] = cfg.authentication;
     expect(corp?.audiences).to.deep.equal(['envoy-gateway', 'tollgate']);
@@ -132,7 +134,7 @@ describe('config/load: defaults', () => {
   it('applies every default to a minimal file', () => {
     const cfg = parseConfig(MINIMAL);
     expect(cfg).to.deep.equal({
-      server: { grpc: '0.0.0.0:9001', metrics: '0.0.0.0:9464', shutdownGraceSeconds: 10 },
+      server: { grpc: '0.0.0.0:9001', metrics: '0.0.0.0:9464', shutdownGraceSeconds: 10, maxRequestBytes: 75497472 },
       authentication: [
         {
           name: 'corp',
@@ -164,6 +166,7 @@ describe('config/load: defaults', () => {
       grpc: 'localhost:0',
       metrics: '0.0.0.0:9464',
       shutdownGraceSeconds: 10,
+      maxRequestBytes: 75497472,
     });
   });
 

@@ -1,0 +1,138 @@
+/**
+ * Large request bodies through real Envoy (issue 12, "real request sizes"): chat requests with
+ * one inline base64 image of 1, 10 and 30 MB, plain and streaming, through Envoy alone and
+ * through Envoy + Tollgate — without a budget (the Check reads the body) and with one (ext_proc
+ * also reads it, to write the output limit) — against a local upstream. Prints the added
+ * latency (median of the runs) and the sidecar's peak resident memory, and writes
+ * bench/BODIES.md.
+ *
+ *   npm run bench:bodies [-- --runs 5]
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { parseConfig } from '../src/config/load.js';
+import { DevUpstream } from '../src/dev/upstream.js';
+import { UPSTREAM_KEY, UPSTREAM_KEY_ENV } from './configs.js';
+import { baselineYaml, stackYaml } from './lib/bootstraps.js';
+import { startBenchEnvoy, type BenchEnvoy } from './lib/envoy.js';
+import { median, memoryMiB } from './lib/measure.js';
+import { BENCH_DIR } from './lib/paths.js';
+import { startSidecar, type Sidecar } from './lib/sidecar.js';
+import { BENCH_AUDIENCE, BENCH_TENANT, startBenchIssuer, type BenchIssuer } from './lib/tokens.js';
+
+const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' } }, strict: true });
+const RUNS = Math.max(1, Number(values.runs));
+const SIZES_MB = [1, 10, 30];
+
+function config(issuer: BenchIssuer, budget: boolean): string {
+  return `
+server: { grpc: 127.0.0.1:0, metrics: false }
+authentication:
+  - provider: { name: bench, issuer: ${issuer.url}, clientId: ${BENCH_AUDIENCE} }
+upstream:
+  apiKey: { env: ${UPSTREAM_KEY_ENV} }
+logging: { level: warn }
+${budget ? `tokenBudgets:\n  - { tenant: ${BENCH_TENANT}, maxTokens: 1000000000, period: day }\n` : ''}`;
+}
+
+function body(mb: number, stream: boolean): string {
+  const image = 'A'.repeat(mb * 1024 * 1024);
+  return JSON.stringify({
+    messages: [
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'What is in this image?' },
+          { type: 'image_url', image_url: { url: `data:image/png;base64,${image}` } },
+        ],
+      },
+    ],
+    model: 'gpt-4o-mini',
+    ...(stream ? { stream: true } : {}),
+  });
+}
+
+/** Milliseconds from the request's first byte to its last response byte; throws unless 200. */
+async function timed(url: string, token: string, payload: string): Promise<number> {
+  const t0 = performance.now();
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: payload,
+  });
+  await res.arrayBuffer();
+  if (res.status !== 200) throw new Error(`bench bodies: HTTP ${res.status} (${payload.length} bytes)`);
+  return performance.now() - t0;
+}
+
+interface Path {
+  readonly name: string;
+  readonly envoy: BenchEnvoy;
+  readonly sidecar?: Sidecar;
+}
+
+const dir = await mkdtemp(join(tmpdir(), 'tollgate-bench-bodies-'));
+const issuer = await startBenchIssuer(dir);
+const upstream = await DevUpstream.start();
+const token = issuer.mint(1);
+const paths: Path[] = [];
+try {
+  const plain = parseConfig(config(issuer, false));
+  paths.push({ name: 'Envoy alone', envoy: await startBenchEnvoy(baselineYaml(stackYaml(plain, 9, upstream.url)), { concurrency: 2 }) });
+  for (const budget of [false, true]) {
+    const yaml = config(issuer, budget);
+    const sidecarDir = await mkdtemp(join(dir, budget ? 'budget-' : 'plain-'));
+    const sidecar = await startSidecar({ config: yaml, dir: sidecarDir, env: { [UPSTREAM_KEY_ENV]: UPSTREAM_KEY } });
+    const envoy = await startBenchEnvoy(stackYaml(parseConfig(yaml), sidecar.grpcPort, upstream.url), { concurrency: 2 });
+    paths.push({ name: budget ? 'Envoy + Tollgate, budget (ext_proc edits the body)' : 'Envoy + Tollgate', envoy, sidecar });
+  }
+  const rows: string[] = [];
+  for (const stream of [false, true]) {
+    for (const mb of SIZES_MB) {
+      const payload = body(mb, stream);
+      const cells: string[] = [];
+      let baseline = 0;
+      for (const path of paths) {
+        await timed(path.envoy.url, token, payload); // warm
+        const samples: number[] = [];
+        for (let i = 0; i < RUNS; i++) samples.push(await timed(path.envoy.url, token, payload));
+        const ms = median(samples);
+        if (path.sidecar === undefined) {
+          baseline = ms;
+          cells.push(ms.toFixed(0));
+        } else {
+          const peak = memoryMiB(path.sidecar.pid).peak;
+          cells.push(`+${(ms - baseline).toFixed(0)} (${(ms / baseline).toFixed(2)}×), peak RSS ${peak.toFixed(0)} MiB`);
+        }
+      }
+      const line = `| ${mb} MB${stream ? ', streaming' : ''} | ${(payload.length / 1048576).toFixed(1)} MiB | ${cells.join(' | ')} |`;
+      console.log(line);
+      rows.push(line);
+    }
+  }
+  const report = `# Large request bodies
+
+Generated by \`npm run bench:bodies\` (${RUNS} runs per cell, median) on ${new Date().toISOString().slice(0, 16)} UTC,
+Node ${process.version}, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} at the end.
+Chat requests with one inline base64 image (the body size is the JSON's), through real Envoy to a local upstream.
+"Envoy alone" is the request's whole time; the other columns are what Tollgate adds to it (and the ratio), and the
+sidecar's peak resident memory so far (it only grows down the table). With a budget, ext_proc also reads the body
+to write the output limit. Streaming requests always pass ext_proc's body (to inject \`include_usage\`).
+
+| request | body | ${paths.map((p) => p.name).join(' | ')} |
+|---|---|${paths.map(() => '---').join('|')}|
+${rows.join('\n')}
+`;
+  await writeFile(join(BENCH_DIR, 'BODIES.md'), report);
+  console.log(`wrote ${join(BENCH_DIR, 'BODIES.md')}`);
+} finally {
+  for (const p of paths) {
+    await p.envoy.stop();
+    await p.sidecar?.stop();
+  }
+  await upstream.close();
+  await issuer.close();
+  await rm(dir, { recursive: true, force: true });
+}
