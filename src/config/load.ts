@@ -17,9 +17,9 @@ import {
   readMetering,
   readMetrics,
   readServer,
-  readStore,
   readUpstream,
 } from './validate-sections.js';
+import { readStore } from './validate-store.js';
 
 const TOP_LEVEL_KEYS = [
   'server',

@@ -134,8 +134,24 @@ export interface MeteringConfig {
 
 export type OnUnavailable = 'closed' | 'open' | 'local';
 
+/**
+ * `store.redis`: exactly one of `url` (one Redis), `sentinels` + `name` (Redis Sentinel) or
+ * `cluster` (Redis Cluster).
+ */
 export interface RedisStoreConfig {
-  readonly url: string;
+  /** `redis://` / `rediss://` URL, or where to read it (`{env}`, `{file}`: it may hold a password). */
+  readonly url?: string | SecretRef;
+  /** Sentinel addresses (`host:port`); with `name`, the monitored primary. */
+  readonly sentinels?: readonly string[];
+  readonly name?: string;
+  /** Cluster seed nodes (`host:port`). */
+  readonly cluster?: readonly string[];
+  /** Password of the data nodes (Sentinel and Cluster; a URL carries its own). */
+  readonly password?: SecretRef;
+  /** Connect to Sentinel and Cluster nodes over TLS. */
+  readonly tls?: boolean;
+  /** Replicas that must acknowledge each write (Redis WAIT); absent = 0. */
+  readonly waitForReplicas?: number;
   readonly timeoutMs: number;
   readonly onUnavailable: OnUnavailable;
   readonly keyPrefix: string;

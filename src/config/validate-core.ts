@@ -277,3 +277,13 @@ export function setOwn<T>(target: Record<string, T>, key: string, value: T): voi
     configurable: true,
   });
 }
+
+export function readBoolean(cur: Cursor | undefined): boolean | undefined {
+  if (cur === undefined) return undefined;
+  const v = isScalar(cur.node) ? cur.node.value : undefined;
+  if (typeof v !== 'boolean') {
+    report(cur, `expected true or false, got ${describe(cur)}`);
+    return undefined;
+  }
+  return v;
+}

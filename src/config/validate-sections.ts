@@ -6,11 +6,8 @@ import type {
   LoggingConfig,
   MeteringConfig,
   MetricsConfig,
-  OnUnavailable,
-  RedisStoreConfig,
   SecretRef,
   ServerConfig,
-  StoreConfig,
   UpstreamConfig,
 } from './schema.js';
 import {
@@ -18,6 +15,7 @@ import {
   describe,
   isNull,
   keyPath,
+  readBoolean,
   readEnum,
   readInt,
   readMap,
@@ -181,41 +179,6 @@ export function readMetering(cur: Cursor | undefined): MeteringConfig {
   };
 }
 
-const ON_UNAVAILABLE: readonly OnUnavailable[] = ['closed', 'open', 'local'];
-
-export function readStore(cur: Cursor | undefined): StoreConfig {
-  if (cur === undefined) return {};
-  const f = readMap(cur, ['redis'], true);
-  const rcur = f?.get('redis');
-  if (rcur === undefined) return {};
-  const r = readMap(rcur, ['url', 'timeoutMs', 'onUnavailable', 'keyPrefix']);
-  if (r === undefined) return {};
-  const redis: RedisStoreConfig = {
-    url: readRedisUrl(required(rcur, r, 'url')) ?? '',
-    timeoutMs: readInt(r.get('timeoutMs'), 1, 60000) ?? 50,
-    onUnavailable: readEnum(r.get('onUnavailable'), ON_UNAVAILABLE) ?? 'closed',
-    keyPrefix: readString(r.get('keyPrefix'), { allowEmpty: true }) ?? 'tollgate:',
-  };
-  return { redis };
-}
-
-function readRedisUrl(cur: Cursor | undefined): string | undefined {
-  const s = readString(cur);
-  if (s === undefined || cur === undefined) return undefined;
-  let ok: boolean;
-  try {
-    const url = new URL(s);
-    ok = (url.protocol === 'redis:' || url.protocol === 'rediss:') && url.hostname !== '';
-  } catch {
-    ok = false;
-  }
-  if (!ok) {
-    report(cur, `expected a redis:// or rediss:// URL with a host, got ${JSON.stringify(s)}`);
-    return undefined;
-  }
-  return s;
-}
-
 const LEVELS: readonly LoggingConfig['level'][] = [
   'trace',
   'debug',
@@ -248,15 +211,6 @@ function readFraction(cur: Cursor | undefined): number | undefined {
   return v;
 }
 
-function readBoolean(cur: Cursor | undefined): boolean | undefined {
-  if (cur === undefined) return undefined;
-  const v = isScalar(cur.node) ? cur.node.value : undefined;
-  if (typeof v !== 'boolean') {
-    report(cur, `expected true or false, got ${describe(cur)}`);
-    return undefined;
-  }
-  return v;
-}
 
 /** `metrics:` label options. Absent section = absent (the Metrics defaults apply). */
 export function readMetrics(cur: Cursor | undefined): MetricsConfig | undefined {

@@ -3,6 +3,7 @@
  * behind the guard (timeout, circuit breaker, `onUnavailable` policy) with `store.redis`.
  */
 import type { StoreConfig } from '../config/schema.js';
+import { resolveSecretSync } from '../config/secrets.js';
 import { GuardedStore, type GuardedStoreOptions } from './guarded.js';
 import { MemoryStore } from './memory.js';
 import { RedisStore } from './redis.js';
@@ -30,7 +31,19 @@ export function createStore(
 ): CreatedStore {
   const r = config.redis;
   if (r === undefined) return { store: new MemoryStore() };
-  const redis = new RedisStore({ url: r.url, timeoutMs: r.timeoutMs, keyPrefix: r.keyPrefix });
+  // Secrets are read now, at start-up (and on a reload that changes `store:`).
+  const url = r.url === undefined ? undefined : typeof r.url === 'string' ? r.url : resolveSecretSync(r.url, 'store.redis.url').trim();
+  const redis = new RedisStore({
+    ...(url !== undefined ? { url } : {}),
+    ...(r.sentinels !== undefined ? { sentinels: r.sentinels } : {}),
+    ...(r.name !== undefined ? { name: r.name } : {}),
+    ...(r.cluster !== undefined ? { cluster: r.cluster } : {}),
+    ...(r.password !== undefined ? { password: resolveSecretSync(r.password, 'store.redis.password').trim() } : {}),
+    ...(r.tls !== undefined ? { tls: r.tls } : {}),
+    ...(r.waitForReplicas !== undefined ? { waitForReplicas: r.waitForReplicas } : {}),
+    timeoutMs: r.timeoutMs,
+    keyPrefix: r.keyPrefix,
+  });
   const guarded = new GuardedStore(redis, {
     ...options,
     timeoutMs: r.timeoutMs,

@@ -14,21 +14,25 @@
  * fail a call whose reply is already waiting in the socket.
  */
 import { isIP } from 'node:net';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { ADMIT, READ_BUDGET, SETTLE } from './redis-scripts.js';
 import { BUDGET_KEY_GRACE_MS, wholeTokens, type AdmitRequest, type AdmitResult, type BudgetState, type SettleResult, type Store } from './store.js';
+import type { RedisStoreConfig } from '../config/schema.js';
 import { type BudgetRef } from '../domain/reservation.js';
 
-export interface RedisStoreOptions {
+/**
+ * `store.redis` with its secrets read (config/schema.ts says what each key means):
+ * `waitForReplicas` with Sentinel keeps a failover from losing counts — a write the old primary
+ * took but no replica got is a failure, answered by `onUnavailable`; `timeoutMs` is the guard's
+ * deadline, here only the connection handshake's floor.
+ */
+export type RedisStoreOptions = Omit<RedisStoreConfig, 'url' | 'password' | 'onUnavailable'> & {
   /** `redis://[[user]:password@]host[:port][/db]`, or `rediss://` for TLS. */
-  readonly url: string;
-  /** The call deadline the guard enforces; here only the connection handshake's floor. */
-  readonly timeoutMs: number;
-  /** Prepended to every key, e.g. `tollgate:`. */
-  readonly keyPrefix: string;
+  readonly url?: string;
+  readonly password?: string;
   /** Longest pause between reconnection attempts (default 1000 ms). */
   readonly maxReconnectDelayMs?: number;
-}
+};
 
 type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
 interface ScriptCommands {
@@ -73,25 +77,70 @@ function redactUrl(url: string): string {
   return url.replace(/\/\/[^@/]*@/, '//***@');
 }
 
+/** `host:port` (IPv6 in brackets) → ioredis's node shape. */
+function node(hostPort: string): { host: string; port: number } {
+  const at = hostPort.lastIndexOf(':');
+  return { host: hostPort.slice(0, at).replace(/^\[|\]$/g, ''), port: Number(hostPort.slice(at + 1)) };
+}
+
+/**
+ * The key prefix as a Cluster needs it: every key of one admission must hash to one slot for
+ * its script to run, and keys of many tenants, groups and users meet in one admission, so they
+ * all carry one hash tag (`{tollgate}:` for `tollgate:`). Cluster then gives failover, not
+ * sharding of Tollgate's keys (docs/scaling.md).
+ */
+export function clusterPrefix(prefix: string): string {
+  if (/\{[^}]+\}/.test(prefix)) return prefix;
+  const tag = prefix.replace(/:+$/, '') || 'tollgate';
+  return `{${tag}}:`;
+}
+
 export class RedisStore implements Store {
-  readonly client: Redis;
+  readonly client: Redis | Cluster;
   private readonly prefix: string;
   private readonly scripts: ScriptCommands;
+  private readonly waitForReplicas: number;
+  private readonly waitTimeoutMs: number;
   /** The last connection error, for diagnostics; the guarded store counts failures itself. */
   lastError: Error | undefined;
 
   constructor(options: RedisStoreOptions) {
     const maxDelay = options.maxReconnectDelayMs ?? 1000;
-    this.prefix = options.keyPrefix;
-    this.client = new Redis({
-      ...redisOptionsFromUrl(options.url),
+    const retryStrategy = (times: number): number => Math.min(50 * 2 ** Math.min(times, 10), maxDelay);
+    const common: RedisOptions = {
       // A handshake (TLS included) may need more than one command's budget.
       connectTimeout: Math.max(1000, options.timeoutMs),
       maxRetriesPerRequest: 0,
       enableOfflineQueue: false,
       autoResendUnfulfilledCommands: false,
-      retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 10), maxDelay),
-    });
+      retryStrategy,
+      ...(options.password !== undefined ? { password: options.password } : {}),
+      ...(options.tls === true ? { tls: {} } : {}),
+    };
+    this.prefix = options.cluster !== undefined ? clusterPrefix(options.keyPrefix) : options.keyPrefix;
+    this.waitForReplicas = options.waitForReplicas ?? 0;
+    // Inside the guard's deadline, so a lagging replica is a clean failure, not a late reply.
+    this.waitTimeoutMs = Math.max(1, Math.floor(options.timeoutMs / 2));
+    if (options.cluster !== undefined) {
+      this.client = new Cluster(options.cluster.map(node), {
+        redisOptions: common,
+        enableOfflineQueue: false,
+        clusterRetryStrategy: retryStrategy,
+      });
+    } else if (options.sentinels !== undefined) {
+      if (options.name === undefined) throw new TypeError('Redis Sentinel needs the primary\'s name');
+      this.client = new Redis({
+        ...common,
+        sentinels: options.sentinels.map(node),
+        name: options.name,
+        sentinelRetryStrategy: retryStrategy,
+        // Follow a failover at once: the sentinels announce the new primary.
+        failoverDetector: true,
+      });
+    } else {
+      if (options.url === undefined) throw new TypeError('Redis needs a url, sentinels or cluster');
+      this.client = new Redis({ ...redisOptionsFromUrl(options.url), ...common });
+    }
     // Without a listener ioredis prints every reconnection failure as "Unhandled error event".
     this.client.on('error', (err: Error) => {
       this.lastError = err;
@@ -141,7 +190,7 @@ export class RedisStore implements Store {
       ]),
     ];
     const reply = ints(
-      await this.scripts.tollgateAdmit(keys.length, ...keys, ...args),
+      await this.write('tollgateAdmit', [keys.length, ...keys, ...args]),
       2 + 2 * hits.length + 2 * items.length,
     );
     const [kind = 0, index = 0] = reply;
@@ -204,9 +253,29 @@ export class RedisStore implements Store {
     const keys = this.budgetKeys(items);
     const expiries = items.map((it) => it.expiresAtMs + BUDGET_KEY_GRACE_MS);
     return ints(
-      await this.scripts.tollgateSettle(keys.length, ...keys, reservationId, actual, ...expiries),
+      await this.write('tollgateSettle', [keys.length, ...keys, reservationId, actual, ...expiries]),
       items.length,
     );
+  }
+
+  /**
+   * Runs a writing script; with `waitForReplicas`, WAIT follows it in the same round trip and
+   * a write fewer replicas acknowledged fails (the guard's policy then answers).
+   */
+  private async write(script: 'tollgateAdmit' | 'tollgateSettle', args: (string | number)[]): Promise<unknown> {
+    if (this.waitForReplicas === 0) return this.scripts[script](...args);
+    const pipeline = this.client.pipeline() as unknown as {
+      [K in typeof script]: (...a: (string | number)[]) => unknown;
+    } & { wait(n: number, ms: number): unknown; exec(): Promise<[Error | null, unknown][] | null> };
+    pipeline[script](...args);
+    pipeline.wait(this.waitForReplicas, this.waitTimeoutMs);
+    const [reply, acked] = (await pipeline.exec()) ?? [];
+    if (reply?.[0]) throw reply[0];
+    if (acked?.[0]) throw acked[0];
+    if (Number(acked?.[1] ?? 0) < this.waitForReplicas) {
+      throw new Error(`Redis write acknowledged by ${String(acked?.[1])} of ${this.waitForReplicas} replicas`);
+    }
+    return reply?.[1];
   }
 
   private budgetKeys(items: readonly { key: string }[]): string[] {

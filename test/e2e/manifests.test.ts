@@ -284,7 +284,8 @@ describe('k8s manifests', function () {
     const redisConfig = overlayPolicy.store.redis;
     expect(redisConfig).to.not.equal(undefined);
     expect({ ...overlayPolicy, store: {} }).to.deep.equal({ ...basePolicy, store: {} });
-    const url = new URL(redisConfig!.url);
+    expect(redisConfig!.url).to.be.a('string');
+    const url = new URL(redisConfig!.url as string);
     const service = find(redis.objects, 'Service', url.hostname).spec as {
       ports: { port: number }[];
     };

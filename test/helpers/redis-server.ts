@@ -42,18 +42,25 @@ export class RedisServer {
   readonly port: number;
   private readonly dir: string;
   private readonly password: string | undefined;
+  private readonly extraArgs: readonly string[];
   private child: ChildProcess | undefined;
 
-  private constructor(port: number, dir: string, password: string | undefined) {
+  private constructor(port: number, dir: string, password: string | undefined, extraArgs: readonly string[]) {
     this.port = port;
     this.dir = dir;
     this.password = password;
+    this.extraArgs = extraArgs;
   }
 
-  /** Starts a server on a free port; `password` sets `requirepass`. */
-  static async start(options: { password?: string } = {}): Promise<RedisServer> {
+  /**
+   * Starts a server on a free port; `password` sets `requirepass`; `args(port, dir)` are more
+   * redis-server options (`--replicaof`, `--cluster-enabled yes`, …), led by a config file's
+   * absolute path when it needs one (a sentinel must have a file it can rewrite).
+   */
+  static async start(options: { password?: string; args?: (port: number, dir: string) => string[] } = {}): Promise<RedisServer> {
     const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-redis-'));
-    const server = new RedisServer(await freePort(), dir, options.password);
+    const port = await freePort();
+    const server = new RedisServer(port, dir, options.password, options.args?.(port, dir) ?? []);
     try {
       await server.spawn();
     } catch (err) {
@@ -101,9 +108,16 @@ export class RedisServer {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
+  /** The directory the server runs in (its config and cluster files). */
+  get directory(): string {
+    return this.dir;
+  }
+
   private async spawn(): Promise<void> {
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir];
-    args.push('--save', '', '--appendonly', 'no', '--loglevel', 'warning');
+    // A config file given first (`args` starting with a path) must stay first for redis-server.
+    const file = this.extraArgs[0]?.startsWith('/') === true ? [this.extraArgs[0]] : [];
+    const args = [...file, '--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir];
+    args.push('--save', '', '--appendonly', 'no', '--loglevel', 'warning', ...this.extraArgs.slice(file.length));
     if (this.password !== undefined) args.push('--requirepass', this.password);
     const child = spawn(BINARY, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     this.child = child;

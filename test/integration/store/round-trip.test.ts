@@ -127,7 +127,7 @@ describe('one Redis round trip per admission (3 limits + 2 budgets)', function (
       if (!('ok' in r)) throw new Error(`refused: ${JSON.stringify(r)}`);
       return r.ok;
     };
-    const client = created.redis!.client;
+    const client = created.redis!.client as Redis;
 
     // Cold: the connection's first script call sends the script itself (EVAL), still once.
     const sent = clientCommands(client);
