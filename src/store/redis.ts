@@ -133,6 +133,8 @@ export class RedisStore implements Store {
         ...common,
         sentinels: options.sentinels.map(node),
         name: options.name,
+        // ioredis ignores `tls` with sentinels unless told: TLS to the sentinels and the primary.
+        ...(options.tls === true ? { enableTLSForSentinelMode: true, sentinelTLS: {} } : {}),
         sentinelRetryStrategy: retryStrategy,
         // Follow a failover at once: the sentinels announce the new primary.
         failoverDetector: true,
