@@ -49,7 +49,7 @@ describe('redisOptionsFromUrl', () => {
 });
 
 describe('RedisStore with Sentinel and tls: true', () => {
-  it('speaks TLS to the sentinels and to the primary they announce (ioredis ignores `tls` alone)', async () => {
+  it('speaks TLS to the sentinels and to the primary they announce (ioredis ignores `tls` alone)', () => {
     const store = new RedisStore({
       sentinels: ['127.0.0.1:1'],
       name: 'mymaster',
