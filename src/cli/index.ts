@@ -18,6 +18,8 @@ commands:
                                                used and remaining tokens of budgets (from a running sidecar)
   explain --config FILE (--claims JSON | --token JWT) [--method M] [--path P] [--model M] [--json]
                                                how the live Check decides one request, and why
+  test --config FILE CASES.yaml [--format text|tap|junit]
+                                               policy cases: exit 1 when any decision differs
 `;
 
 export class UsageError extends Error {}
@@ -89,6 +91,10 @@ export async function main(argv: string[]): Promise<number | undefined> {
       case 'explain': {
         const { explainCommand } = await import('./explain-command.js');
         return await explainCommand(rest, process.stdout, process.stderr);
+      }
+      case 'test': {
+        const { testCommand } = await import('./policy-test.js');
+        return await testCommand(rest, process.stdout, process.stderr);
       }
       case undefined:
       case 'help':
