@@ -131,7 +131,7 @@ function expectationOf(at: string, e: Record<string, unknown>): CaseExpectation 
     ...(e['rule'] !== undefined ? { rule: e['rule'] as string } : {}),
     ...(s !== undefined ? { shadowDenied: s } : {}),
     ...(e['headers'] !== undefined ? { headers: stringMap(`${at}.headers`, e['headers']) } : {}),
-    ...(m !== undefined ? { models: m as string[] } : {}),
+    ...(m !== undefined ? { models: m } : {}),
   };
 }
 
