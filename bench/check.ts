@@ -108,7 +108,7 @@ function ghz(args: string[]): Promise<GhzReport> {
       try {
         resolve(JSON.parse(Buffer.concat(out).toString()) as GhzReport);
       } catch (e) {
-        reject(e as Error);
+        reject(e instanceof Error ? e : new Error(String(e)));
       }
     });
   });
