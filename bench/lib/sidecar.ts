@@ -23,23 +23,24 @@ function sidecarCommand(): Promise<string[]> {
     try {
       const esbuild = await import('esbuild');
       // One bundle per benchmark process: two runs at once must not overwrite each other's.
-      const outfile = join(BUNDLE_DIR, `sidecar-${process.pid}.mjs`);
-      process.once('exit', () => {
-        rmSync(outfile, { force: true });
-        rmSync(`${outfile}.map`, { force: true });
-      });
+      // Split at dynamic imports, as the unbundled build loads them: what the sidecar imports
+      // only when configured (the Redis client, the trace exporter) stays unloaded here too.
+      const outdir = join(BUNDLE_DIR, `sidecar-${process.pid}`);
+      process.once('exit', () => rmSync(outdir, { recursive: true, force: true }));
       await esbuild.build({
         entryPoints: [entry],
-        outfile,
+        outdir,
         bundle: true,
+        splitting: true,
         platform: 'node',
         format: 'esm',
         target: 'node20',
         packages: 'external',
         sourcemap: true,
         logLevel: 'error',
+        outExtension: { '.js': '.mjs' },
       });
-      return [outfile];
+      return [join(outdir, 'sidecar.mjs')];
     } catch {
       return ['--import', 'tsx', entry];
     }
