@@ -257,7 +257,7 @@ export class App {
     const policy = config.store.redis?.onUnavailable;
     const store = reused
       ? previous.store
-      : createStore(config.store, {
+      : await createStore(config.store, {
           // Says what an outage means for requests, since `open` counts nothing (DESIGN 1.3).
           onStateChange: (state) =>
             logger.warn({ store: 'redis', state, onUnavailable: policy }, `store circuit ${state}`),

@@ -1,18 +1,21 @@
 /**
  * Builds the store a config asks for: in-memory counters by default (one replica), or Redis
  * behind the guard (timeout, circuit breaker, `onUnavailable` policy) with `store.redis`.
+ *
+ * The Redis client (ioredis, about 10 MiB resident once loaded) is imported only when
+ * `store.redis` is configured: a sidecar on the memory store never loads it.
  */
 import type { StoreConfig } from '../config/schema.js';
 import { resolveSecretSync } from '../config/secrets.js';
 import { GuardedStore, type GuardedStoreOptions } from './guarded.js';
 import { MemoryStore } from './memory.js';
-import { RedisStore } from './redis.js';
+import type { RedisStore } from './redis.js';
 import type { Store } from './store.js';
 
 export type { Store } from './store.js';
 export { GuardedStore, type BreakerState } from './guarded.js';
 export { MemoryStore } from './memory.js';
-export { RedisStore } from './redis.js';
+export type { RedisStore } from './redis.js';
 
 export interface CreatedStore {
   readonly store: Store;
@@ -22,15 +25,16 @@ export interface CreatedStore {
   readonly redis?: RedisStore;
 }
 
-export function createStore(
+export async function createStore(
   config: StoreConfig,
   options: Pick<
     GuardedStoreOptions,
     'onStateChange' | 'onError' | 'onFallback' | 'failureThreshold' | 'probeIntervalMs'
   > = {},
-): CreatedStore {
+): Promise<CreatedStore> {
   const r = config.redis;
   if (r === undefined) return { store: new MemoryStore() };
+  const { RedisStore } = await import('./redis.js');
   // Secrets are read now, at start-up (and on a reload that changes `store:`).
   const url = r.url === undefined ? undefined : typeof r.url === 'string' ? r.url : resolveSecretSync(r.url, 'store.redis.url').trim();
   const redis = new RedisStore({

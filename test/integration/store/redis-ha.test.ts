@@ -59,7 +59,7 @@ describe('store: Redis Sentinel failover', function () {
       c.disconnect();
       return info.includes('master_link_status:up');
     });
-    created = createStore(
+    created = await createStore(
       // Every write acknowledged by the replica: what a failover promotes has every count.
       { redis: { sentinels: [`127.0.0.1:${sentinel.port}`], name: 'main', waitForReplicas: 1, timeoutMs: 200, onUnavailable: 'closed', keyPrefix: 'ha:' } },
       { failureThreshold: 1_000_000 },
@@ -155,7 +155,7 @@ describe('store: Redis Cluster with three primaries', function () {
       c.disconnect();
       return info.includes('cluster_state:ok');
     });
-    created = createStore({
+    created = await createStore({
       redis: { cluster: nodes.map((s) => `127.0.0.1:${s.port}`), timeoutMs: 500, onUnavailable: 'closed', keyPrefix: 'tollgate:' },
     });
     await created.redis?.ready(5000);

@@ -100,7 +100,7 @@ describe('one Redis round trip per admission (3 limits + 2 budgets)', function (
     monitor.on('monitor', (_time: string, args: string[], source: string) =>
       seen.push([source, ...args]),
     );
-    created = createStore({
+    created = await createStore({
       redis: { url: server.url(), timeoutMs: 2000, onUnavailable: 'closed', keyPrefix: 'rt:' },
     });
     await created.redis?.ready(3000);
