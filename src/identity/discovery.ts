@@ -3,10 +3,9 @@
  * deadline covering the whole exchange.
  */
 import { describeValue } from './claims.js';
+import { DocumentTooLarge, MAX_DOCUMENT_BYTES, type DocumentResponse, type FetchFn } from './http-document.js';
 
-export type FetchFn = typeof globalThis.fetch;
-
-const MAX_DOCUMENT_BYTES = 1024 * 1024;
+export type { FetchFn } from './http-document.js';
 
 /**
  * GET a JSON document with a deadline covering connect, headers and body. Errors carry a
@@ -18,17 +17,16 @@ export async function fetchJson(
   timeoutMs: number,
   what: string,
 ): Promise<unknown> {
-  let res: Response;
+  let res: DocumentResponse;
   const signal = AbortSignal.timeout(timeoutMs);
   try {
     res = await fetchFn(url, { signal, headers: { accept: 'application/json' } });
   } catch (err) {
+    if (err instanceof DocumentTooLarge)
+      throw new Error(`${what} ${url} is larger than 1 MiB`, { cause: err });
     throw new Error(`${what} ${url} unreachable: ${reason(err, timeoutMs)}`, { cause: err });
   }
-  if (!res.ok) {
-    await res.body?.cancel().catch(() => undefined);
-    throw new Error(`${what} ${url} answered HTTP ${res.status}`);
-  }
+  if (!res.ok) throw new Error(`${what} ${url} answered HTTP ${res.status}`);
   let text: string;
   try {
     text = await res.text();

@@ -9,6 +9,7 @@ import type { Algorithm, ProviderConfig } from '../config/schema.js';
 import { AuthenticationError } from '../domain/errors.js';
 import { describeValue } from './claims.js';
 import { discoverJwksUri, fetchJson, type FetchFn } from './discovery.js';
+import { getDocument } from './http-document.js';
 
 export type { FetchFn } from './discovery.js';
 
@@ -107,7 +108,7 @@ export class KeySource {
   constructor(provider: ProviderConfig, opts: KeySourceOptions = {}) {
     this.provider = provider;
     this.#now = opts.now ?? Date.now;
-    this.#fetch = opts.fetch ?? globalThis.fetch;
+    this.#fetch = opts.fetch ?? getDocument;
     this.#logger = opts.logger;
     this.#jwksUri = provider.jwksUri;
   }

@@ -10,8 +10,7 @@ import { fakeClock, rejectsWith } from './expect-auth.js';
 /** A fetch that answers from `routes` (URL → JSON body or status) and records every URL. */
 function fakeFetch(routes: Record<string, unknown>): { fetch: FetchFn; calls: string[] } {
   const calls: string[] = [];
-  const fetch: FetchFn = (input) => {
-    const url = input instanceof Request ? input.url : String(input);
+  const fetch: FetchFn = (url) => {
     calls.push(url);
     const body = routes[url];
     if (body === undefined) return Promise.resolve(new Response('not found', { status: 404 }));
