@@ -11,13 +11,15 @@ import { describeValue } from './claims.js';
 import { toIdentity } from './mapping.js';
 import { KeySource, type FetchFn, type IdentityLogger, type KeySourceStats } from './jwks.js';
 import { checkHeader, extractBearer, parseCompact, type UnverifiedToken } from './token.js';
-import { tokenHash, VerifiedTokenCache } from './token-cache.js';
+import { DEFAULT_TOKEN_CACHE_BYTES, DEFAULT_TOKEN_CACHE_ENTRIES, tokenHash, VerifiedTokenCache } from './token-cache.js';
 
 export interface AuthenticatorOptions {
   /** Clock in epoch milliseconds; drives exp/nbf checks, the token cache and JWKS cooldowns. */
   readonly now?: () => number;
   /** Verified-token cache entries (default 10,000; 0 disables the cache). */
   readonly cacheSize?: number;
+  /** Verified-token cache memory bound, estimated bytes (default 32 MiB; see token-cache.ts). */
+  readonly cacheBytes?: number;
   readonly fetch?: FetchFn;
   readonly logger?: IdentityLogger;
 }
@@ -27,6 +29,8 @@ export interface AuthenticatorStats {
   readonly verifications: number;
   readonly cacheHits: number;
   readonly cacheEntries: number;
+  /** Estimated memory held by the verified-token cache. */
+  readonly cacheBytes: number;
   readonly providers: readonly ({
     readonly name: string;
     readonly ready: boolean;
@@ -139,7 +143,10 @@ export class Authenticator {
       config,
       keys: new KeySource(config, sourceOpts),
     }));
-    this.#cache = new VerifiedTokenCache(opts.cacheSize ?? 10_000);
+    this.#cache = new VerifiedTokenCache(
+      opts.cacheSize ?? DEFAULT_TOKEN_CACHE_ENTRIES,
+      opts.cacheBytes ?? DEFAULT_TOKEN_CACHE_BYTES,
+    );
     this.#maxTokenBytes =
       providers.length > 0
         ? Math.max(...providers.map((p) => p.maxTokenBytes))
@@ -176,6 +183,7 @@ export class Authenticator {
       verifications: this.#verifications,
       cacheHits: this.#cacheHits,
       cacheEntries: this.#cache.size,
+      cacheBytes: this.#cache.bytes,
       providers: this.#providers.map((p) => ({
         name: p.config.name,
         ready: p.keys.ready,
@@ -208,7 +216,7 @@ export class Authenticator {
       this.#inflight.set(hash, pending);
     }
     const { identity, skew } = await pending;
-    this.#cache.set(hash, identity, skew);
+    this.#cache.set(hash, identity, skew, size);
     return identity;
   }
 

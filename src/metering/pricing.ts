@@ -56,6 +56,9 @@ function compile(entries: readonly PriceEntry[]): Compiled[] {
   }));
 }
 
+/** Longest model name (with its service tier) whose price is remembered: a real one is far shorter. */
+const MAX_CACHED_KEY_CHARS = 256;
+
 /** A lookup over `tables`, in order: the first with any matching entry answers. */
 export function priceTable(...tables: readonly (readonly PriceEntry[])[]): PriceTable {
   const compiled = tables.map((t) => compile(t).sort((a, b) => b.specificity - a.specificity));
@@ -72,7 +75,9 @@ export function priceTable(...tables: readonly (readonly PriceEntry[])[]): Price
         found = (serviceTier !== undefined ? best.entry.tiers?.[serviceTier] : undefined) ?? best.entry.price;
         break;
       }
-      if (cache.size >= 1024) cache.clear(); // model names come from requests: bounded
+      // Model names come from requests: bounded in number and in length.
+      if (key.length > MAX_CACHED_KEY_CHARS) return found;
+      if (cache.size >= 1024) cache.clear();
       cache.set(key, found ?? null);
       return found;
     },

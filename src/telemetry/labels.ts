@@ -4,7 +4,16 @@
  */
 export { DEFAULT_MAX_LABEL_VALUES } from '../config/schema.js';
 
-/** Caps the number of distinct values a free-form label can take; the rest become `other`. */
+/**
+ * Longest free-form label value kept, in characters: values come from requests (a model name)
+ * and tokens, and every kept value stays in memory and in each scrape for the process's life.
+ */
+export const MAX_LABEL_CHARS = 128;
+
+/**
+ * Caps the number of distinct values a free-form label can take, and their length; the rest
+ * become `other`.
+ */
 export class BoundedLabel {
   private readonly seen = new Set<string>();
   private cap: number;
@@ -14,7 +23,7 @@ export class BoundedLabel {
   value(v: string | undefined): string {
     if (v === undefined || v === '') return 'none';
     if (this.seen.has(v)) return v;
-    if (this.seen.size >= this.cap) return 'other';
+    if (this.seen.size >= this.cap || v.length > MAX_LABEL_CHARS) return 'other';
     this.seen.add(v);
     return v;
   }

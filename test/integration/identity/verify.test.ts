@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { DevIssuer } from '../../../src/dev/issuer.js';
 import { Authenticator } from '../../../src/identity/verify.js';
+import { entryBytes } from '../../../src/identity/token-cache.js';
 import * as bad from '../../helpers/tokens.js';
 import { testProvider } from '../../helpers/tokens.js';
 import { fakeClock, rejectsWith } from './expect-auth.js';
@@ -366,6 +367,30 @@ describe('identity/verify: Authenticator', () => {
       await a.authenticate(bearer(t1!));
       await a.authenticate(bearer(t2!));
       expect(a.stats).to.include({ verifications: 4, cacheHits: 2 });
+    });
+
+    it('is bounded by memory too: a token with large claims takes the room of several small ones', async () => {
+      const small = await Promise.all([1, 2].map((n) => rsa.mint({ ...claims, sub: `u${n}` })));
+      const large = await rsa.mint({ ...claims, sub: 'big', pad: 'x'.repeat(3000) });
+      const size = (t: string): number => entryBytes(Buffer.byteLength(t));
+      // Room for the large token, or for the two small ones, never for the large and a small one.
+      const a = new Authenticator([testProvider(rsa)], { cacheBytes: size(large) + size(small[0]!) - 1 });
+      for (const t of small) await a.authenticate(bearer(t));
+      expect(a.stats).to.include({ cacheEntries: 2, cacheBytes: size(small[0]!) + size(small[1]!) });
+      await a.authenticate(bearer(large));
+      // The large token pushed both small ones out (oldest first) and is cached alone.
+      expect(a.stats).to.include({ verifications: 3, cacheEntries: 1, cacheBytes: size(large) });
+      await a.authenticate(bearer(large));
+      await a.authenticate(bearer(small[0]!));
+      expect(a.stats).to.include({ verifications: 4, cacheHits: 1 });
+    });
+
+    it('does not cache a token whose entry alone exceeds the memory bound', async () => {
+      const token = await rsa.mint({ ...claims, sub: 'big', pad: 'x'.repeat(3000) });
+      const a = new Authenticator([testProvider(rsa)], { cacheBytes: entryBytes(Buffer.byteLength(token)) - 1 });
+      await a.authenticate(bearer(token));
+      await a.authenticate(bearer(token));
+      expect(a.stats).to.include({ verifications: 2, cacheHits: 0, cacheEntries: 0, cacheBytes: 0 });
     });
 
     it('does not cache refusals', async () => {

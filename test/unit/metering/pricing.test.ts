@@ -59,6 +59,10 @@ describe('metering/pricing', () => {
     it('on equal specificity, the entry listed first', () => {
       expect(table.lookup('ft:gpt-4o:acme::abc')).to.deep.equal(P('4', '4'));
     });
+    it('prices a model name too long to be remembered, every time', () => {
+      const long = `gpt-4o-mini-2024-07-18${'x'.repeat(400)}`;
+      for (let i = 0; i < 2; i++) expect(table.lookup(long)).to.deep.equal(P('3', '3'));
+    });
     it('matches model names ignoring case, as model rules do', () => {
       expect(table.lookup('GPT-4O-Mini')).to.deep.equal(P('2', '2'));
     });

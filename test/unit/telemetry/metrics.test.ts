@@ -63,6 +63,18 @@ describe('telemetry/metrics', () => {
     expect(text).not.to.contain('tollgate_user');
   });
 
+  it('reports a label value longer than 128 characters as other', async () => {
+    const m = new Metrics({ perUserLabels: false, maxLabelValues: 100 });
+    m.recordUsage(usage({ model: `gpt-4o-${'x'.repeat(122)}` })); // 129 characters
+    m.recordUsage(usage({ model: `gpt-4o-${'x'.repeat(121)}` })); // 128: kept
+    const text = await scrape(m);
+    const input = { gen_ai_token_type: 'input' };
+    expect(value(text, 'gen_ai_client_token_usage_count', { ...input, gen_ai_request_model: 'other' })).to.equal(1);
+    expect(
+      value(text, 'gen_ai_client_token_usage_count', { ...input, gen_ai_request_model: `gpt-4o-${'x'.repeat(121)}` }),
+    ).to.equal(1);
+  });
+
   it('adds per-user labels only when enabled, capped by maxLabelValues', async () => {
     const m = new Metrics({ perUserLabels: true, maxLabelValues: 2 });
     for (const user of ['a@x', 'b@x', 'c@x']) m.recordUsage(usage({ user }));
