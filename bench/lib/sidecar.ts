@@ -14,6 +14,16 @@ import { memoryMiB } from './measure.js';
 import { ROOT } from './paths.js';
 
 const BUNDLE_DIR = join(ROOT, 'node_modules', '.cache', 'tollgate-bench');
+
+/**
+ * The V8 flags the image runs the sidecar with (the Dockerfile's NODE_OPTIONS), so the
+ * benchmark measures the memory and pauses of the deployed process.
+ */
+export function imageNodeOptions(): string[] {
+  const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+  const flag = /\bNODE_OPTIONS=(\S+)/.exec(dockerfile)?.[1];
+  return flag === undefined ? [] : [flag];
+}
 let bundled: Promise<string[]> | undefined;
 
 /** The node arguments that start the sidecar entry: the bundle, or tsx when esbuild is missing. */
@@ -94,6 +104,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   // --expose-gc only makes gc() callable (for memoryAfterGc); it changes no collection policy.
   const args = [
     '--expose-gc',
+    ...imageNodeOptions(),
     ...(opts.nodeFlags ?? []),
     ...(await sidecarCommand()),
     '--config',

@@ -33,6 +33,7 @@ import {
   tool,
 } from '../helpers/deploy.js';
 import { spawnTracked, stopAllAfter } from '../helpers/processes.js';
+import { imageNodeOptions } from '../../bench/lib/sidecar.js';
 
 const dockerfile = readRepoFile('Dockerfile');
 const pkg = JSON.parse(readRepoFile('package.json')) as {
@@ -127,6 +128,11 @@ describe('container image (Dockerfile)', function () {
     ]);
     const entry = JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(dockerfile)?.[1] ?? '[]') as string[];
     expect(entry).to.deep.equal(['node', pkg.bin['tollgate']]);
+    // The young-generation cap (docs/benchmarks.md), also where a pod's NODE_OPTIONS replaces it.
+    expect(imageNodeOptions()).to.deep.equal(['--max-semi-space-size=2']);
+    const podEnv = container(podSpec(find(kustomize('k8s/base').objects, 'Deployment', 'tollgate')), 'tollgate').env ?? [];
+    const podOptions = podEnv.find((e) => e.name === 'NODE_OPTIONS')?.value ?? '';
+    expect(podOptions.split(' ')).to.include.members(imageNodeOptions());
     expect(dockerfile).to.match(/^COPY --from=build \/app\/dist\/src\/ dist\/src\/$/m);
     expect(pkg.bin['tollgate']).to.match(/^dist\/src\//);
     const user = /^USER (\d+):(\d+)$/m.exec(dockerfile);
@@ -227,7 +233,7 @@ describe('container image (Dockerfile)', function () {
         [...entry.slice(1), 'serve', '--config', configFile],
         {
           cwd: dir,
-          env: { ...process.env, NODE_ENV: 'production' },
+          env: { ...process.env, NODE_ENV: 'production', NODE_OPTIONS: imageNodeOptions().join(' ') },
         },
       );
       const client = healthClient(`127.0.0.1:${port}`);
