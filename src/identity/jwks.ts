@@ -4,7 +4,8 @@
  * Keys are selected here, never by the token: the token's `kid` and `alg` only pick among
  * keys the issuer published, and the verifier passes the provider's allow-list to jose.
  */
-import { importJWK, type CryptoKey, type JWK } from 'jose';
+import type { CryptoKey, JWK } from 'jose';
+import { importJWK } from 'jose/key/import';
 import type { Algorithm, ProviderConfig } from '../config/schema.js';
 import { AuthenticationError } from '../domain/errors.js';
 import { describeValue } from './claims.js';

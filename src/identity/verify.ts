@@ -3,7 +3,10 @@
  * key lookup and jose verification with the provider's algorithm allow-list and skew, then
  * the claim mapping to an Identity. Every refusal is an AuthenticationError with a ReasonCode.
  */
-import { errors, jwtVerify, type JWTPayload } from 'jose';
+// jose's entry points one by one: its index loads every JWE/JWK/JWKS module too (+1.7 MiB RSS).
+import type { JWTPayload } from 'jose';
+import * as errors from 'jose/errors';
+import { jwtVerify } from 'jose/jwt/verify';
 import type { ProviderConfig } from '../config/schema.js';
 import { AuthenticationError } from '../domain/errors.js';
 import type { Identity } from '../domain/identity.js';
