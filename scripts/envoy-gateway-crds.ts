@@ -50,7 +50,9 @@ export function downloadModule(version: string): string {
   if (res.error) throw new Error(`go mod download: ${res.error.message} (is Go installed?)`);
   const info = JSON.parse(res.stdout || '{}') as { Dir?: string; Error?: string };
   if (res.status !== 0 || info.Dir === undefined) {
-    throw new Error(`go mod download ${ENVOY_GATEWAY_MODULE}@${version} failed: ${info.Error ?? res.stderr}`);
+    throw new Error(
+      `go mod download ${ENVOY_GATEWAY_MODULE}@${version} failed: ${info.Error ?? res.stderr}`,
+    );
   }
   return info.Dir;
 }
@@ -76,12 +78,14 @@ export function extractSchemas(moduleDir: string, version: string): CrdSchemas {
       for (const v of crd.spec.versions) {
         if (v.served === false) continue;
         const schema = v.schema?.openAPIV3Schema;
-        if (schema === undefined) throw new Error(`${file}: ${names.kind} ${v.name} has no openAPIV3Schema`);
+        if (schema === undefined)
+          throw new Error(`${file}: ${names.kind} ${v.name} has no openAPIV3Schema`);
         schemas[`${group}/${v.name}/${names.kind}`] = schema;
       }
     }
   }
-  if (Object.keys(schemas).length === 0) throw new Error(`no CRDs under ${join(moduleDir, CRD_DIR)}`);
+  if (Object.keys(schemas).length === 0)
+    throw new Error(`no CRDs under ${join(moduleDir, CRD_DIR)}`);
   return { envoyGateway: version, schemas };
 }
 
@@ -95,7 +99,9 @@ function main(argv: readonly string[]): void {
   // Written whole or not at all: a half file would pass the install's version check.
   writeFileSync(`${out}.tmp`, JSON.stringify(extracted));
   renameSync(`${out}.tmp`, out);
-  console.log(`envoy-gateway-crds: ${Object.keys(extracted.schemas).length} schemas of Envoy Gateway ${version} → ${out}`);
+  console.log(
+    `envoy-gateway-crds: ${Object.keys(extracted.schemas).length} schemas of Envoy Gateway ${version} → ${out}`,
+  );
 }
 
 if (process.argv[1] !== undefined && import.meta.filename === process.argv[1]) {
