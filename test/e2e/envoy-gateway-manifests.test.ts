@@ -202,6 +202,70 @@ describe('k8s manifests: the Envoy Gateway overlay', function () {
     ]);
   });
 
+  it("applies the API server's structural rules: int-or-string, kept unknown fields, nullable", () => {
+    const file = join(dir, 'schemas.json');
+    const spec = {
+      type: 'object',
+      properties: {
+        port: { 'x-kubernetes-int-or-string': true },
+        config: {
+          type: 'object',
+          'x-kubernetes-preserve-unknown-fields': true,
+          properties: { known: { type: 'string' } },
+        },
+        labels: { type: 'object', additionalProperties: { type: 'string' } },
+        items: {
+          type: 'array',
+          items: { type: 'object', properties: { name: { type: 'string' } } },
+        },
+        note: { type: 'string', nullable: true },
+      },
+    };
+    const schema = {
+      type: 'object',
+      properties: {
+        apiVersion: { type: 'string' },
+        kind: { type: 'string' },
+        metadata: { type: 'object' },
+        spec,
+      },
+    };
+    writeFileSync(
+      file,
+      JSON.stringify({ envoyGateway: 'test', schemas: { 'example.io/v1/Thing': schema } }),
+    );
+    const validator = new CrdValidator(file);
+    const thing = (s: Record<string, unknown>): K8sObject => ({
+      apiVersion: 'example.io/v1',
+      kind: 'Thing',
+      metadata: { name: 't' },
+      spec: s,
+    });
+    const valid = {
+      port: 'http',
+      config: { anything: [1] },
+      labels: { a: 'b' },
+      items: [{ name: 'x' }],
+      note: null,
+    };
+    expect(validator.problems(thing(valid))).to.deep.equal([]);
+    expect(validator.problems(thing({ port: 8080 }))).to.deep.equal([]);
+    expect(validator.problems(thing({ port: true }))).to.not.deep.equal([]);
+    expect(validator.problems(thing({ labels: { a: 1 } }))).to.deep.equal([
+      'Thing/t /spec/labels/a: should be string',
+    ]);
+    expect(validator.problems(thing({ items: [{ nam: 'x' }] }))).to.deep.equal([
+      "Thing/t /spec/items/0: should NOT have additional properties 'nam'",
+    ]);
+    expect(
+      validator.problems({ ...thing({}), metadata: { name: 't' }, status: {} } as K8sObject),
+    ).to.deep.equal(["Thing/t /: should NOT have additional properties 'status'"]);
+    expect(validator.covers(thing({}))).to.equal(true);
+    expect(
+      validator.covers({ apiVersion: 'v1', kind: 'Service', metadata: { name: 's' } }),
+    ).to.equal(false);
+  });
+
   it('runs Tollgate alone in the pod, behind a Service on its gRPC port', () => {
     const pod = podSpec(find(overlay.objects, 'Deployment', 'tollgate'));
     expect(pod.initContainers).to.equal(undefined);
@@ -414,5 +478,23 @@ describe('k8s manifests: the Envoy Gateway overlay', function () {
     );
     expect(client.headers.withUnderscoresAction).to.equal('DropHeader');
     expect(client.headers.requestID).to.equal('Generate');
+    const hcm = prod.hcm('ingress') as unknown as {
+      stream_idle_timeout: string;
+      request_headers_timeout: string;
+      common_http_protocol_options: { idle_timeout: string; max_stream_duration: string };
+    };
+    const timeouts = specOf<{
+      timeout: { http: Record<string, string> };
+      connection: { connectionLimit: Record<string, unknown> };
+    }>(overlay.objects, 'ClientTrafficPolicy', 'tollgate');
+    expect(timeouts.timeout.http).to.deep.equal({
+      streamIdleTimeout: hcm.stream_idle_timeout,
+      requestHeadersReceivedTimeout: hcm.request_headers_timeout,
+      idleTimeout: hcm.common_http_protocol_options.idle_timeout,
+    });
+    // The ceiling only: a `value` would add a connection limit production.yaml does not have.
+    expect(timeouts.connection.connectionLimit).to.deep.equal({
+      maxStreamDuration: hcm.common_http_protocol_options.max_stream_duration,
+    });
   });
 });
