@@ -12,10 +12,12 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { decodeJwt } from 'jose';
+import OpenAI from 'openai';
+import { DevUpstream } from '../../src/dev/upstream.js';
 import { spawnTracked, stopAll, type Spawned } from '../helpers/processes.js';
 import { CLI_CLIENT_ID, GATEWAY_AUDIENCE, TestOP } from '../helpers/oidc-op.js';
 import { TestBrowser, signIn } from '../helpers/oidc-user.js';
-import { ROOT, SOURCE_CLI } from '../helpers/stack.js';
+import { ROOT, SOURCE_CLI, startStack, type StackProcess } from '../helpers/stack.js';
 
 const exec = promisify(execFile);
 
@@ -233,6 +235,115 @@ describe('e2e: tollgate login against oidc-provider', function () {
       expect(gone).to.equal(true);
       const again = await run(['logout']);
       expect(again.stderr).to.match(/was not logged in/);
+    });
+  });
+
+  describe('authorization code + PKCE with a loopback redirect', () => {
+    /** Runs `tollgate login --browser`; the test is the browser `$BROWSER` would have opened. */
+    async function browserLogin(user: string, opts: { deny?: boolean } = {}) {
+      const cli = startLogin(['--browser']);
+      const url = await cli.waitForLine(/^http\S+\/auth\?/, { stream: 'stderr', timeoutMs: 15000 });
+      const browser = new TestBrowser();
+      const page = await signIn(browser, url, user, opts);
+      const exit = await cli.waitForExit(30000);
+      return { code: exit.code, stderr: cli.stderr.join('\n'), url: new URL(url), page, visited: browser.visited };
+    }
+
+    it('signs in through the browser, comes back to 127.0.0.1, and caches a refreshable login', async () => {
+      const r = await browserLogin('ada');
+      expect(r.code, r.stderr).to.equal(0);
+      const q = r.url.searchParams;
+      expect(q.get('code_challenge_method')).to.equal('S256');
+      expect(q.get('code_challenge')).to.match(/^[\w-]{43}$/);
+      expect(q.get('state')).to.match(/^[\w-]{20,}$/);
+      expect(q.get('redirect_uri')).to.match(/^http:\/\/127\.0\.0\.1:\d+\/callback$/);
+      expect(r.visited.at(-1)).to.match(/^http:\/\/127\.0\.0\.1:\d+\/callback\?code=/);
+      expect(r.page.html).to.match(/Signed in to Tollgate/);
+      expect(r.stderr).to.match(/Logged in as ada to /);
+      const entry = await cached();
+      expect(entry['refreshToken']).to.be.a('string');
+      expect(decodeJwt(entry['accessToken'] as string)['email']).to.equal('ada@example.com');
+    });
+
+    it('says the sign-in was denied when the user cancels', async () => {
+      const r = await browserLogin('ada', { deny: true });
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.match(/the sign-in was denied \(access_denied\)/);
+      expect(r.page.html).to.match(/did not complete/);
+    });
+  });
+
+  describe('the token through real Envoy with the openai SDK', () => {
+    let upstream: DevUpstream;
+    let stack: StackProcess;
+
+    before(async () => {
+      upstream = await DevUpstream.start();
+      stack = await startStack({
+        upstream: upstream.url,
+        config: `
+server: { grpc: 127.0.0.1:0, metrics: 127.0.0.1:0 }
+authentication:
+  - provider:
+      name: company-idp
+      issuer: ${op.issuer}
+      clientId: ${GATEWAY_AUDIENCE}
+upstream:
+  apiKey: { env: TEST_UPSTREAM_KEY }
+identityHeaders:
+  x-user-email: email
+  x-tenant-id: tenant_id
+authorization:
+  default: deny
+  rules:
+    - name: ml-team
+      match: { claims: { groups: ml-team } }
+      action: allow
+`,
+        env: { TEST_UPSTREAM_KEY: 'sk-upstream' },
+      });
+    });
+
+    after(async () => {
+      await stack?.stop();
+      await upstream?.close();
+    });
+
+    /** The SDK asks `tollgate token` before every request: the README's shell-out helper. */
+    const sdkFor = (profile: string) =>
+      new OpenAI({
+        baseURL: `${stack.ready.envoy}/v1`,
+        maxRetries: 0,
+        apiKey: async () => {
+          const t = await run(['token', '--profile', profile]);
+          if (t.code !== 0) throw new Error(t.stderr);
+          return t.stdout.trim();
+        },
+      });
+
+    it('lets the logged-in user through as themselves, with a refreshed token on every call', async () => {
+      op.accessTokenTtl = 30; // every `tollgate token` refreshes
+      expect((await deviceLogin('ada', ['--profile', 'ada'])).code).to.equal(0);
+      const client = sdkFor('ada');
+      const before = op.tokenRequests.length;
+      for (let i = 0; i < 2; i++) {
+        const completion = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+        expect(completion.usage?.total_tokens).to.be.greaterThan(0);
+        const h = upstream.received.at(-1)!.headers;
+        expect(h['x-user-email']).to.equal('ada@example.com');
+        expect(h['x-tenant-id']).to.equal('acme');
+        expect(h['authorization']).to.equal('Bearer sk-upstream');
+      }
+      expect(op.tokenRequests.length - before, 'one refresh per call').to.equal(2);
+    });
+
+    it('refuses another logged-in user by the rules (403), with the token the IdP issued them', async () => {
+      expect((await deviceLogin('bob', ['--profile', 'bob'])).code).to.equal(0);
+      const err = await sdkFor('bob')
+        .chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })
+        .then(() => undefined, (e: unknown) => e);
+      expect(err).to.be.instanceOf(OpenAI.PermissionDeniedError);
+      expect((err as InstanceType<typeof OpenAI.PermissionDeniedError>).headers?.get('x-tollgate-reason')).to.equal('access_denied');
     });
   });
 

@@ -96,13 +96,20 @@ function decode(s: string): string {
 
 /**
  * Signs in on the provider's pages until they stop asking: the device confirmation (Continue),
- * the login form (any password), the consent form, and self-submitting pages. `deny` aborts at the device confirmation.
+ * the login form (any password), the consent form, and self-submitting pages. `deny` aborts at
+ * the device confirmation, or follows the cancel link of a browser flow's login page.
  * Returns the last page (the device flow's success page, or wherever the redirect ended).
  */
 export async function signIn(browser: TestBrowser, start: string, login: string, opts: { deny?: boolean } = {}): Promise<Page> {
   let page = await browser.get(start);
   for (let step = 0; step < 10; step++) {
     const all = forms(page);
+    // The login and consent pages of a browser flow offer a cancel link to the abort endpoint.
+    const abort = /href="([^"]*\/abort)"/.exec(page.html)?.[1];
+    if (opts.deny && abort !== undefined) {
+      page = await browser.get(new URL(decode(abort), page.url).href);
+      continue;
+    }
     const confirm = all.find((f) => f.id === 'op.deviceConfirmForm');
     if (confirm !== undefined) {
       page = await browser.submit(page, confirm, opts.deny ? { abort: 'yes' } : { confirm: 'yes' });
