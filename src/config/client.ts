@@ -25,7 +25,10 @@ export interface ClientProfile {
 }
 
 export interface ClientConfig {
-  /** The profile used when none is named (`--profile`, `TOLLGATE_PROFILE`); default `default`. */
+  /**
+   * The profile used when none is named (`--profile`, `TOLLGATE_PROFILE`); default `default`, which
+   * needs no entry under `profiles` (it is the top-level settings).
+   */
   readonly profile?: string;
   /** Settings shared by every profile (the top-level keys). */
   readonly defaults: ClientProfile;
@@ -65,7 +68,7 @@ export function parseClientConfig(text: string, file?: string): ClientConfig {
       if (fields !== undefined) setOwn(profiles, name, readProfile(fields));
     }
   }
-  if (profile !== undefined && list !== undefined && !Object.hasOwn(profiles, profile) && !ctx.problems.length) {
+  if (profile !== undefined && profile !== 'default' && !Object.hasOwn(profiles, profile) && !ctx.problems.length) {
     report(f.get('profile') ?? root, `names no profile under \`profiles\` (have: ${Object.keys(profiles).join(', ') || 'none'})`);
   }
   if (ctx.problems.length > 0) throw new ConfigError(sortProblems(ctx.problems), file);

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { expect } from 'chai';
 import { parseClientConfig } from '../../../src/config/client.js';
 import { ConfigError } from '../../../src/config/problems.js';
@@ -12,7 +14,17 @@ function problems(text: string): string[] {
   expect.fail('expected problems');
 }
 
+const LOGIN_DOC = readFileSync(join(import.meta.dirname, '..', '..', '..', 'docs', 'login.md'), 'utf8');
+
 describe('config/client: the developer client configuration', () => {
+  it('accepts the examples of docs/login.md', () => {
+    const blocks = [...LOGIN_DOC.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1] ?? '');
+    expect(blocks).to.have.length.at.least(1);
+    for (const [i, text] of blocks.entries()) {
+      expect(() => parseClientConfig(text, `docs/login.md block ${i + 1}`)).to.not.throw();
+    }
+  });
+
   it('reads top-level defaults, profiles and the current profile', () => {
     const cfg = parseClientConfig(`
 issuer: https://login.example.com
@@ -58,6 +70,8 @@ profiles:
 
   it('refuses a current profile that names none of the profiles, and YAML syntax errors', () => {
     expect(problems('profile: work\nprofiles:\n  home: {}\n')).to.deep.equal(['1: profile: names no profile under `profiles` (have: home)']);
+    expect(problems('profile: work\n')).to.deep.equal(['1: profile: names no profile under `profiles` (have: none)']);
+    expect(parseClientConfig('profile: default\nprofiles:\n  home: {}\n').profile).to.equal('default');
     expect(problems('issuer: [unclosed\n')[0]).to.match(/YAML syntax error/);
     expect(problems('- a list\n')[0]).to.match(/expected a mapping, got a list/);
   });
