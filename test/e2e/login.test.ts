@@ -6,7 +6,7 @@
  * with the official `openai` SDK, whose apiKey is a function that asks `tollgate token`.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -335,6 +335,39 @@ authorization:
         expect(h['authorization']).to.equal('Bearer sk-upstream');
       }
       expect(op.tokenRequests.length - before, 'one refresh per call').to.equal(2);
+    });
+
+    it("the README's Node helper reads the cache, and runs `tollgate token` only when the token is about to expire", async () => {
+      op.accessTokenTtl = 30;
+      expect((await deviceLogin('ada')).code).to.equal(0);
+      op.accessTokenTtl = 3600;
+      const block = /```ts\n(import \{ execFile \}[\s\S]*?)```/.exec(await readFile(join(ROOT, 'README.md'), 'utf8'))?.[1];
+      expect(block, 'the helper block in README.md').to.be.a('string');
+      // `tollgate` on PATH is this checkout's CLI; the helper module lives under dist/ so `openai` resolves.
+      const dir = await mkdtemp(join(ROOT, 'dist', 'readme-helper-'));
+      const saved = { PATH: process.env['PATH'], TOLLGATE_HOME: process.env['TOLLGATE_HOME'], ISSUER: process.env['TOLLGATE_ISSUER'] };
+      try {
+        await writeFile(join(dir, 'tollgate'), `#!/bin/sh\necho "$@" >> "${join(dir, 'calls')}"\nexec "${process.execPath}" ${SOURCE_CLI.map((a) => `"${a}"`).join(' ')} "$@"\n`, { mode: 0o755 });
+        await writeFile(join(dir, 'helper.ts'), `${block}\nexport { tollgateToken };\n`);
+        process.env['PATH'] = `${dir}:${process.env['PATH'] ?? ''}`;
+        process.env['TOLLGATE_HOME'] = home;
+        process.env['TOLLGATE_ISSUER'] = op.issuer;
+        const { tollgateToken } = (await import(join(dir, 'helper.ts'))) as { tollgateToken: () => Promise<string> };
+        const client = new OpenAI({ baseURL: `${stack.ready.envoy}/v1`, maxRetries: 0, apiKey: tollgateToken });
+        const before = op.tokenRequests.length;
+        for (let i = 0; i < 2; i++) {
+          await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+          expect(upstream.received.at(-1)!.headers['x-user-email']).to.equal('ada@example.com');
+        }
+        expect(op.tokenRequests.length - before, 'one refresh').to.equal(1);
+        expect(await readFile(join(dir, 'calls'), 'utf8'), 'one `tollgate token`, then the cache').to.equal('token\n');
+      } finally {
+        for (const [k, v] of Object.entries({ PATH: saved.PATH, TOLLGATE_HOME: saved.TOLLGATE_HOME, TOLLGATE_ISSUER: saved.ISSUER })) {
+          if (v === undefined) delete process.env[k];
+          else process.env[k] = v;
+        }
+        await rm(dir, { recursive: true, force: true });
+      }
     });
 
     it('refuses another logged-in user by the rules (403), with the token the IdP issued them', async () => {
