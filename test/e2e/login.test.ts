@@ -224,6 +224,23 @@ describe('e2e: tollgate login against oidc-provider', function () {
       expect(t.stderr).to.match(/the IdP refused the refresh token \(revoked or expired: invalid_grant.*\): run `tollgate login`/);
     });
 
+    it('prints the still-valid token with a warning when the IdP cannot be reached to refresh it', async () => {
+      const down = await TestOP.start();
+      try {
+        down.accessTokenTtl = 30;
+        const cli = startLogin(['--device', '--issuer', down.issuer]);
+        const line = await cli.waitForLine(/^\(or open (\S+)\)$/, { stream: 'stderr', timeoutMs: 15000 });
+        await signIn(new TestBrowser(), /^\(or open (\S+)\)$/.exec(line)?.[1] ?? '', 'ada');
+        expect((await cli.waitForExit(30000)).code).to.equal(0);
+      } finally {
+        await down.close();
+      }
+      const t = await run(['token']);
+      expect(t.code, t.stderr).to.equal(0);
+      expect(t.stdout.trim()).to.equal((await cached())['accessToken']);
+      expect(t.stderr).to.match(/warning: cannot use http:\/\/127\.0\.0\.1:\d+ as an OIDC issuer: .*; printing the current token \(\d+ s left\)/);
+    });
+
     it('`tollgate logout` revokes at the IdP and deletes the cache', async () => {
       expect((await deviceLogin('ada')).code).to.equal(0);
       const refreshToken = (await cached())['refreshToken'] as string;

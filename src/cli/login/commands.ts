@@ -127,7 +127,7 @@ export async function loginToken(profile: string | undefined, out: Out, err: Out
   try {
     const config = await loadClientConfig();
     const name = profileName({ profile }, config);
-    const token = await freshToken(name);
+    const token = await freshToken(name, (line) => err.write(`${line}\n`));
     if (token === undefined) {
       // Nothing configured for logins and no profile named: today's demo behaviour.
       if (profile === undefined && !configured(config)) return undefined;

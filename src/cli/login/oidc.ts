@@ -86,7 +86,7 @@ export function settingsOf(login: CachedLogin, profile: string): LoginSettings {
 /** Uses the refresh token; a refused one (revoked, expired, reused) says to log in again. */
 export async function refresh(login: CachedLogin, profile: string): Promise<CachedLogin> {
   if (login.refreshToken === undefined) {
-    throw new LoginError(`the login of profile ${JSON.stringify(profile)} has expired and has no refresh token: run \`tollgate login${profileFlag(profile)}\``);
+    throw new LoginError(`the token of profile ${JSON.stringify(profile)} is expiring and the IdP issued no refresh token: run \`tollgate login${profileFlag(profile)}\``);
   }
   const settings = settingsOf(login, profile);
   const config = await discover(settings);

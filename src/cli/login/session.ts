@@ -25,7 +25,7 @@ export function needsRefresh(login: CachedLogin, nowS = Date.now() / 1000): bool
  * undefined when the profile has no login. The check and the refresh happen under the profile's
  * lock, so parallel callers refresh once and all print the new token.
  */
-export async function freshToken(profile: string): Promise<string | undefined> {
+export async function freshToken(profile: string, warn: (line: string) => void): Promise<string | undefined> {
   const cached = await readLogin(profile);
   if (cached === undefined) return undefined;
   if (!needsRefresh(cached)) return printedToken(cached);
@@ -33,11 +33,26 @@ export async function freshToken(profile: string): Promise<string | undefined> {
     const current = await readLogin(profile);
     if (current === undefined) throw new LoginError(`the login of profile ${JSON.stringify(profile)} was removed: run \`tollgate login${profileFlag(profile)}\``);
     if (!needsRefresh(current)) return printedToken(current);
-    const renewed = await refresh(current, profile);
+    let renewed: CachedLogin;
+    try {
+      renewed = await refresh(current, profile);
+    } catch (err) {
+      // An IdP that cannot be reached is no reason to fail while the token still works; a
+      // refused refresh token (invalid_grant) is: the login is over.
+      const left = (current.expiresAt ?? 0) - Date.now() / 1000;
+      if (err instanceof LoginError && err.code !== 'invalid_grant' && left > STILL_USABLE_S) {
+        warn(`tollgate: warning: ${err.message}; printing the current token (${Math.floor(left)} s left)`);
+        return printedToken(current);
+      }
+      throw err;
+    }
     await writeLogin(profile, renewed);
     return printedToken(renewed);
   });
 }
+
+/** A token with at least this left is still printed when the refresh cannot reach the IdP. */
+const STILL_USABLE_S = 5;
 
 export type LogoutResult = 'revoked' | 'deleted' | 'none';
 
