@@ -397,6 +397,41 @@ authorization:
     });
   });
 
+  describe('logout without revocation, and a forged redirect', () => {
+    let bare: TestOP;
+    before(async () => {
+      bare = await TestOP.start({ revocation: false });
+    });
+    after(async () => {
+      await bare?.close();
+    });
+
+    it('`tollgate logout` deletes the cache and says the IdP offers no revocation', async () => {
+      const cli = startLogin(['--device', '--issuer', bare.issuer]);
+      const line = await cli.waitForLine(/^\(or open (\S+)\)$/, { stream: 'stderr', timeoutMs: 15000 });
+      await signIn(new TestBrowser(), /^\(or open (\S+)\)$/.exec(line)?.[1] ?? '', 'ada');
+      expect((await cli.waitForExit(30000)).code).to.equal(0);
+      const out = await run(['logout']);
+      expect(out.code, out.stderr).to.equal(0);
+      expect(out.stderr).to.match(/the local copy is deleted \(the IdP offers no revocation\)/);
+      expect(await stat(join(home, 'credentials', 'default.json')).then(() => true, () => false)).to.equal(false);
+    });
+
+    it('refuses a redirect to the loopback listener that carries another state (login CSRF)', async () => {
+      const cli = startLogin(['--browser']);
+      const url = new URL(await cli.waitForLine(/^http\S+\/auth\?/, { stream: 'stderr', timeoutMs: 15000 }));
+      const callback = new URL(url.searchParams.get('redirect_uri') ?? '');
+      callback.search = new URLSearchParams({ code: 'attacker-code', state: 'forged', iss: op.issuer }).toString();
+      const res = await fetch(callback);
+      expect(res.status).to.equal(400);
+      expect(await res.text()).to.match(/did not complete/);
+      const exit = await cli.waitForExit(15000);
+      expect(exit.code).to.equal(1);
+      expect(cli.stderr.join('\n')).to.match(/the browser sign-in failed: .*state/i);
+      expect(await stat(join(home, 'credentials', 'default.json')).then(() => true, () => false)).to.equal(false);
+    });
+  });
+
   describe('wrong issuer', () => {
     it('refuses an issuer whose discovery document names another issuer', async () => {
       const wrong = op.issuer.replace('127.0.0.1', 'localhost');

@@ -42,7 +42,8 @@ export class TestOP {
     this.server = server;
   }
 
-  static async start(): Promise<TestOP> {
+  /** `revocation: false` starts a provider without a revocation endpoint. */
+  static async start(opts: { revocation?: boolean } = {}): Promise<TestOP> {
     const server = createServer();
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -70,7 +71,7 @@ export class TestOP {
       features: {
         devInteractions: { enabled: true },
         deviceFlow: { enabled: true },
-        revocation: { enabled: true },
+        revocation: { enabled: opts.revocation ?? true },
         resourceIndicators: {
           enabled: true,
           defaultResource: () => GATEWAY_AUDIENCE,

@@ -39,8 +39,11 @@ export async function browserLogin(
     openBrowser(url.href, say);
     const returned = await callback;
     try {
-      return await client.authorizationCodeGrant(config, returned, { pkceCodeVerifier: verifier, expectedState: state });
+      const tokens = await client.authorizationCodeGrant(config, returned.url, { pkceCodeVerifier: verifier, expectedState: state });
+      returned.answer(true);
+      return tokens;
     } catch (err) {
+      returned.answer(false);
       if (oauthCode(err) === 'access_denied') throw new LoginError('the sign-in was denied (access_denied)', 'access_denied', { cause: err });
       throw new LoginError(`the browser sign-in failed: ${reason(err)}`, oauthCode(err), { cause: err });
     }
@@ -50,24 +53,35 @@ export async function browserLogin(
   }
 }
 
-async function listen(): Promise<{ server: Server; redirectUri: string; callback: Promise<URL> }> {
-  let deliver!: (url: URL) => void;
+/** The redirect that came back, and how to answer the browser once the code is exchanged (or not). */
+interface Returned {
+  readonly url: URL;
+  answer(ok: boolean): void;
+}
+
+async function listen(): Promise<{ server: Server; redirectUri: string; callback: Promise<Returned> }> {
+  let deliver!: (returned: Returned) => void;
   let fail!: (err: Error) => void;
-  const callback = new Promise<URL>((resolve, reject) => {
+  const callback = new Promise<Returned>((resolve, reject) => {
     deliver = resolve;
     fail = reject;
   });
+  let taken = false;
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', redirectUri);
-    if (req.method !== 'GET' || url.pathname !== '/callback') {
+    // One redirect only: whatever comes first is the one checked (state, PKCE); later ones are refused.
+    if (req.method !== 'GET' || url.pathname !== '/callback' || taken) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
       return;
     }
-    const failed = url.searchParams.has('error');
-    res
-      .writeHead(failed ? 400 : 200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' })
-      .end(`<!doctype html><title>Tollgate</title><p>${failed ? 'The sign-in did not complete; see the terminal.' : 'Signed in to Tollgate. You can close this window.'}</p>\n`);
-    deliver(url);
+    taken = true;
+    deliver({
+      url,
+      answer: (ok) =>
+        res
+          .writeHead(ok ? 200 : 400, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' })
+          .end(`<!doctype html><title>Tollgate</title><p>${ok ? 'Signed in to Tollgate. You can close this window.' : 'The sign-in did not complete; see the terminal.'}</p>\n`),
+    });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
