@@ -7,7 +7,9 @@
  * land on whichever replicas the balancer picks: the stateless hand-off carries them.
  *
  * Clients (the official openai SDK, no client retries) send streaming and plain chat
- * completions without pause; mid-traffic one replica gets SIGTERM. Then:
+ * completions without pause; mid-traffic a fourth replica comes up on an endpoint both clusters
+ * listed from the start (failing its health checks until then), takes traffic, and one of the
+ * first three gets SIGTERM — a rolling update's surge and termination. Then:
  * - no request fails: Envoy stops sending to the replica once its health turns NOT_SERVING, and
  *   the replica finishes every Check and stream it already has before it exits;
  * - no usage is lost: every request is settled exactly once (one usage line, on some replica),
@@ -25,7 +27,7 @@ import { bucketKey } from '../../src/limits/rate-limit.js';
 import type { RunningEnvoy } from '../../src/stack/envoy.js';
 import { baseConfig, withDevs } from '../helpers/e2e.js';
 import { startGatewayEnvoy } from '../helpers/gateway-envoy.js';
-import { RedisServer } from '../helpers/redis-server.js';
+import { freePort, RedisServer } from '../helpers/redis-server.js';
 import { eventually, startServe, type ServeProcess } from '../helpers/serve.js';
 
 const PREFIX = 'rolling:';
@@ -45,10 +47,13 @@ describe('e2e: Envoy Gateway data path — three replicas, one rolled away mid-t
   let envoy: RunningEnvoy | undefined;
   let stats = '';
   const envoyLog: string[] = [];
+  let config = '';
+  /** The port the replacement replica will listen on: in both clusters from the start, down until then. */
+  let surgePort = 0;
 
   before(async () => {
     redis = await RedisServer.start();
-    const config = baseConfig({
+    config = baseConfig({
       issuer: devs.issuer,
       server: `shutdownGraceSeconds: ${GRACE_SECONDS}`,
       extra: `rateLimits:
@@ -61,7 +66,8 @@ store:
     });
     const env = { TEST_UPSTREAM_KEY: 'sk-test' };
     replicas = await Promise.all(Array.from({ length: REPLICAS }, () => startServe({ config, env })));
-    const ports = replicas.map((r) => Number(r.grpc.split(':').pop()));
+    surgePort = await freePort();
+    const ports = [...replicas.map((r) => Number(r.grpc.split(':').pop())), surgePort];
     envoy = await startGatewayEnvoy(config, ports, devs.upstream.url, { onLog: (line) => envoyLog.push(line) });
     inspect = new Redis(redis.url(), { lazyConnect: true, maxRetriesPerRequest: 1 });
     await inspect.connect();
@@ -121,9 +127,17 @@ store:
     };
     const traffic = Promise.all(Array.from({ length: CLIENTS }, (_, id) => worker(id)));
 
-    // Traffic flows over every replica before one of them goes.
+    // A rolling update: traffic flows over every replica, a new one comes up (its endpoint was
+    // listed, failing its health checks) and takes traffic, then an old one goes.
     const [dying, ...staying] = replicas as [ServeProcess, ...ServeProcess[]];
     await eventually(() => (replicas.every((r) => lines(r, 'usage').length >= 3) ? true : undefined), 'traffic on every replica', 30_000);
+    const surge = await startServe({
+      config: config.replace('grpc: 127.0.0.1:0', `grpc: 127.0.0.1:${surgePort}`),
+      env: { TEST_UPSTREAM_KEY: 'sk-test' },
+    });
+    replicas.push(surge);
+    staying.push(surge);
+    await eventually(() => (lines(surge, 'decision').length >= 3 && lines(surge, 'usage').length >= 3 ? true : undefined), 'traffic on the new replica', 30_000);
     const completedAtSignal = completed;
     dying.proc.proc.kill('SIGTERM');
     const exit = await dying.proc.waitForExit(GRACE_SECONDS * 1000 + 5000);
