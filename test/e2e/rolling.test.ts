@@ -28,12 +28,12 @@ import type { RunningEnvoy } from '../../src/stack/envoy.js';
 import { baseConfig, withDevs } from '../helpers/e2e.js';
 import { startGatewayEnvoy } from '../helpers/gateway-envoy.js';
 import { freePort, RedisServer } from '../helpers/redis-server.js';
-import { eventually, startServe, type ServeProcess } from '../helpers/serve.js';
+import { eventually, startEnvoyFor, startServe, type ServeProcess } from '../helpers/serve.js';
 
 const PREFIX = 'rolling:';
 const TENANT = 'acme';
 const REPLICAS = 3;
-const CLIENTS = 6;
+const CLIENTS = 4;
 const GRACE_SECONDS = 10;
 
 type Line = Record<string, unknown>;
@@ -191,5 +191,68 @@ store:
       reserved: 0,
     });
     expect(await db.get(PREFIX + bucketKey('admissions', TENANT))).to.equal(String(completed));
+  });
+});
+
+describe('e2e: a stream that outlives the shutdown grace period', function () {
+  this.timeout(60_000);
+  const devs = withDevs();
+  let redis: RedisServer | undefined;
+  let inspect: Redis | undefined;
+  let serve: ServeProcess | undefined;
+  let envoy: { envoy: RunningEnvoy } | undefined;
+
+  after(async () => {
+    inspect?.disconnect();
+    await envoy?.envoy.stop();
+    await serve?.stop('SIGKILL');
+    await redis?.stop();
+  });
+
+  it('is cut at the end of the grace period and charged (estimated) in Redis before the process exits', async () => {
+    redis = await RedisServer.start();
+    const config = baseConfig({
+      issuer: devs.issuer,
+      server: 'shutdownGraceSeconds: 4',
+      extra: `tokenBudgets:
+  - { tenant: ${TENANT}, maxTokens: 1000000, period: day }
+store:
+  redis: { url: ${redis.url()}, timeoutMs: 2000, onUnavailable: closed, keyPrefix: "${PREFIX}" }
+`,
+    });
+    serve = await startServe({ config, env: { TEST_UPSTREAM_KEY: 'sk-test' } });
+    envoy = await startEnvoyFor(config, Number(serve.grpc.split(':').pop()), devs.upstream.url);
+    inspect = new Redis(redis.url(), { lazyConnect: true, maxRetriesPerRequest: 1 });
+    await inspect.connect();
+    const token = await devs.issuer.mint({ sub: 'ann', tenant_id: TENANT });
+    const client = new OpenAI({ baseURL: `${envoy.envoy.url}/v1`, apiKey: token, maxRetries: 0, timeout: 30_000 });
+
+    // 80 chunks, 100 ms apart: eight seconds, twice the grace period.
+    const stream = await client.chat.completions.create(
+      { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'a long story' }], stream: true },
+      { headers: { 'x-dev-chunks': '80', 'x-dev-chunk-delay-ms': '100' } },
+    );
+    const iterator = stream[Symbol.asyncIterator]();
+    expect((await iterator.next()).done).to.equal(false);
+    serve.proc.proc.kill('SIGTERM');
+    let ended: unknown;
+    try {
+      while ((await iterator.next()).done !== true);
+    } catch (err) {
+      ended = err;
+    }
+    expect(ended, 'the client sees its stream cut').to.be.instanceOf(Error);
+    const exit = await serve.proc.waitForExit(10_000);
+    expect(exit.code).to.equal(0);
+
+    const lines = serve.logLines();
+    const usage = lines.filter((l) => l['audit'] === 'usage');
+    expect(usage).to.have.length(1);
+    expect(usage[0]).to.include({ settled: true, aborted: true, source: 'estimated' });
+    expect(lines.filter((l) => l['level'] === 'error'), JSON.stringify(lines.filter((l) => l['level'] === 'error'))).to.deep.equal([]);
+    expect(lines.findIndex((l) => l['msg'] === 'stopped')).to.be.above(lines.indexOf(usage[0] as Line));
+    const key = PREFIX + budgetKey({ tenant: TENANT, maxTokens: 1, period: 'day', timeZone: 'UTC' }, periodWindow('day', 'UTC', Date.now()));
+    const [used, reserved] = await inspect.hmget(key, 'used', 'reserved');
+    expect({ used: Number(used), reserved: Number(reserved ?? 0) }).to.deep.equal({ used: usage[0]?.['totalTokens'], reserved: 0 });
   });
 });
