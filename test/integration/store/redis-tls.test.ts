@@ -9,6 +9,11 @@ import { expect } from 'chai';
 import { Redis } from 'ioredis';
 import net from 'node:net';
 import tls from 'node:tls';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { explainCommand } from '../../../src/cli/explain-command.js';
+import { bucketKey } from '../../../src/limits/rate-limit.js';
 import { RedisStore } from '../../../src/store/redis.js';
 import { TestPki, type IssueOptions } from '../../helpers/pki.js';
 import { RedisServer } from '../../helpers/redis-server.js';
@@ -92,6 +97,34 @@ describe('RedisStore over TLS (rediss://) with a private CA', function () {
     // The store's connection came in on the TLS-only port.
     const clients = (await raw.call('CLIENT', 'LIST')) as string;
     expect(clients).to.match(new RegExp(`laddr=127\\.0\\.0\\.1:${server.tlsPort} `));
+  });
+
+  it('`tollgate explain --store rediss://…` reads the counters through TLS with the configuration’s CA', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tollgate-explain-tls-'));
+    try {
+      const config = join(dir, 'tollgate.yaml');
+      writeFileSync(
+        config,
+        `authentication:
+  - provider: { name: corp, issuer: "https://auth.example.com", clientId: envoy }
+rateLimits:
+  - { name: per-user, requestsPerUnit: 10, unit: minute }
+store:
+  redis: { url: "rediss://localhost:${server.tlsPort}", tls: { ca: { file: ${pki.ca.certFile} } }, keyPrefix: "${PREFIX}" }
+`,
+      );
+      await raw.set(`${PREFIX}${bucketKey('per-user', 'ann')}`, '4', 'PX', 60_000);
+      const out: string[] = [];
+      const err: string[] = [];
+      const sink = (into: string[]) => ({ write: (s: string) => into.push(s) });
+      const args = ['--config', config, '--claims', '{"sub":"ann"}', '--model', 'gpt-4o-mini', '--json'];
+      const code = await explainCommand([...args, '--store', `rediss://:${PASSWORD}@localhost:${server.tlsPort}`], sink(out), sink(err));
+      expect(code, err.join('')).to.equal(0);
+      const limits = (JSON.parse(out.join('')) as { limits: { name: string; current?: number }[] }).limits;
+      expect(limits.find((l) => l.name === 'per-user')?.current).to.equal(4);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('without the CA, Node’s own store does not trust the test CA: refused', async () => {
