@@ -146,7 +146,11 @@ export const CASES: readonly EnvoyCase[] = [
     title: 'Envoy + Tollgate ext_authz (memory store)',
     sidecar: AUTHZ_ONLY,
     // ext_authz alone: the stack's bootstrap without its ext_proc filter.
-    bootstrap: (ctx) => withoutFilters(stack(ctx), ['envoy.filters.http.ext_proc']),
+    bootstrap: (ctx) => withoutFilters(stack(ctx), [
+      'envoy.filters.http.ext_proc',
+      'tollgate.ext_proc.stream_edit',
+      'tollgate.ext_proc.stream_observe',
+    ]),
   },
   {
     id: 'd',

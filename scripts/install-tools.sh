@@ -6,6 +6,7 @@
 #   kustomize            renders k8s/ (Go module, built with the local Go toolchain)
 #   kubernetes-validate  validates every rendered object against the Kubernetes JSON schemas it
 #                        bundles (PyPI; works offline), in a virtualenv with every package pinned
+#   ghz                  drives the Check RPC in `npm run bench:check` (Go module, built like kustomize)
 #   node 24              the official Node.js 24 binary from the npm registry; the Dockerfile's
 #                        runtime, so `npm run test:node24` tests the runtime that ships
 #
@@ -16,6 +17,7 @@ cd "$(dirname "$0")/.."
 KUSTOMIZE_VERSION=v5.8.1
 KUBERNETES_VALIDATE_VERSION=1.37.0
 NODE24_VERSION=24.21.0
+GHZ_VERSION=v0.120.0
 
 TOOLS="$PWD/.tools"
 mkdir -p "$TOOLS/bin"
@@ -37,6 +39,24 @@ install_kustomize() {
   GOBIN="$TOOLS/bin" GOFLAGS=-mod=mod GOTOOLCHAIN=local \
     go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
   [ "$("$bin" version)" = "$KUSTOMIZE_VERSION" ] || { echo "install-tools: kustomize version mismatch" >&2; exit 1; }
+}
+
+install_ghz() {
+  local bin="$TOOLS/bin/ghz" stamp="$TOOLS/bin/ghz.version"
+  # `go install` of a module stamps no version into ghz (it prints "dev"): a stamp file says
+  # which pin is installed.
+  if [ -x "$bin" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$GHZ_VERSION" ]; then
+    log "ghz $GHZ_VERSION already in .tools/bin"
+    return
+  fi
+  if ! command -v go >/dev/null 2>&1; then
+    echo "install-tools: Go is needed to build ghz (github.com/bojand/ghz/cmd/ghz)" >&2
+    exit 1
+  fi
+  log "building ghz $GHZ_VERSION with $(go version | cut -d' ' -f3) (about a minute the first time)"
+  GOBIN="$TOOLS/bin" GOFLAGS=-mod=mod GOTOOLCHAIN=local \
+    go install "github.com/bojand/ghz/cmd/ghz@$GHZ_VERSION"
+  echo "$GHZ_VERSION" >"$stamp"
 }
 
 install_kubernetes_validate() {
@@ -84,4 +104,5 @@ install_node24() {
 install_kustomize
 install_kubernetes_validate
 install_node24
-log "done (kustomize $KUSTOMIZE_VERSION, kubernetes-validate $KUBERNETES_VALIDATE_VERSION, node $NODE24_VERSION)"
+install_ghz
+log "done (kustomize $KUSTOMIZE_VERSION, kubernetes-validate $KUBERNETES_VALIDATE_VERSION, node $NODE24_VERSION, ghz $GHZ_VERSION)"

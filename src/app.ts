@@ -13,9 +13,12 @@ import { Authenticator } from './identity/verify.js';
 
 import { BudgetPlanner } from './budgets/planner.js';
 import { AuthorizeStep } from './check/authorize.js';
-import { CheckFlow, checkSteps } from './check/flow.js';
+import type { IdentityVerifier } from './check/authenticate.js';
+import { CheckFlow, checkSteps, type CheckParts } from './check/flow.js';
 import { Responder, type UpstreamCredentials } from './check/respond.js';
-import { RateLimitPlanner } from './limits/rate-limit.js';
+import { RateLimitPlanner, type RateLimitOptions } from './limits/rate-limit.js';
+import type { PolicyObserver } from './policy/rules.js';
+import type { Store } from './store/store.js';
 import { createStore, type CreatedStore } from './store/index.js';
 import { startGrpcServer } from './server/grpc.js';
 import { startMetricsServer, type MetricsServer } from './server/metrics-http.js';
@@ -63,7 +66,7 @@ export interface AppOptions {
   readonly tracing?: Tracing;
 }
 
-async function resolveCredentials(config: Config): Promise<UpstreamCredentials> {
+export async function resolveCredentials(config: Config): Promise<UpstreamCredentials> {
   const tenants: Record<string, { apiKey: string; project?: string; organization?: string }> = {};
   for (const [name, t] of Object.entries(config.upstream.tenants)) {
     tenants[name] = {
@@ -75,6 +78,41 @@ async function resolveCredentials(config: Config): Promise<UpstreamCredentials> 
   return {
     ...(config.upstream.apiKey !== undefined ? { apiKey: await resolveSecret(config.upstream.apiKey) } : {}),
     tenants,
+  };
+}
+
+/** What `checkParts` needs besides the configuration. */
+export interface CheckPartsOptions {
+  readonly verifier: IdentityVerifier;
+  readonly store: Store;
+  readonly credentials: UpstreamCredentials;
+  readonly onRateLimit?: RateLimitOptions['onOutcome'];
+  readonly onReservation?: CheckParts['onReservation'];
+  /** Told of each authorization rule evaluated (`tollgate explain`). */
+  readonly observePolicy?: PolicyObserver;
+}
+
+/**
+ * The parts of the Check for one configuration: the one place they are built, for the live
+ * sidecar and for `tollgate explain` / `test` / `diff`, so those run exactly the live Check.
+ */
+export function checkParts(config: Config, opts: CheckPartsOptions): CheckParts & { readonly authorize: AuthorizeStep } {
+  const authorize = new AuthorizeStep(config.authorization, {
+    budgets: config.tokenBudgets.length > 0,
+    ...(opts.observePolicy !== undefined ? { observe: opts.observePolicy } : {}),
+  });
+  return {
+    verifier: opts.verifier,
+    authorize,
+    // Rate limits and budgets are counted together, in one store call: a request the
+    // policy refuses never counts, and one refused by either counts in neither.
+    planners: [
+      new RateLimitPlanner(config, opts.onRateLimit !== undefined ? { onOutcome: opts.onRateLimit } : {}),
+      new BudgetPlanner(config),
+    ],
+    store: opts.store,
+    responder: new Responder(config, opts.credentials),
+    ...(opts.onReservation !== undefined ? { onReservation: opts.onReservation } : {}),
   };
 }
 
@@ -233,26 +271,16 @@ export class App {
         logger.warn({ err, store: 'redis', onUnavailable: policy }, 'Redis not reachable at start-up'),
       );
     }
-    const rateLimits = new RateLimitPlanner(config, {
-      onOutcome: (limit, result) => metrics.recordRateLimit(limit, result),
+    const parts = checkParts(config, {
+      verifier: authenticator,
+      store: store.store,
+      credentials: await resolveCredentials(config),
+      onRateLimit: (limit, result) => metrics.recordRateLimit(limit, result),
+      onReservation: (reservation) => metrics.reservationOpened(reservation),
     });
-    const authorize = new AuthorizeStep(config.authorization, { budgets: config.tokenBudgets.length > 0 });
+    const { authorize } = parts;
     const ledger = new BudgetLedger(config, store.store, { logger, metrics });
-    const check = new CheckFlow({
-      config,
-      steps: checkSteps({
-        verifier: authenticator,
-        authorize,
-        // Rate limits and budgets are counted together, in one store call: a request the
-        // policy refuses never counts, and one refused by either counts in neither.
-        planners: [rateLimits, new BudgetPlanner(config)],
-        store: store.store,
-        responder: new Responder(config, await resolveCredentials(config)),
-        onReservation: (reservation) => metrics.reservationOpened(reservation),
-      }),
-      logger,
-      tracing,
-    });
+    const check = new CheckFlow({ config, steps: checkSteps(parts), logger, tracing });
     check.onDecision((decision, latencyMs) => metrics.recordDecision(decision, latencyMs));
     check.onStage((stage, latencyMs, outcome) => metrics.recordStage(stage, latencyMs, outcome));
     check.onDecision((decision) => {

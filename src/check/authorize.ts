@@ -7,20 +7,30 @@
 import type { AuthorizationConfig } from '../config/schema.js';
 import { deny } from '../domain/denials.js';
 import type { Identity } from '../domain/identity.js';
-import { allowedModels, compilePolicy, evaluatePolicy, ruleClaims, type CompiledPolicy } from '../policy/rules.js';
+import {
+  allowedModels,
+  compilePolicy,
+  evaluatePolicy,
+  ruleClaims,
+  type CompiledPolicy,
+  type PolicyObserver,
+} from '../policy/rules.js';
 import type { CheckStep, CheckState } from './step.js';
 
 export class AuthorizeStep implements CheckStep {
   readonly name = 'authorize';
   readonly reported = true;
   private readonly policy: CompiledPolicy;
+  private readonly observe: PolicyObserver | undefined;
 
   /**
    * Compiles every rule; build once per config. `budgets`: token budgets are configured, so
-   * indirect model work needs an explicit allow even without model rules.
+   * indirect model work needs an explicit allow even without model rules. `observe`: told of
+   * each rule evaluated (`tollgate explain`; a live Check has none).
    */
-  constructor(config: AuthorizationConfig, opts: { budgets?: boolean } = {}) {
+  constructor(config: AuthorizationConfig, opts: { budgets?: boolean; observe?: PolicyObserver } = {}) {
     this.policy = compilePolicy(config, opts);
+    this.observe = opts.observe;
   }
 
   run(check: CheckState) {
@@ -30,7 +40,7 @@ export class AuthorizeStep implements CheckStep {
       identity: check.caller,
       indirect: check.catalogued.class === 'indirect',
       ...(check.model !== undefined ? { model: check.model } : {}),
-    });
+    }, this.observe);
     if (!outcome.allowed) {
       const { denial } = outcome;
       const shaped = deny(denial.reason, denial.message, { rule: denial.rule });

@@ -10,6 +10,7 @@ import { encodeHandoff, MAX_GROUPS_BYTES } from '../handoff/handoff.js';
 import { encodeClaimList } from '../identity/claims.js';
 import { injectsUsage } from '../metering/request-rewrite.js';
 import { isModelList } from '../request/endpoint.js';
+import { STREAM_PROFILE_KEY, streamProfile } from '../handoff/stream-profile.js';
 import type { CheckStep } from './step.js';
 
 /** What reads the claims the authorization rules use (check/authorize.ts). */
@@ -30,6 +31,7 @@ export function handOff(rules: RuleClaims, onReservation?: (reservation: Reserva
       const caller = check.caller;
       // Only a model list is filtered by rules on the response side; nothing else needs claims.
       const claims = isModelList(request.method, request.path) ? rules.ruleClaims(caller) : {};
+      const injectUsage = injectsUsage(request.path, check.body);
       const metadata = encodeHandoff(
         {
           id: check.handoffId,
@@ -41,13 +43,16 @@ export function handOff(rules: RuleClaims, onReservation?: (reservation: Reserva
           promptEstimate: check.promptEstimate,
           ...(reservation !== undefined ? { reservation } : {}),
           ...(outputLimit !== undefined ? { outputLimit } : {}),
-          injectUsage: injectsUsage(request.path, check.body),
+          injectUsage,
           admittedAt: check.now,
         },
         // The identity headers' encoding: a `,` inside a group name cannot split it.
         encodeClaimList(caller.groups, MAX_GROUPS_BYTES),
       );
       Object.assign(check.metadata, metadata);
+      // Picks the ext_proc filter that meters a stream (Envoy matches on it).
+      const profile = streamProfile(request.path, check.body, injectUsage, outputLimit);
+      if (profile !== undefined) check.metadata[STREAM_PROFILE_KEY] = profile;
       if (reservation !== undefined) onReservation?.(reservation);
       return undefined;
     },

@@ -16,6 +16,10 @@ commands:
                                                mint a token from the demo issuer (development only)
   budget [--tenant T] [--group G] [--user U] [--url URL] [--json]
                                                used and remaining tokens of budgets (from a running sidecar)
+  explain --config FILE (--claims JSON | --token JWT) [--method M] [--path P] [--model M] [--json]
+                                               how the live Check decides one request, and why
+  test --config FILE CASES.yaml [--format text|tap|junit]
+                                               policy cases: exit 1 when any decision differs
 `;
 
 export class UsageError extends Error {}
@@ -83,6 +87,14 @@ export async function main(argv: string[]): Promise<number | undefined> {
       case 'budget': {
         const { budgetCommand } = await import('./budget.js');
         return await budgetCommand(rest, process.stdout, process.stderr);
+      }
+      case 'explain': {
+        const { explainCommand } = await import('./explain-command.js');
+        return await explainCommand(rest, process.stdout, process.stderr);
+      }
+      case 'test': {
+        const { testCommand } = await import('./policy-test.js');
+        return await testCommand(rest, process.stdout, process.stderr);
       }
       case undefined:
       case 'help':

@@ -2,7 +2,8 @@
  * A local OpenAI-compatible upstream for `tollgate demo` and the tests. It answers chat
  * completions (JSON and SSE, with usage when asked), legacy completions, embeddings, the
  * Responses API and the model list, and records every request it received so tests can check
- * what really reached the upstream.
+ * what really reached the upstream. With `tls` it serves HTTPS and records every handshake (SNI,
+ * ALPN, or why it failed), so TLS tests can prove what a client sent and what it refused.
  *
  * Test controls travel as request headers (the SDK's per-request `headers` option):
  * `x-dev-prompt-tokens` / `x-dev-completion-tokens` fix the reported usage (completion tokens
@@ -14,8 +15,28 @@
  * cuts a stream's connection after N content chunks (an upstream reset mid-stream).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { gzipSync, createGzip } from 'node:zlib';
+
+/** Serve HTTPS: the certificate chain and key (PEM), and the ALPN protocols offered. */
+export interface DevUpstreamTls {
+  readonly cert: string | Buffer;
+  readonly key: string | Buffer;
+  /** Protocols the server accepts by ALPN, most preferred first; default none. */
+  readonly alpn?: readonly string[];
+}
+
+/** One TLS handshake with an HTTPS upstream, as the server saw it. */
+export interface Handshake {
+  /** The SNI the client sent, or false when it sent none. */
+  readonly servername: string | false;
+  /** The protocol agreed by ALPN, or false when none was. */
+  readonly alpnProtocol: string | false;
+  /** Why the handshake failed (e.g. the client's alert), absent when it succeeded. */
+  readonly error?: string;
+}
 
 export interface ReceivedRequest {
   readonly method: string;
@@ -104,6 +125,8 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class DevUpstream {
   readonly received: ReceivedRequest[] = [];
+  /** Every TLS handshake, completed or failed (HTTPS only), oldest first. */
+  readonly handshakes: Handshake[] = [];
   /** Every usage reported to a caller, in order: what a correct ledger charges. */
   readonly reported: ReportedUsage[] = [];
   private readonly server: Server;
@@ -113,19 +136,34 @@ export class DevUpstream {
     this.url = url;
   }
 
-  static async start(opts: { port?: number; host?: string } = {}): Promise<DevUpstream> {
+  static async start(opts: { port?: number; host?: string; tls?: DevUpstreamTls } = {}): Promise<DevUpstream> {
     const host = opts.host ?? '127.0.0.1';
     // The handler needs the instance, which needs the bound port: wire it through a holder.
     const holder: { self?: DevUpstream } = {};
-    const server = createServer((req, res) => {
+    const handler = (req: IncomingMessage, res: ServerResponse): void => {
       holder.self?.handle(req, res).catch(() => res.destroy());
-    });
+    };
+    const tls = opts.tls;
+    const server =
+      tls === undefined
+        ? createServer(handler)
+        : createHttpsServer({ cert: tls.cert, key: tls.key, ...(tls.alpn ? { ALPNProtocols: [...tls.alpn] } : {}) }, handler)
+            .on('secureConnection', (socket: TLSSocket) =>
+              holder.self?.handshakes.push({ servername: socket.servername ?? false, alpnProtocol: socket.alpnProtocol ?? false }),
+            )
+            .on('tlsClientError', (err: Error, socket: TLSSocket) =>
+              holder.self?.handshakes.push({
+                servername: socket.servername ?? false,
+                alpnProtocol: socket.alpnProtocol ?? false,
+                error: err.message,
+              }),
+            );
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(opts.port ?? 0, host, () => resolve());
     });
     const { port } = server.address() as AddressInfo;
-    holder.self = new DevUpstream(server, `http://${host}:${port}`);
+    holder.self = new DevUpstream(server, `${tls === undefined ? 'http' : 'https'}://${host}:${port}`);
     return holder.self;
   }
 

@@ -9,7 +9,7 @@ import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { BASE_PROCESSING_MODE, type ProcessingModeSpec } from '../response/mode.js';
 import type { BodyAction, HeaderAction, Refusal, ResponsePhases } from '../response/phases.js';
 import { envelope } from './envelope.js';
-import { toModeMessage } from './processing-mode.js';
+import { bodyModeOf, toModeMessage } from './processing-mode.js';
 import { fromStruct } from './protos.js';
 import type {
   CommonResponse,
@@ -96,6 +96,10 @@ export function serveProcessStream(
 ): void {
   const report = options.onError ?? (() => undefined);
   let mode: ProcessingModeSpec = options.baseMode ?? BASE_PROCESSING_MODE;
+  // Envoy reads mode overrides only from a filter that waits for the header answers; a
+  // stream's filter (handoff/stream-profile.ts) has its modes fixed and says so below.
+  let overridable = true;
+  let first = true;
   let closed = false; // no more writes: cancelled, failed or ended by us
   let ended = false; // phases.end was called
   let queue: Promise<void> = Promise.resolve();
@@ -140,14 +144,30 @@ export function serveProcessStream(
     call.write(response);
   };
 
+  // The first message says how this filter is configured: several ext_proc filters (one per
+  // stream profile) share this server, each with its own fixed body modes.
+  const configure = (msg: ProcessingRequest): void => {
+    first = false;
+    if (msg.observability_mode === true) overridable = false;
+    const config = msg.protocol_config;
+    if (config === undefined) return;
+    const requestBody = bodyModeOf(config.request_body_mode);
+    const responseBody = bodyModeOf(config.response_body_mode);
+    if (requestBody !== undefined && responseBody !== undefined) mode = { ...mode, requestBody, responseBody };
+    if (config.send_body_without_waiting_for_header_response === true) overridable = false;
+  };
+
+  const authzMetadata = (msg: ProcessingRequest): Record<string, unknown> =>
+    fromStruct(msg.metadata_context?.filter_metadata?.[AUTHZ_NAMESPACE]);
+
   const step = async (msg: ProcessingRequest): Promise<void> => {
+    if (first) configure(msg);
     switch (msg.request) {
       case 'request_headers': {
         const h = msg.request_headers ?? {};
-        const ns = msg.metadata_context?.filter_metadata?.[AUTHZ_NAMESPACE];
         const action = await phases.requestHeaders?.(
           headerRecord(h.headers),
-          fromStruct(ns),
+          authzMetadata(msg),
           h.end_of_stream === true,
         );
         send(
@@ -163,6 +183,7 @@ export function serveProcessStream(
         const action = await phases.responseHeaders?.(
           headerRecord(h.headers),
           h.end_of_stream === true,
+          authzMetadata(msg),
         );
         send(msg, headersAnswer('response_headers', action));
         // With no response body or trailers to come our way (or the body replaced by us),
@@ -179,6 +200,7 @@ export function serveProcessStream(
         const action = await phases.requestBody?.(
           b.body ?? Buffer.alloc(0),
           b.end_of_stream === true,
+          authzMetadata(msg),
         );
         send(
           msg,
@@ -221,7 +243,7 @@ export function serveProcessStream(
     const response = commonResponse(action, replace);
     if (replace !== undefined) response.status = 1; // CONTINUE_AND_REPLACE
     const answer: ProcessingResponse = { [kind]: { response } };
-    if (action?.modeOverride !== undefined) {
+    if (action?.modeOverride !== undefined && overridable) {
       mode = { ...mode, ...action.modeOverride };
       answer.mode_override = toModeMessage(mode);
     }

@@ -10,6 +10,13 @@ const BODY_NUMBERS: Readonly<Record<BodySendMode, number>> = {
   buffered_partial: 3,
 };
 
+const BODY_MODES: readonly BodySendMode[] = ['none', 'streamed', 'buffered', 'buffered_partial'];
+
+/** An enum number from `protocol_config` → the body mode; undefined for one we do not know. */
+export function bodyModeOf(value: number | undefined): BodySendMode | undefined {
+  return value === undefined ? 'none' : BODY_MODES[value];
+}
+
 /** Spec → the proto message (enum numbers). */
 export function toModeMessage(mode: ProcessingModeSpec): ProcessingModeMessage {
   return {

@@ -188,6 +188,14 @@ export interface ProcessingRequest {
   response_trailers?: HttpTrailers;
   metadata_context?: Metadata;
   observability_mode?: boolean;
+  /** First message only (Envoy 1.34+): the filter's body modes, as configured. */
+  protocol_config?: ProtocolConfiguration;
+}
+
+export interface ProtocolConfiguration {
+  request_body_mode?: number;
+  response_body_mode?: number;
+  send_body_without_waiting_for_header_response?: boolean;
 }
 
 export interface HeaderMutation {

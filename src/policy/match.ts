@@ -35,7 +35,22 @@ export type MatchResult =
   | { readonly matched: true; readonly claimsUsed: Readonly<Record<string, string>> }
   | { readonly matched: false };
 
-export type CompiledMatch = (input: MatchInput) => MatchResult;
+/**
+ * Why a match failed: the first condition (in evaluation order) the request did not meet.
+ * Only computed for an explanation (`tollgate explain`); a live Check passes no sink.
+ */
+export interface MatchMiss {
+  readonly field: 'path' | 'method' | 'model' | 'claim';
+  /** The claim key, for a `claim` miss. */
+  readonly key?: string;
+  /** What the rule asks for (a path, methods, model globs or claim globs). */
+  readonly wanted: readonly string[];
+  /** What the request has (its path, method, model, or the caller's values of the claim). */
+  readonly got: readonly string[];
+}
+
+/** `why` is told the first unmet condition of a failed match (explanations only). */
+export type CompiledMatch = (input: MatchInput, why?: (miss: MatchMiss) => void) => MatchResult;
 
 const NO_MATCH: MatchResult = Object.freeze({ matched: false });
 
@@ -92,16 +107,24 @@ export function compileMatch(match: RequestMatch): CompiledMatch {
     ([key, globs]) => [key, compileGlobs(globs)] as const,
   );
 
-  return (input) => {
+  const miss = (why: ((m: MatchMiss) => void) | undefined, m: MatchMiss): MatchResult => {
+    why?.(m);
+    return NO_MATCH;
+  };
+  return (input, why) => {
     // Cheapest checks first; claim paths may walk nested token objects.
-    if (pathOk !== undefined && !pathOk(input.path)) return NO_MATCH;
-    if (methodOk !== undefined && !methodOk(input.method)) return NO_MATCH;
+    if (pathOk !== undefined && !pathOk(input.path))
+      return miss(why, { field: 'path', wanted: [match.path ?? ''], got: [input.path] });
+    if (methodOk !== undefined && !methodOk(input.method))
+      return miss(why, { field: 'method', wanted: match.methods ?? [], got: [input.method] });
     if (modelOk !== undefined && (input.model === undefined || !modelOk(input.model)))
-      return NO_MATCH;
+      return miss(why, { field: 'model', wanted: match.models ?? [], got: input.model !== undefined ? [input.model] : [] });
     const used: Array<[string, string]> = [];
     for (const [key, ok] of claims) {
-      const hit = claimValues(input.identity, key).find((value) => ok(value));
-      if (hit === undefined) return NO_MATCH;
+      const values = claimValues(input.identity, key);
+      const hit = values.find((value) => ok(value));
+      if (hit === undefined)
+        return miss(why, { field: 'claim', key, wanted: match.claims[key] ?? [], got: values });
       used.push([key, hit]);
     }
     // fromEntries defines own properties, so even a claim key like `__proto__` is recorded.

@@ -17,7 +17,7 @@ import type { AuthorizationConfig, AuthorizationRule } from '../config/schema.js
 import type { ReasonCode } from '../domain/errors.js';
 import type { Identity } from '../domain/identity.js';
 import { trustedClaim } from '../identity/claims.js';
-import { compileMatch, type CompiledMatch, type MatchInput } from './match.js';
+import { compileMatch, type CompiledMatch, type MatchInput, type MatchMiss } from './match.js';
 
 /** Name reported for decisions made by `authorization.default`. */
 export const DEFAULT_RULE = 'default';
@@ -133,19 +133,44 @@ const DEFAULT_DENIAL: PolicyDenial = {
   message: 'access denied: no authorization rule allows this request (default: deny)',
 };
 
+/**
+ * One rule as an evaluation met it, for an explanation (`tollgate explain`): every rule up to
+ * the deciding one, in order. A live Check passes no observer and pays nothing for this seam.
+ */
+export type RuleTrace =
+  | { readonly rule: string; readonly verdict: 'no-match'; readonly miss: MatchMiss }
+  | {
+      readonly rule: string;
+      /** `decided`: this rule decides; `shadow`: it matched but, in shadow mode, does not. */
+      readonly verdict: 'decided' | 'shadow';
+      readonly action: AuthorizationRule['action'];
+      readonly claimsUsed: Readonly<Record<string, string>>;
+    };
+
+/** Told of each rule an evaluation looks at (explanations only). */
+export type PolicyObserver = (trace: RuleTrace) => void;
+
 /** What the policy says when enforced, before shadow handling. */
 type Decided =
   | (OutcomeBase & { readonly allow: true })
   | (OutcomeBase & { readonly allow: false; readonly denial: PolicyDenial });
 
 /** Evaluate the compiled policy for one request. */
-export function evaluatePolicy(policy: CompiledPolicy, input: MatchInput): PolicyOutcome {
+export function evaluatePolicy(policy: CompiledPolicy, input: MatchInput, observe?: PolicyObserver): PolicyOutcome {
   let shadowRule: PolicyDenial | undefined;
   let decided: Decided | undefined;
 
   for (const { rule, match } of policy.rules) {
-    const result = match(input);
+    const result = observe
+      ? match(input, (miss) => observe({ rule: rule.name, verdict: 'no-match', miss }))
+      : match(input);
     if (!result.matched) continue;
+    observe?.({
+      rule: rule.name,
+      verdict: rule.mode === 'shadow' ? 'shadow' : 'decided',
+      action: rule.action,
+      claimsUsed: result.claimsUsed,
+    });
     if (rule.mode === 'shadow') {
       if (rule.action === 'deny' && shadowRule === undefined)
         shadowRule = ruleDenial(rule, input.model);

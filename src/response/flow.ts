@@ -6,6 +6,8 @@
  * stream loop that speaks Envoy's protocol is at the edge (edge/extproc-adapter.ts).
  *
  *   request headers   request-side.ts   pick up the hand-off; ask for the body if it needs edits
+ *                                       (a stream's filter skips this phase: the hand-off is picked
+ *                                       up with the first message it sends, handoff/stream-profile.ts)
  *   request body      request-side.ts   inject include_usage, write the output limit (fail closed)
  *   response headers  response-side.ts  release on errors and unmetered endpoints; start the meter
  *   response body     response-side.ts  meter (decoding when needed), drop the injected usage chunk
@@ -28,12 +30,16 @@ export class MeteringExchange implements ResponsePhases {
     return requestHeaders(this.state, metadata, endOfStream);
   }
 
-  requestBody(chunk: Buffer, endOfStream: boolean): BodyAction | void {
-    return requestBody(this.state, chunk, endOfStream);
+  requestBody(chunk: Buffer, endOfStream: boolean, metadata: Record<string, unknown> = {}): BodyAction | void {
+    return requestBody(this.state, chunk, endOfStream, metadata);
   }
 
-  responseHeaders(headers: Record<string, string>, endOfStream: boolean): Promise<HeaderAction | void> {
-    return responseHeaders(this.state, headers, endOfStream);
+  responseHeaders(
+    headers: Record<string, string>,
+    endOfStream: boolean,
+    metadata: Record<string, unknown> = {},
+  ): Promise<HeaderAction | void> {
+    return responseHeaders(this.state, headers, endOfStream, metadata);
   }
 
   responseBody(chunk: Buffer, endOfStream: boolean): Promise<BodyAction | void> {

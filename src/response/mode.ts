@@ -27,3 +27,33 @@ export const BASE_PROCESSING_MODE: ProcessingModeSpec = Object.freeze({
   requestTrailers: 'skip',
   responseTrailers: 'skip',
 });
+
+/**
+ * The filter for streams whose request body is edited (handoff/stream-profile.ts `edit`): the
+ * body without the request-headers round trip (the hand-off rides on the body message too),
+ * and each response chunk held for Tollgate's answer, so the injected usage chunk can be
+ * removed. Envoy sends the first chunk without waiting for the response-headers answer
+ * (`send_body_without_waiting_for_header_response`), so the two round trips overlap; it then
+ * ignores mode overrides, which this filter needs none of.
+ */
+export const STREAM_EDIT_PROCESSING_MODE: ProcessingModeSpec = Object.freeze({
+  requestHeaders: 'skip',
+  responseHeaders: 'send',
+  requestBody: 'buffered',
+  responseBody: 'streamed',
+  requestTrailers: 'skip',
+  responseTrailers: 'skip',
+});
+
+/**
+ * The filter for streams nothing needs to edit (`observe`), in observability mode: Envoy sends
+ * the response headers and every chunk and never waits for an answer.
+ */
+export const STREAM_OBSERVE_PROCESSING_MODE: ProcessingModeSpec = Object.freeze({
+  requestHeaders: 'skip',
+  responseHeaders: 'send',
+  requestBody: 'none',
+  responseBody: 'streamed',
+  requestTrailers: 'skip',
+  responseTrailers: 'skip',
+});

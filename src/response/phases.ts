@@ -59,8 +59,16 @@ export interface ResponsePhases {
     metadata: Record<string, unknown>,
     endOfStream: boolean,
   ): MaybePromise<HeaderAction | void>;
-  requestBody?(chunk: Buffer, endOfStream: boolean): MaybePromise<BodyAction | void>;
-  responseHeaders?(headers: Record<string, string>, endOfStream: boolean): MaybePromise<HeaderAction | void>;
+  /**
+   * `metadata` as for requestHeaders: a filter that skips the request headers (a stream's,
+   * handoff/stream-profile.ts) hands the hand-off over with the first message it does send.
+   */
+  requestBody?(chunk: Buffer, endOfStream: boolean, metadata?: Record<string, unknown>): MaybePromise<BodyAction | void>;
+  responseHeaders?(
+    headers: Record<string, string>,
+    endOfStream: boolean,
+    metadata?: Record<string, unknown>,
+  ): MaybePromise<HeaderAction | void>;
   responseBody?(chunk: Buffer, endOfStream: boolean): MaybePromise<BodyAction | void>;
   /**
    * Called exactly once. `complete`: after the answer to the last response message Envoy will

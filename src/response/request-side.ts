@@ -19,34 +19,63 @@ export function requestHeaders(
   metadata: Record<string, unknown>,
   endOfStream: boolean,
 ): HeaderAction | void {
+  // A request without a body asks the model for nothing: there is nothing to bound.
+  if (!pickUp(x, metadata, !endOfStream)) return;
+  if (x.pickUpFailed) return { refuse: x.refuseUnbounded() };
+  return x.rewriting ? { modeOverride: { requestBody: 'buffered' } } : undefined;
+}
+
+/**
+ * Picks up the hand-off from the first message that carries it (once): the request headers,
+ * or for a stream's filter the request body or the response headers. `bodyFollows`: the
+ * request body is still to come, so it is to be edited when the hand-off says so
+ * (`x.rewriting`). False when there is no hand-off, or it failed and the request goes on.
+ * Throws nothing: a request that must carry a limit and cannot is refused on its body.
+ */
+export function pickUp(x: ExchangeState, metadata: Record<string, unknown>, bodyFollows: boolean): boolean {
+  if (x.pickedUp) return x.handoff !== undefined;
+  x.pickedUp = true;
   try {
     const handoff = decodeHandoff(metadata);
-    if (!handoff) return; // not admitted by us: pass through
+    if (!handoff) return false; // not admitted by us: pass through
     x.handoff = handoff;
     x.endpoint = endpointForPath(handoff.path);
     if (isModelList(handoff.method, handoff.path)) x.policy = x.deps.modelPolicy?.();
-    // A request without a body asks the model for nothing: there is nothing to bound.
-    if (endOfStream) return;
+    if (!bodyFollows) return true;
     if (handoff.outputLimit !== undefined && hasOutputLimit(handoff.path)) x.outputLimit = handoff.outputLimit;
     // Decided by the Check on the parsed body; the edits are made on the bytes Envoy sends next.
     const inject = (x.endpoint === 'chat' || x.endpoint === 'completions') && handoff.injectUsage;
-    if (!inject && x.outputLimit === undefined) return;
+    if (!inject && x.outputLimit === undefined) return true;
     x.rewriting = true;
     if (inject) x.clientWantsUsage = false;
-    return { modeOverride: { requestBody: 'buffered' } };
+    return true;
   } catch (err) {
     x.report(err);
     // Whatever failed, a request that must carry a limit does not go on without one.
     const h = x.handoff;
-    if (h?.outputLimit !== undefined && hasOutputLimit(h.path) && !endOfStream) return { refuse: x.refuseUnbounded() };
+    if (h?.outputLimit !== undefined && hasOutputLimit(h.path) && bodyFollows) {
+      x.outputLimit = h.outputLimit;
+      x.rewriting = true;
+      x.pickUpFailed = true;
+      return true;
+    }
+    return false;
   }
 }
 
-export function requestBody(x: ExchangeState, chunk: Buffer, endOfStream: boolean): BodyAction | void {
+export function requestBody(
+  x: ExchangeState,
+  chunk: Buffer,
+  endOfStream: boolean,
+  metadata: Record<string, unknown>,
+): BodyAction | void {
+  pickUp(x, metadata, true);
   const handoff = x.handoff;
   if (!x.rewriting || !handoff) return;
   x.rewriting = false;
   const limit = x.outputLimit;
+  // The hand-off failed half-way (reported): the limit cannot be trusted to be written.
+  if (x.pickUpFailed) return { refuse: x.refuseUnbounded() };
   try {
     // BUFFERED sends the whole body at once; a partial one cannot be edited safely. Without
     // the injection the upstream then sends no usage chunk, so there is nothing to remove;

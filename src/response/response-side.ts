@@ -13,6 +13,7 @@ import { ResponseMeter } from '../metering/meter.js';
 import type { BodySendMode } from './mode.js';
 import { ModelListRewriter } from './models.js';
 import type { BodyAction, HeaderAction } from './phases.js';
+import { pickUp } from './request-side.js';
 import type { ExchangeState } from './state.js';
 
 /**
@@ -29,7 +30,10 @@ export async function responseHeaders(
   x: ExchangeState,
   headers: Record<string, string>,
   endOfStream: boolean,
+  metadata: Record<string, unknown>,
 ): Promise<HeaderAction | void> {
+  // A stream's filter may send nothing before the response (handoff/stream-profile.ts).
+  pickUp(x, metadata, false);
   const handoff = x.handoff;
   if (!handoff || x.closed) return;
   try {

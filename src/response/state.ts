@@ -41,6 +41,10 @@ export class ExchangeState {
   /** The request body's bytes, when this stream asked for it (to edit it) and it is small. */
   requestBody: Buffer | undefined;
   endpoint: Endpoint = 'other';
+  /** The hand-off was looked for (request-side.ts pickUp); it is looked for once. */
+  pickedUp = false;
+  /** Picking it up failed after it was read, on a request that must carry an output limit. */
+  pickUpFailed = false;
   /** The request body was asked for, to inject `include_usage` and/or write `outputLimit`. */
   rewriting = false;
   /** The output limit per generation to write; the request must not go upstream without it. */

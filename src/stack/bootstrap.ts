@@ -6,7 +6,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BASE_PROCESSING_MODE, type ProcessingModeSpec } from '../response/mode.js';
+import {
+  BASE_PROCESSING_MODE,
+  STREAM_EDIT_PROCESSING_MODE,
+  STREAM_OBSERVE_PROCESSING_MODE,
+  type ProcessingModeSpec,
+} from '../response/mode.js';
 import { DEFAULT_MAX_REQUEST_BYTES } from '../config/schema.js';
 import { CREDENTIAL_HEADERS } from '../request/credentials.js';
 import { deny } from '../domain/denials.js';
@@ -275,6 +280,8 @@ export function renderBootstrap(
     GRPC_PORT: options.grpcPort,
     EARLY_HEADER_MUTATIONS: earlyHeaderMutations(options.identityHeaders ?? []),
     PROCESSING_MODE: toModeConfig(options.processingMode ?? BASE_PROCESSING_MODE),
+    STREAM_EDIT_MODE: toModeConfig(STREAM_EDIT_PROCESSING_MODE),
+    STREAM_OBSERVE_MODE: toModeConfig(STREAM_OBSERVE_PROCESSING_MODE),
     UPSTREAM_CLUSTER: upstream.cluster,
     UPSTREAM_HOST: upstream.host,
     MAX_REQUEST_BYTES: options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES,

@@ -8,7 +8,7 @@
  * clock cannot drive it. A Map of plain counters checked and then updated in one synchronous
  * step is exact and simpler.
  */
-import { BUDGET_KEY_GRACE_MS, wholeTokens, type AdmitRequest, type AdmitResult, type BudgetState, type Refusal, type SettleResult, type Store, type WindowState } from './store.js';
+import { BUDGET_KEY_GRACE_MS, wholeTokens, type AdmitRequest, type AdmitResult, type BudgetState, type Refusal, type SettleResult, type Store, type WindowCount, type WindowState } from './store.js';
 import { type BudgetRef } from '../domain/reservation.js';
 
 interface Window {
@@ -116,6 +116,11 @@ export class MemoryStore implements Store {
   readBudget(key: string, now: number): Promise<BudgetState> {
     const b = this.liveBudget(key, now);
     return Promise.resolve({ used: b?.used ?? 0, reserved: b ? reservedTotal(b) : 0 });
+  }
+
+  readWindow(key: string, now: number): Promise<WindowCount> {
+    const w = this.liveWindow(key, now);
+    return Promise.resolve(w ? { count: w.count, resetMs: w.endsAt - now } : { count: 0 });
   }
 
   close(): Promise<void> {

@@ -16,7 +16,7 @@
 import { isIP } from 'node:net';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { ADMIT, READ_BUDGET, SETTLE } from './redis-scripts.js';
-import { BUDGET_KEY_GRACE_MS, wholeTokens, type AdmitRequest, type AdmitResult, type BudgetState, type SettleResult, type Store } from './store.js';
+import { BUDGET_KEY_GRACE_MS, wholeTokens, type AdmitRequest, type AdmitResult, type BudgetState, type SettleResult, type Store, type WindowCount } from './store.js';
 import type { RedisStoreConfig } from '../config/schema.js';
 import { type BudgetRef } from '../domain/reservation.js';
 
@@ -133,6 +133,8 @@ export class RedisStore implements Store {
         ...common,
         sentinels: options.sentinels.map(node),
         name: options.name,
+        // ioredis ignores `tls` with sentinels unless told: TLS to the sentinels and the primary.
+        ...(options.tls === true ? { enableTLSForSentinelMode: true, sentinelTLS: {} } : {}),
         sentinelRetryStrategy: retryStrategy,
         // Follow a failover at once: the sentinels announce the new primary.
         failoverDetector: true,
@@ -230,6 +232,14 @@ export class RedisStore implements Store {
       2,
     );
     return { used, reserved };
+  }
+
+  /** A window's count and time left, read only (GET and PTTL of its key). */
+  async readWindow(key: string, _now: number): Promise<WindowCount> {
+    const k = this.prefix + key;
+    const [count, pttl] = await Promise.all([this.client.get(k), this.client.pttl(k)]);
+    const n = count === null ? 0 : Number(count);
+    return pttl > 0 && n > 0 ? { count: n, resetMs: pttl } : { count: n };
   }
 
   async close(): Promise<void> {

@@ -133,6 +133,20 @@ export interface Store {
   close(): Promise<void>;
 }
 
+/** A rate-limit window as it stands (`tollgate explain`): hits so far, and time to its reset. */
+export interface WindowCount {
+  readonly count: number;
+  /** Milliseconds until the window ends; undefined when no window is open. */
+  readonly resetMs?: number;
+}
+
+/** Read-only access to counters, for explanations: nothing here counts or reserves. */
+export interface CounterReader {
+  readBudget(key: string, now: number): Promise<BudgetState>;
+  /** Absent where windows cannot be read (a sidecar's `/budget` shows only budgets). */
+  readWindow?(key: string, now: number): Promise<WindowCount>;
+}
+
 /** How long a budget key outlives its period, so late settlements and reads still find it. */
 export const BUDGET_KEY_GRACE_MS = 24 * 60 * 60 * 1000;
 

@@ -16,33 +16,14 @@ import type { InboundRequest } from '../../src/domain/request.js';
 import { startGrpcServer } from '../../src/server/grpc.js';
 import { renderBootstrap } from '../../src/stack/bootstrap.js';
 import { findEnvoyBinary } from '../../src/stack/envoy.js';
-import { freePort, waitUntil } from '../../src/stack/ports.js';
-import {
-  container,
-  EnvoyConfig,
-  find,
-  kustomize,
-  podSpec,
-  productionEnvoy,
-  readRepoFile,
-  ROOT,
-  run,
-} from '../helpers/deploy.js';
+import { waitUntil } from '../../src/stack/ports.js';
+import { EnvoyConfig, productionEnvoy, readRepoFile, ROOT, run } from '../helpers/deploy.js';
 import { startRecordingUpstream } from '../helpers/envoy.js';
-import { onStopAll, spawnTracked, stopAllAfter } from '../helpers/processes.js';
+import { onStopAll, stopAllAfter, type Spawned } from '../helpers/processes.js';
+import { deploymentArgs, startProductionEnvoy } from '../helpers/production-envoy.js';
 
 const policy = parseConfig(readRepoFile('k8s/base/tollgate.yaml'));
 const identityHeaders = Object.keys(policy.identityHeaders);
-
-/** The Envoy args of k8s/base, reading `config` instead of the ConfigMap mount. */
-function deploymentArgs(config: string): string[] {
-  const args = [
-    ...(container(podSpec(find(kustomize('k8s/base').objects, 'Deployment', 'tollgate')), 'envoy')
-      .args ?? []),
-  ];
-  args[args.indexOf('--config-path') + 1] = config;
-  return args;
-}
 
 function validate(args: readonly string[]): string {
   const res = run(findEnvoyBinary(), ['--mode', 'validate', ...args]);
@@ -124,7 +105,7 @@ describe('Envoy bootstraps', function () {
     const token = 'tok-e2e-1f2a9c-never-logged';
     let probeUrl: string;
     let ingressUrl: string;
-    let envoy: ReturnType<typeof spawnTracked>;
+    let envoy: Spawned;
     let upstream: Awaited<ReturnType<typeof startRecordingUpstream>>;
 
     before(async () => {
@@ -135,44 +116,19 @@ describe('Envoy bootstraps', function () {
         newExchange: () => ({}),
       });
       onStopAll(() => grpc.shutdown(0));
-      const adminPort = await freePort();
       const cfg = productionEnvoy();
       const upstreamPort = Number(new URL(upstream.url).port);
-      cfg.doc.admin.address.socket_address.port_value = adminPort;
-      for (const l of cfg.doc.static_resources.listeners)
-        l.address.socket_address = { address: '127.0.0.1', port_value: 0 };
-      cfg.endpoint('envoy_admin').port_value = adminPort;
       cfg.endpoint('tollgate').port_value = grpc.port;
       // OpenAI becomes the recording upstream: same cluster, plain HTTP on loopback.
       const openai = cfg.cluster('openai');
       delete openai.transport_socket;
       openai.type = 'STATIC';
       Object.assign(cfg.endpoint('openai'), { address: '127.0.0.1', port_value: upstreamPort });
-      const file = join(dir, 'production-local.yaml');
-      writeFileSync(file, JSON.stringify(cfg.doc));
-      const args = deploymentArgs(file);
-      args[args.indexOf('--log-level') + 1] = 'info'; // so Envoy's own lines show their format
-      envoy = spawnTracked(findEnvoyBinary(), args);
-      const admin = `http://127.0.0.1:${adminPort}`;
-      const ports = await waitUntil(
-        async () => {
-          const res = await fetch(`${admin}/listeners?format=json`);
-          const body = (await res.json()) as {
-            listener_statuses?: {
-              name: string;
-              local_address: { socket_address: { port_value: number } };
-            }[];
-          };
-          const port = (name: string) =>
-            body.listener_statuses?.find((l) => l.name === name)?.local_address.socket_address
-              .port_value;
-          const [ingress, probe] = [port('ingress'), port('admin-probe')];
-          return ingress && probe ? { ingress, probe } : undefined;
-        },
-        { timeoutMs: 20_000, what: `Envoy listeners (${envoy.stderr.slice(-5).join('\n')})` },
-      );
-      probeUrl = `http://127.0.0.1:${ports.probe}`;
-      ingressUrl = `http://127.0.0.1:${ports.ingress}`;
+      // At info level, so Envoy's own lines show their format.
+      const started = await startProductionEnvoy(cfg, dir, { logLevel: 'info' });
+      envoy = started.envoy;
+      probeUrl = started.probeUrl;
+      ingressUrl = started.ingressUrl;
     });
 
     function decide(req: InboundRequest): Promise<Decision> {

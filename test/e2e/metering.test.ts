@@ -181,6 +181,32 @@ tokenBudgets:
     expect(line['charged']).to.equal(line['totalTokens']);
   });
 
+  it('charges an estimate when the client aborts a stream it asked usage for (observe filter, Envoy never waits)', async () => {
+    const { client, subject } = await caller();
+    const controller = new AbortController();
+    const stream = await client.chat.completions.create(
+      { model: 'gpt-4o-mini', messages: HI, stream: true, stream_options: { include_usage: true } },
+      {
+        ...dev(13, 9, { 'x-dev-chunks': '20', 'x-dev-chunk-delay-ms': '300' }),
+        signal: controller.signal,
+      },
+    );
+    let seen = 0;
+    try {
+      for await (const chunk of stream) {
+        if (chunk.choices[0]?.delta.content) seen++;
+        if (seen === 2) controller.abort();
+      }
+    } catch (err) {
+      expect((err as Error).name).to.match(/Abort/);
+    }
+    expect(seen).to.equal(2);
+    const line = await usageLine(subject);
+    expect(line).to.deep.include({ source: 'estimated', aborted: true, status: 200 });
+    expect(line['outputTokens']).to.be.greaterThan(0);
+    expect(line['charged']).to.equal(line['totalTokens']);
+  });
+
   it('charges an estimate when the upstream resets the stream mid-way', async () => {
     const { client, subject } = await caller();
     const stream = await client.chat.completions.create(

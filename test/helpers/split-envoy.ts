@@ -23,6 +23,12 @@ function at(value: unknown, ...path: (string | number)[]): Json {
   return current as Json;
 }
 
+const EXT_PROC_FILTERS: readonly string[] = [
+  'envoy.filters.http.ext_proc',
+  'tollgate.ext_proc.stream_edit',
+  'tollgate.ext_proc.stream_observe',
+];
+
 /** The bootstrap with ext_authz on `authz` and ext_proc on `extProc` (gRPC ports on loopback). */
 export function splitBootstrap(configYaml: string, authz: readonly number[], extProc: readonly number[], upstreamUrl: string): string {
   const first = authz[0];
@@ -38,13 +44,14 @@ export function splitBootstrap(configYaml: string, authz: readonly number[], ext
   at(extProcCluster, 'load_assignment')['endpoints'] = [{ lb_endpoints: endpoints(extProc) }];
   clusters.push(extProcCluster);
   const filters = at(doc, 'static_resources', 'listeners', 0, 'filter_chains', 0, 'filters', 0, 'typed_config', 'http_filters') as unknown as Json[];
-  const extProcFilter = filters.find((f) => f['name'] === 'envoy.filters.http.ext_proc');
-  if (extProcFilter === undefined) throw new Error('bootstrap has no ext_proc filter');
-  // ext_proc sits inside a matcher (it runs only for what Tollgate admitted): find its config.
-  const inner = JSON.stringify(extProcFilter).includes('extension_config')
-    ? at(extProcFilter, 'typed_config', 'extension_config', 'typed_config')
-    : at(extProcFilter, 'typed_config');
-  at(inner, 'grpc_service', 'envoy_grpc')['cluster_name'] = 'tollgate_ext_proc';
+  // The headers filter and the two stream filters (handoff/stream-profile.ts) all go there.
+  const extProcFilters = filters.filter((f) => EXT_PROC_FILTERS.includes(String(f['name'])));
+  if (extProcFilters.length !== EXT_PROC_FILTERS.length) throw new Error('bootstrap lacks an ext_proc filter');
+  for (const extProcFilter of extProcFilters) {
+    // ext_proc sits inside a matcher (it runs only for what Tollgate admitted): find its config.
+    const inner = at(extProcFilter, 'typed_config', 'extension_config', 'typed_config');
+    at(inner, 'grpc_service', 'envoy_grpc')['cluster_name'] = 'tollgate_ext_proc';
+  }
   return stringify(doc);
 }
 

@@ -229,10 +229,11 @@ describe('edge: messages captured from real Envoy (test/fixtures/envoy)', () => 
   });
 
   describe('ProcessingRequest: what ext_proc receives', () => {
-    it('request_headers carries the ext_authz metadata with the admission id, and headers in raw_value', () => {
+    it('the first message carries the ext_authz metadata with the admission id, and headers in raw_value', () => {
       for (const c of streams) {
         const first = streamOf(c).requests[0]!;
-        expect(kindOf(first), c.name).to.equal('request_headers');
+        // A stream's `edit` filter skips the request headers: its first message is the body.
+        expect(kindOf(first), c.name).to.equal(c.name === 'chat-completion-stream' ? 'request_body' : 'request_headers');
         const namespace = first.metadata_context?.filter_metadata?.[AUTHZ_NAMESPACE];
         expect(namespace, c.name).not.to.equal(undefined);
         const metadata = fromStruct(namespace);
@@ -242,6 +243,7 @@ describe('edge: messages captured from real Envoy (test/fixtures/envoy)', () => 
         // The hand-off arrives whole: what the response side needs, with nothing held between.
         const handoff = decodeHandoff(metadata);
         expect(handoff, c.name).to.include({ id: admissionOf(c), requestId: requestIdOf(c) });
+        if (kindOf(first) !== 'request_headers') continue;
         expect(handoff?.path, c.name).to.equal(headerRecord(first.request_headers?.headers)[':path']?.split('?')[0]);
         const lines = first.request_headers?.headers?.headers ?? [];
         for (const h of lines) {
@@ -281,20 +283,19 @@ describe('edge: messages captured from real Envoy (test/fixtures/envoy)', () => 
       const c = byName('chat-completion-stream');
       const { requests, responses } = streamOf(c);
       const kinds = requests.map(kindOf);
-      expect(kinds.slice(0, 3)).to.deep.equal([
-        'request_headers',
-        'request_body',
-        'response_headers',
-      ]);
-      expect(kinds.slice(3).every((k) => k === 'response_body')).to.equal(true);
-      // Our answer to request_headers asked for the request body (to add include_usage).
-      expect(responses[0]?.mode_override).to.include({ request_body_mode: 2 });
-      expect(requests[1]?.request_body?.end_of_stream).to.equal(true);
-      expect(requests[1]?.request_body?.body?.equals(httpOf(c).raw_body!)).to.equal(true);
-      expect(headerRecord(requests[2]?.response_headers?.headers)['content-type']).to.equal(
+      // The `edit` filter: no request headers, and the first chunk may come before the answer
+      // to the response headers (send_body_without_waiting_for_header_response).
+      expect(kinds.slice(0, 2)).to.deep.equal(['request_body', 'response_headers']);
+      expect(kinds.slice(2).every((k) => k === 'response_body')).to.equal(true);
+      expect(requests[0]?.protocol_config?.send_body_without_waiting_for_header_response).to.equal(true);
+      // The filter asks for the body itself (to add include_usage): no mode override is sent.
+      expect(responses.every((r) => r.mode_override === undefined)).to.equal(true);
+      expect(requests[0]?.request_body?.end_of_stream).to.equal(true);
+      expect(requests[0]?.request_body?.body?.equals(httpOf(c).raw_body!)).to.equal(true);
+      expect(headerRecord(requests[1]?.response_headers?.headers)['content-type']).to.equal(
         'text/event-stream',
       );
-      const chunks = requests.slice(3).map((m) => m.response_body ?? {});
+      const chunks = requests.slice(2).map((m) => m.response_body ?? {});
       expect(chunks.filter((b) => (b.body?.length ?? 0) > 0).length).to.be.at.least(2);
       expect(chunks.at(-1)?.end_of_stream).to.equal(true);
       expect(chunks.slice(0, -1).every((b) => b.end_of_stream !== true)).to.equal(true);
@@ -321,7 +322,7 @@ describe('edge: messages captured from real Envoy (test/fixtures/envoy)', () => 
         };
         const phases: ResponsePhases = {
           requestHeaders: (_h, metadata) => answer({ phase: 'request_headers', metadata }),
-          requestBody: (chunk) => answer({ phase: 'request_body', chunk }),
+          requestBody: (chunk, _eos, metadata) => answer({ phase: 'request_body', chunk, ...(metadata !== undefined ? { metadata } : {}) }),
           responseHeaders: () => answer({ phase: 'response_headers' }),
           responseBody: (chunk) => answer({ phase: 'response_body', chunk }),
           end: (o) => void (outcome = o),

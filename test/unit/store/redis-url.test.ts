@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { redisOptionsFromUrl } from '../../../src/store/redis.js';
+import { RedisStore, redisOptionsFromUrl } from '../../../src/store/redis.js';
 
 describe('redisOptionsFromUrl', () => {
   it('reads host and default port', () => {
@@ -45,5 +45,26 @@ describe('redisOptionsFromUrl', () => {
     expect(() => redisOptionsFromUrl('redis//:hunter2@'))
       .to.throw(TypeError)
       .that.satisfies((e: Error) => !e.message.includes('hunter2'));
+  });
+});
+
+describe('RedisStore with Sentinel and tls: true', () => {
+  it('speaks TLS to the sentinels and to the primary they announce (ioredis ignores `tls` alone)', () => {
+    const store = new RedisStore({
+      sentinels: ['127.0.0.1:1'],
+      name: 'mymaster',
+      tls: true,
+      keyPrefix: 'tollgate:',
+      timeoutMs: 100,
+    });
+    try {
+      expect(store.client.options).to.deep.include({
+        tls: {},
+        enableTLSForSentinelMode: true,
+        sentinelTLS: {},
+      });
+    } finally {
+      store.client.disconnect();
+    }
   });
 });
