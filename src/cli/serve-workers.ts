@@ -7,7 +7,7 @@
  */
 import cluster from 'node:cluster';
 import type { ServerResponse } from 'node:http';
-import { App } from '../app.js';
+import type { App } from '../app.js';
 import { sendBudget, type BudgetAnswer } from '../budgets/view.js';
 import { parseConfig } from '../config/load.js';
 import { ConfigError } from '../config/problems.js';
@@ -180,6 +180,8 @@ async function runWorker(file: string): Promise<number> {
   const config = parseConfig(text, file);
   const logger: Logger = createLogger({ level: config.logging.level }).child({ worker: Number(slot) });
   guardProcess(logger);
+  // Only workers load the sidecar: the primary stays small.
+  const { App } = await import('../app.js');
   const app = await App.start({ config, logger, metricsAddress: null, startedMessage: 'worker started' });
   process.on('message', (m: unknown) => {
     if (!isToWorker(m) || m.t !== 'ask') return;

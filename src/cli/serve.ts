@@ -1,6 +1,5 @@
 /** `tollgate serve --config FILE`: the sidecar until SIGTERM, reloading the file as it changes. */
 import { readFile } from 'node:fs/promises';
-import { App } from '../app.js';
 import { parseConfig } from '../config/load.js';
 import { ConfigError } from '../config/problems.js';
 import type { Config } from '../config/schema.js';
@@ -41,6 +40,8 @@ export async function serve(file: string): Promise<number> {
   if (workerCount(config.server.workers) > 1) return servePrimary(file, read.config, read.text);
   const logger = createLogger({ level: config.logging.level });
   guardProcess(logger);
+  // Loaded here, not at the top: a cluster primary never needs the sidecar's modules.
+  const { App } = await import('../app.js');
   const app = await App.start({ config, logger });
   const watcher = reloadOnChange(file, app);
   const signal = await untilSignal();
