@@ -5,11 +5,14 @@
  * - every request is metered exactly whichever worker decided or metered it: the budget ledger
  *   in Redis equals what the upstream reported, and the primary's `/budget` says the same;
  * - the one `/metrics` reports the sum of both workers;
+ * - a configuration change (and SIGHUP) reaches every worker and is counted once;
  * - a worker that dies is logged and forked again, and the sidecar keeps serving;
  * - SIGTERM to the primary drains every worker: a stream in flight finishes and is charged,
  *   and every process exits within the grace period.
  */
 import { expect } from 'chai';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import OpenAI from 'openai';
 import { Redis } from 'ioredis';
 import { budgetKey } from '../../src/budgets/planner.js';
@@ -141,6 +144,49 @@ store:
     expect(tokens).to.equal(after.used);
     expect(metricValue(text, 'tollgate_budget_reservations')).to.equal(0);
     expect(text.match(/^# TYPE tollgate_decisions_total /gm)).to.have.length(1);
+  });
+
+  it('hands a configuration change to every worker, counted once; SIGHUP re-reads, never stops', async () => {
+    const file = join(sidecar().dir, 'tollgate.yaml');
+    // SIGHUP with the file unchanged: nothing to apply, and the primary lives on.
+    sidecar().proc.proc.kill('SIGHUP');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(isRunning(sidecar().proc.proc.pid ?? 0)).to.equal(true);
+    const reloaded = () => sidecar().logLines().filter((l) => l['msg'] === 'configuration reloaded');
+    expect(reloaded()).to.deep.equal([]);
+
+    // One request per minute for one user, in every worker and shared through Redis.
+    await writeFile(
+      file,
+      `${config}rateLimits:
+  - { name: one-per-minute, match: { path: /v1/*, claims: { sub: limited } }, requestsPerUnit: 1, unit: minute, key: user }
+`,
+    );
+    sidecar().proc.proc.kill('SIGHUP');
+    await eventually(() => (reloaded().length === 3 ? true : undefined), 'the reload in both workers and the primary');
+    expect(reloaded().map((l) => l['worker'] ?? 'primary').sort()).to.deep.equal([1, 2, 'primary']);
+    expect(reloaded().find((l) => l['worker'] === undefined)).to.include({ workers: 2 });
+    const text = await scrapeMetrics(sidecar().metricsUrl);
+    expect(metricValue(text, 'tollgate_config_reloads_total', { result: 'success' })).to.equal(1);
+
+    // Six clients of the same user (six connections, spread over Envoy's threads and so over
+    // both workers): exactly one request gets through.
+    const statuses = await Promise.all(
+      Array.from({ length: 6 }, async (): Promise<number> => {
+        const c = await client('limited');
+        try {
+          await c.chat.completions.create({ model: 'gpt-4o-mini', messages });
+          return 200;
+        } catch (err) {
+          if (err instanceof OpenAI.APIError && typeof err.status === 'number') return err.status;
+          throw err;
+        }
+      }),
+    );
+    expect(statuses.filter((s) => s === 200)).to.have.length(1);
+    expect(statuses.filter((s) => s === 429)).to.have.length(5);
+    const limited = audit('decision').filter((l) => l['subject'] === 'limited' && l['reason'] === 'rate_limited');
+    expect(limited).to.have.length(5);
   });
 
   it('forks a worker that died again, logs it, and keeps serving', async () => {
