@@ -71,6 +71,7 @@ export async function servePrimary(file: string, config: Config, text: string): 
     grpc = await pool.start();
   } catch (err) {
     logger.error({ err }, 'workers failed to start');
+    await pool.stop(config.server.shutdownGraceSeconds * 1000, STOP_MARGIN_MS);
     await http?.close();
     await new Promise<void>((resolve) => logger.flush(() => resolve()));
     return 1;

@@ -153,8 +153,8 @@ export class WorkerPool {
 
   /**
    * Forks every worker and resolves with the gRPC address once all listen. A worker that exits
-   * before that fails the start (it printed why: a port in use, a secret missing…): the others
-   * are stopped and the promise rejects, so a bad start ends the process instead of looping.
+   * before that fails the start (it printed why: a port in use, a secret missing…): the promise
+   * rejects, the caller stops the others, and a bad start ends the process instead of looping.
    */
   async start(): Promise<string> {
     return new Promise((resolve, reject) => {
@@ -171,8 +171,8 @@ export class WorkerPool {
           if (failed) return;
           failed = true;
           this.startupDone = undefined;
+          // No restarts from here: the caller stops the others (stop()) and exits.
           this.stopping = true;
-          for (const s of this.slots) s.worker?.process.kill('SIGTERM');
           reject(new Error(`worker ${slot.index} exited during start-up (${signal ?? `code ${code}`})`));
         },
       };

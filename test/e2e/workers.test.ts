@@ -11,7 +11,10 @@
  *   and every process exits within the grace period.
  */
 import { expect } from 'chai';
+import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { Redis } from 'ioredis';
@@ -241,5 +244,41 @@ store:
     const at = (msg: string) => lines.findIndex((l) => l['msg'] === msg);
     expect(at('stopped')).to.be.greaterThan(lines.indexOf(usage ?? {}));
     expect(at('stopped')).to.be.greaterThan(lines.findLastIndex((l) => l['msg'] === 'worker stopped'));
+  });
+});
+
+describe('e2e: server.workers: 2 — a start that fails', function () {
+  this.timeout(60_000);
+  const devs = withDevs();
+
+  it('exits 1 with the reason when the workers cannot listen, and leaves no worker behind', async () => {
+    const redis = await RedisServer.start();
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      const config = baseConfig({
+        issuer: devs.issuer,
+        server: 'workers: 2',
+        extra: `store:\n  redis: { url: ${redis.url()} }\n`,
+      }).replace('grpc: 127.0.0.1:0', `grpc: 127.0.0.1:${port}`);
+      const serve = await startServe({ config, env: { TEST_UPSTREAM_KEY: 'sk-test' }, waitStarted: false });
+      const exit = await serve.proc.waitForExit(30_000);
+      expect(exit.code).to.equal(1);
+      expect(serve.output()).to.match(/EADDRINUSE|address already in use/i);
+      const failed = serve.logLines().find((l) => l['msg'] === 'workers failed to start');
+      expect(String((failed?.['err'] as { message?: string } | undefined)?.message)).to.match(/worker \d exited during start-up/);
+      expect(serve.output()).not.to.include('tollgate started');
+      // The primary waited for its workers: nothing of this sidecar runs any more.
+      const left = await promisify(execFile)('pgrep', ['-f', serve.dir]).then(
+        (r) => r.stdout.trim(),
+        () => '',
+      );
+      expect(left, 'processes left').to.equal('');
+      await serve.stop();
+    } finally {
+      taken.close();
+      await redis.stop();
+    }
   });
 });
