@@ -54,10 +54,16 @@ export async function servePrimary(file: string, config: Config, text: string): 
   if (config.server.metrics !== undefined) {
     http = await startMetricsServer(config.server.metrics, metrics, {
       '/metrics': (_req, res) => {
-        void Promise.all([metrics.text(), pool.askAll<string>({ kind: 'metrics' })]).then(([own, answers]) => {
-          const texts = answers.flatMap((a) => (a.ok && typeof a.value === 'string' ? [a.value] : []));
-          sendText(res, 200, mergeExpositions([...texts, own, poolExposition(pool)]));
-        });
+        void Promise.all([metrics.text(), pool.askAll<string>({ kind: 'metrics' })]).then(
+          ([own, answers]) => {
+            const texts = answers.flatMap((a) => (a.ok && typeof a.value === 'string' ? [a.value] : []));
+            sendText(res, 200, mergeExpositions([...texts, own, poolExposition(pool)]));
+          },
+          (err: unknown) => {
+            logger.error({ err }, 'metrics scrape failed');
+            sendText(res, 500, 'metrics unavailable\n');
+          },
+        );
       },
       '/budget': (req, res) => {
         void pool.askOne<BudgetAnswer>({ kind: 'budget', url: req.url ?? '/budget' }).then((a) =>
@@ -87,6 +93,8 @@ export async function servePrimary(file: string, config: Config, text: string): 
       const failed = answers.flatMap((a) => (a.ok ? [] : [a.error]));
       if (failed.length > 0) throw new Error(`${failed.length} of ${answers.length} workers kept the previous configuration: ${failed.join('; ')}`);
       current = { config: next, text: nextText };
+      // A worker that started meanwhile, with the previous text, gets this one too.
+      pool.sync();
       metrics.configure(next.metrics);
       logger.info({ workers: answers.length }, 'configuration reloaded');
     },

@@ -103,6 +103,8 @@ export interface WorkerPoolOptions {
   configText(): string;
   /** How long one question may take before its worker's answer is given up (default 2 s). */
   readonly askTimeoutMs?: number;
+  /** How long a worker may take to apply a configuration (default 30 s: new keys are fetched first). */
+  readonly reloadTimeoutMs?: number;
   readonly backoff?: () => RestartBackoff;
 }
 
@@ -111,6 +113,8 @@ interface Slot {
   worker: Worker | undefined;
   started: number;
   listening: boolean;
+  /** The configuration text this slot's worker runs (sent at start, or applied by a reload). */
+  configText: string | undefined;
   readonly backoff: RestartBackoff;
   timer: NodeJS.Timeout | undefined;
 }
@@ -120,7 +124,8 @@ export type Answer<T> = { readonly ok: true; readonly value: T } | { readonly ok
 
 export class WorkerPool {
   private readonly slots: Slot[];
-  private readonly pending = new Map<number, (answer: Answer<unknown>) => void>();
+  /** Questions waiting for their answer, with the worker asked (an exit fails its questions). */
+  private readonly pending = new Map<number, { worker: Worker; done(answer: Answer<unknown>): void }>();
   private nextId = 1;
   private nextOne = 0;
   private stopping = false;
@@ -136,6 +141,7 @@ export class WorkerPool {
       worker: undefined,
       started: 0,
       listening: false,
+      configText: undefined,
       backoff: backoff(),
       timer: undefined,
     }));
@@ -201,20 +207,29 @@ export class WorkerPool {
     if (!isFromWorker(m)) return;
     if (m.t === 'config') {
       // A worker forked just before stop() may have missed the word: it gets it now instead.
-      const reply: ToWorker | ConfigText = this.stopping ? { t: 'stop' } : { t: 'config', text: this.opts.configText() };
-      worker.send(reply);
+      const text = this.opts.configText();
+      const reply: ToWorker | ConfigText = this.stopping ? { t: 'stop' } : { t: 'config', text };
+      slot.configText = text;
+      try {
+        worker.send(reply);
+      } catch {
+        // It died meanwhile: its exit is handled.
+      }
     } else if (m.t === 'listening') {
       slot.listening = true;
       this.address ??= m.address;
       this.startupDone?.listening();
+      // A configuration applied while it was starting must reach it too.
+      this.sync(slot);
     } else {
-      const settle = this.pending.get(m.id);
-      this.pending.delete(m.id);
-      settle?.(m.ok ? { ok: true, value: m.value } : { ok: false, error: String(m.value) });
+      this.pending.get(m.id)?.done(m.ok ? { ok: true, value: m.value } : { ok: false, error: String(m.value) });
     }
   }
 
   private onExit(slot: Slot, worker: Worker, code: number | null, signal: string | null): void {
+    for (const p of [...this.pending.values()]) {
+      if (p.worker === worker) p.done({ ok: false, error: `worker ${slot.index} exited` });
+    }
     if (slot.worker !== worker) return;
     slot.worker = undefined;
     slot.listening = false;
@@ -231,6 +246,22 @@ export class WorkerPool {
       'worker died; restarting it',
     );
     slot.timer = setTimeout(() => this.fork(slot), delayMs);
+  }
+
+  /**
+   * Has every listening worker (or only `only`) that runs another configuration than
+   * `configText()` apply it: a worker forked while a reload was under way started with the
+   * previous one.
+   */
+  sync(only?: Slot): void {
+    if (this.stopping) return;
+    const text = this.opts.configText();
+    for (const slot of only === undefined ? this.slots : [only]) {
+      if (!slot.listening || slot.configText === text) continue;
+      void this.ask<null>(slot, { kind: 'reload', text }).then((a) => {
+        if (!a.ok) this.opts.logger.error({ worker: slot.index, error: a.error }, 'worker kept a previous configuration');
+      });
+    }
   }
 
   /** Asks one worker (each in turn) and waits for its answer. */
@@ -251,21 +282,20 @@ export class WorkerPool {
     const worker = slot.worker;
     if (worker === undefined) return Promise.resolve({ ok: false, error: `worker ${slot.index} is not running` });
     const id = this.nextId++;
-    const timeoutMs = this.opts.askTimeoutMs ?? 2000;
+    const timeoutMs =
+      question.kind === 'reload' ? (this.opts.reloadTimeoutMs ?? 30_000) : (this.opts.askTimeoutMs ?? 2000);
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        resolve({ ok: false, error: `worker ${slot.index} did not answer within ${timeoutMs} ms` });
-      }, timeoutMs);
-      const gone = (): void => done({ ok: false, error: `worker ${slot.index} exited` });
       const done = (answer: Answer<unknown>): void => {
         clearTimeout(timer);
-        worker.off('exit', gone);
         this.pending.delete(id);
+        if (answer.ok && question.kind === 'reload') slot.configText = question.text;
         resolve(answer as Answer<T>);
       };
-      worker.once('exit', gone);
-      this.pending.set(id, done);
+      const timer = setTimeout(
+        () => done({ ok: false, error: `worker ${slot.index} did not answer within ${timeoutMs} ms` }),
+        timeoutMs,
+      );
+      this.pending.set(id, { worker, done });
       const message: ToWorker = { t: 'ask', id, question };
       try {
         worker.send(message);
