@@ -72,6 +72,8 @@ export async function servePrimary(file: string, config: Config, text: string): 
       },
     });
   }
+  // Listened for from here: a SIGTERM during start-up stops the workers once they are up.
+  const signalled = untilSignal();
   let grpc: string;
   try {
     grpc = await pool.start();
@@ -100,7 +102,7 @@ export async function servePrimary(file: string, config: Config, text: string): 
     },
   });
   logger.info({ grpc, metrics: http?.url, workers: count }, 'tollgate started');
-  const signal = await untilSignal();
+  const signal = await signalled;
   const graceMs = current.config.server.shutdownGraceSeconds * 1000;
   exitWithin(graceMs, STOP_MARGIN_MS + 1000);
   logger.info({ signal, graceSeconds: graceMs / 1000, workers: pool.live }, 'shutting down');
