@@ -12,7 +12,7 @@ import { runStack, readyLine } from '../stack/run.js';
 import { createLogger } from '../telemetry/logger.js';
 import { stdout } from '../telemetry/output.js';
 import { tollgateHome } from './home.js';
-import { guardProcess } from './serve.js';
+import { guardProcess } from './serve-shared.js';
 import { exitWithin, untilSignal } from './signals.js';
 
 /** Where the demo keeps its issuer keys, so `tollgate token` can mint for it. */

@@ -48,6 +48,12 @@ export interface ServerConfig {
    * and the sidecar receives in one Check. Default DEFAULT_MAX_REQUEST_BYTES.
    */
   readonly maxRequestBytes: number;
+  /**
+   * Worker processes sharing the gRPC port (node:cluster): a number, or `auto` for one per
+   * available CPU. 1 (the default) runs one process and no cluster. More than one needs
+   * `store.redis`: the counters must live in one place (docs/workers.md).
+   */
+  readonly workers: number | 'auto';
 }
 
 /**
