@@ -88,14 +88,6 @@ export interface LoggerOptions {
   readonly destination?: Sink | NodeJS.WritableStream;
 }
 
-/**
- * Lines are gathered up to this many bytes before one write(2) (one line per decision would
- * otherwise cost a write, its thread-pool hop and its completion callback each), and written
- * at least every FLUSH_MS; pino writes what is left when the process exits.
- */
-const BUFFER_BYTES = 4096;
-const FLUSH_MS = 250;
-
 export function createLogger(opts: LoggerOptions = {}): Logger {
   return pino(
     {
@@ -106,6 +98,6 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
       formatters: { level: (label) => ({ level: label }) },
     },
     // Once the destination fails (its reader died), lines are dropped: see output.ts.
-    guardOutput(opts.destination ?? pino.destination({ fd: 1, sync: false, minLength: BUFFER_BYTES, periodicFlush: FLUSH_MS })),
+    guardOutput(opts.destination ?? pino.destination({ fd: 1, sync: false })),
   );
 }
