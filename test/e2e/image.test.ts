@@ -129,7 +129,7 @@ describe('container image (Dockerfile)', function () {
     const entry = JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(dockerfile)?.[1] ?? '[]') as string[];
     expect(entry).to.deep.equal(['node', pkg.bin['tollgate']]);
     // The young-generation cap (docs/benchmarks.md), also where a pod's NODE_OPTIONS replaces it.
-    expect(imageNodeOptions()).to.deep.equal(['--max-semi-space-size=2']);
+    expect(imageNodeOptions()).to.deep.equal(['--max-semi-space-size=4']);
     const podEnv = container(podSpec(find(kustomize('k8s/base').objects, 'Deployment', 'tollgate')), 'tollgate').env ?? [];
     const podOptions = podEnv.find((e) => e.name === 'NODE_OPTIONS')?.value ?? '';
     expect(podOptions.split(' ')).to.include.members(imageNodeOptions());
