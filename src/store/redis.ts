@@ -13,6 +13,7 @@
  * second, client-side command timer would fire in the same timer phase as the guard's and
  * fail a call whose reply is already waiting in the socket.
  */
+import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { ADMIT, READ_BUDGET, SETTLE } from './redis-scripts.js';
@@ -157,6 +158,7 @@ export class RedisStore implements Store {
     // Without a listener ioredis prints every reconnection failure as "Unhandled error event".
     this.client.on('error', (err: Error) => {
       this.lastError = err;
+      quietAfterFirstError((this.client as { stream?: unknown }).stream);
     });
     this.client.defineCommand('tollgateAdmit', { lua: ADMIT });
     this.client.defineCommand('tollgateSettle', { lua: SETTLE });
@@ -315,4 +317,18 @@ function ints(reply: unknown, length: number): number[] {
       throw new Error(`unexpected Redis script reply: ${JSON.stringify(reply)}`);
     return n;
   });
+}
+
+const quieted = new WeakSet<object>();
+
+/**
+ * ioredis listens for a socket's first `error` only (`once`). A TLS socket can report a second
+ * one after it (the server's alert arriving after our refusal of its certificate): with no
+ * listener left, that error would be thrown out of the process. The first error has already
+ * been handled; later ones on the same dead socket are dropped.
+ */
+function quietAfterFirstError(stream: unknown): void {
+  if (!(stream instanceof EventEmitter) || quieted.has(stream)) return;
+  quieted.add(stream);
+  stream.on('error', () => undefined);
 }
