@@ -27,6 +27,7 @@ const SHAPES: Readonly<Record<ReasonCode, Shape>> = {
   jwks_unavailable: { status: 401, type: 'invalid_request_error', code: 'invalid_api_key' },
   access_denied: { status: 403, type: 'permission_denied', code: 'access_denied' },
   model_not_allowed: { status: 403, type: 'permission_denied', code: 'model_not_allowed' },
+  model_not_priced: { status: 403, type: 'permission_denied', code: 'model_not_priced' },
   invalid_body: { status: 400, type: 'invalid_request_error', code: 'invalid_body' },
   invalid_path: { status: 400, type: 'invalid_request_error', code: 'invalid_path' },
   invalid_model: { status: 400, type: 'invalid_request_error', code: 'invalid_model' },

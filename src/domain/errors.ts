@@ -20,6 +20,7 @@ export type ReasonCode =
   // 403: policy
   | 'access_denied'
   | 'model_not_allowed'
+  | 'model_not_priced'
   // 400 / 413: request
   | 'invalid_body'
   | 'invalid_path'

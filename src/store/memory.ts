@@ -95,14 +95,13 @@ export class MemoryStore implements Store {
   settle(
     items: readonly BudgetRef[],
     reservationId: string,
-    actualTokens: number,
+    amounts: readonly number[],
     now: number,
   ): Promise<SettleResult> {
-    const actual = wholeTokens(actualTokens);
-    const used = items.map((item) => {
+    const used = items.map((item, i) => {
       const b = this.budget(item.key, item.expiresAtMs, now);
       b.reservations.delete(reservationId);
-      b.used += actual;
+      b.used += wholeTokens(amounts[i] ?? 0);
       return b.used;
     });
     return Promise.resolve({ used });

@@ -215,14 +215,14 @@ export class RedisStore implements Store {
   async settle(
     items: readonly BudgetRef[],
     reservationId: string,
-    actualTokens: number,
+    amounts: readonly number[],
     _now: number,
   ): Promise<SettleResult> {
-    return { used: await this.runSettle(items, reservationId, wholeTokens(actualTokens)) };
+    return { used: await this.runSettle(items, reservationId, amounts) };
   }
 
   async release(items: readonly BudgetRef[], reservationId: string, _now: number): Promise<void> {
-    await this.runSettle(items, reservationId, 0);
+    await this.runSettle(items, reservationId, []);
   }
 
   async readBudget(key: string, now: number): Promise<BudgetState> {
@@ -257,13 +257,13 @@ export class RedisStore implements Store {
   private async runSettle(
     items: readonly BudgetRef[],
     reservationId: string,
-    actual: number,
+    amounts: readonly number[],
   ): Promise<number[]> {
     if (items.length === 0) return [];
     const keys = this.budgetKeys(items);
-    const expiries = items.map((it) => it.expiresAtMs + BUDGET_KEY_GRACE_MS);
+    const pairs = items.flatMap((it, i) => [wholeTokens(amounts[i] ?? 0), it.expiresAtMs + BUDGET_KEY_GRACE_MS]);
     return ints(
-      await this.write('tollgateSettle', [keys.length, ...keys, reservationId, actual, ...expiries]),
+      await this.write('tollgateSettle', [keys.length, ...keys, reservationId, ...pairs]),
       items.length,
     );
   }

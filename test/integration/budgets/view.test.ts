@@ -30,7 +30,7 @@ describe('budgets/view: GET /budget and tollgate budget', () => {
   before(async () => {
     await store.admit({ windows: [], budgets: [{ key: 'tb:tenant:acme:2026-11', limit: 100_000, amount: 500, minAmount: 500, expiresAtMs: Date.UTC(2026, 11, 1) }], reservationId: 'r1', ttlMs: 600_000 }, T0);
     await store.admit({ windows: [], budgets: [{ key: 'tb:tenant:acme:2026-11', limit: 100_000, amount: 700, minAmount: 700, expiresAtMs: Date.UTC(2026, 11, 1) }], reservationId: 'r2', ttlMs: 600_000 }, T0);
-    await store.settle([{ key: 'tb:tenant:acme:2026-11', expiresAtMs: Date.UTC(2026, 11, 1) }], 'r1', 321, T0);
+    await store.settle([{ key: 'tb:tenant:acme:2026-11', expiresAtMs: Date.UTC(2026, 11, 1) }], 'r1', [321], T0);
     metrics = new Metrics();
     const route = budgetRoute({ config: () => cfg, store: () => live, now: () => T0 });
     server = await startMetricsServer('127.0.0.1:0', metrics, { '/budget': route });

@@ -50,7 +50,7 @@ describe('RedisStore against a real redis-server', function () {
     const budget = { key: 'shared-b', limit: 1000, amount: 300, minAmount: 300, expiresAtMs: T0 + 3_600_000 };
     await reserve(a, [budget], 'req-1', 60_000, T0);
     expect(await b.readBudget('shared-b', T0)).to.deep.equal({ used: 0, reserved: 300 });
-    await b.settle([budget], 'req-1', 120, T0);
+    await b.settle([budget], 'req-1', [120], T0);
     expect(await a.readBudget('shared-b', T0)).to.deep.equal({ used: 120, reserved: 0 });
   });
 

@@ -156,7 +156,11 @@ describe('budgets/BudgetPlanner (through the admission stage)', () => {
     expect(await stage.run(ctx({ method: 'GET', path: '/v1/chat/completions' }))).to.deep.equal({ ok: {} });
     expect(await stage.run(ctx({ path: '/v1/files' }))).to.deep.equal({ ok: {} });
     const nobody = granted(await stage.run(ctx({ who: identity({ tenant: 'other', groups: [], user: 'x' }), maxTokens: 7 })));
-    expect(nobody).to.deep.equal({ promptEstimate: estimateFor(7) - 7 });
+    // gpt-4o-mini at the built-in prices (USD per million tokens × 10⁶ = pico-dollars per token)
+    expect(nobody).to.deep.equal({
+      promptEstimate: estimateFor(7) - 7,
+      price: { input: 150_000, cachedInput: 75_000, output: 600_000 },
+    });
     expect(calls).to.have.length(0);
   });
 
@@ -202,7 +206,7 @@ describe('budgets/BudgetPlanner (through the admission stage)', () => {
     const stage = budgetStage(config([budget({ tenant: 'acme', maxTokens: 100, timeZone: 'Asia/Tokyo' })]), store);
     const boundary = Date.UTC(2026, 10, 30, 15);
     const spent = granted(await stage.run(ctx({ now: boundary - 60_000, maxTokens: 91 })));
-    await store.settle(spent.reservation?.budgets ?? [], spent.reservation?.id ?? '', 100, boundary - 30_000);
+    await store.settle(spent.reservation?.budgets ?? [], spent.reservation?.id ?? '', [100], boundary - 30_000);
     const d = denied(await stage.run(ctx({ now: boundary - 1 })));
     expect(d.headers['retry-after']).to.equal('1');
     const next = granted(await stage.run(ctx({ now: boundary, maxTokens: 10 })));
@@ -256,7 +260,7 @@ describe('budgets/fitToBudget: no single request overshoots a budget', () => {
     if (used > 0) {
       const b = { key: TENANT, expiresAtMs: Date.UTC(2026, 11, 1) };
       await store.admit({ windows: [], budgets: [{ ...b, limit: 1e9, amount: 0, minAmount: 0 }], reservationId: 'x', ttlMs: 1 }, T0);
-      await store.settle([b], 'x', used, T0);
+      await store.settle([b], 'x', [used], T0);
     }
     return { store, stage: budgetStage(config(budgets, 100, fit), store) };
   }

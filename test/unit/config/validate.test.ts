@@ -189,7 +189,7 @@ describe('config/validate: inline cases', () => {
       '5: tokenBudgets[1]: needs exactly one of `tenant`, `group` or `user` (found tenant and group)',
       '6: tokenBudgets[2].maxTokens: must be at least 1, got 0',
       '6: tokenBudgets[2].timeZone: unknown IANA time zone "Mars/Olympus" (for example UTC or Europe/Berlin)',
-      '7: tokenBudgets[3].maxTokens: is required',
+      '7: tokenBudgets[3]: needs `maxTokens` (tokens), `maxCost` (USD) or both',
     ]);
   });
 

@@ -56,7 +56,7 @@ describe('MemoryStore (fake clock)', () => {
       60_000,
       T0,
     );
-    await store.settle([{ key: 'b', expiresAtMs: periodEnd }], 'r', 40, T0);
+    await store.settle([{ key: 'b', expiresAtMs: periodEnd }], 'r', [40], T0);
     const justBefore = periodEnd + BUDGET_KEY_GRACE_MS - 1;
     expect(await store.readBudget('b', justBefore)).to.deep.equal({ used: 40, reserved: 0 });
     expect(await store.readBudget('b', justBefore + 1)).to.deep.equal({ used: 0, reserved: 0 });
@@ -73,7 +73,7 @@ describe('MemoryStore (fake clock)', () => {
     );
     expect(r.reserved).to.deep.equal([11]);
     expect(
-      (await store.settle([{ key: 'b', expiresAtMs: T0 + 1e6 }], 'r', -5, T0)).used,
+      (await store.settle([{ key: 'b', expiresAtMs: T0 + 1e6 }], 'r', [-5], T0)).used,
     ).to.deep.equal([0]);
   });
 
