@@ -2,31 +2,20 @@ import { expect } from 'chai';
 import { BudgetLedger } from '../../../src/budgets/ledger.js';
 import { BudgetPlanner } from '../../../src/budgets/planner.js';
 import type { Config, TokenBudgetConfig } from '../../../src/config/schema.js';
-import type { Denial } from '../../../src/domain/decision.js';
 import { decodeHandoff, encodeHandoff, type Handoff } from '../../../src/handoff/handoff.js';
-import type { PlanGrant, PlanVerdict } from '../../../src/limits/admit.js';
 import { estimateReservation } from '../../../src/metering/estimate.js';
 import { outputTokensWithin } from '../../../src/metering/pricing.js';
 import type { Usage } from '../../../src/metering/usage.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { AdmitRequest, BudgetItem, Store } from '../../../src/store/store.js';
 import { admitter } from '../../helpers/unit.js';
-import { budget, config, ctx, identity, logSink, T0 } from './helpers.js';
+import { budget, config, ctx, denied, granted, identity, logSink, T0 } from './helpers.js';
 
 /** gpt-4o-mini at the built-in prices, pico-dollars per token. */
 const MINI = { input: 150_000, cachedInput: 75_000, output: 600_000 };
 const TOKENS = 'tb:tenant:acme:2026-11';
 const COST = 'tc:tenant:acme:2026-11';
 
-function granted(r: PlanVerdict): PlanGrant {
-  if (!('ok' in r)) throw new Error(`expected ok, got ${JSON.stringify(r)}`);
-  return r.ok;
-}
-
-function denied(r: PlanVerdict): Denial {
-  if (!('deny' in r)) throw new Error(`expected deny, got ${JSON.stringify(r)}`);
-  return r.deny;
-}
 
 function withPricing(budgets: TokenBudgetConfig[], pricing?: Config['pricing'], fit?: 'cap'): Config {
   return { ...config(budgets, 100, fit), ...(pricing !== undefined ? { pricing } : {}) };

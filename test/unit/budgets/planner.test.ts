@@ -9,22 +9,11 @@ import {
   BudgetPlanner,
   DEFAULT_RESERVATION_TTL_SECONDS,
 } from '../../../src/budgets/planner.js';
-import type { PlanGrant, PlanVerdict } from '../../../src/limits/admit.js';
-import type { Denial } from '../../../src/domain/decision.js';
 import { GuardedStore } from '../../../src/store/guarded.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { AdmitRequest, AdmitResult, BudgetItem, Store } from '../../../src/store/store.js';
-import { budget, config, ctx, identity, T0 } from './helpers.js';
+import { budget, config, ctx, denied, granted, identity, T0 } from './helpers.js';
 
-function granted(r: PlanVerdict): PlanGrant {
-  if (!('ok' in r)) throw new Error(`expected ok, got ${JSON.stringify(r)}`);
-  return r.ok;
-}
-
-function denied(r: PlanVerdict): Denial {
-  if (!('deny' in r)) throw new Error(`expected deny, got ${JSON.stringify(r)}`);
-  return r.deny;
-}
 
 /** Records the budgets of every admit call of a store. */
 function recording(inner: Store = new MemoryStore()) {
