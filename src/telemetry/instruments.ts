@@ -125,7 +125,7 @@ export function defineInstruments(meter: Meter, observed: Observed): Instruments
     }),
     // Exported as `tollgate_cost_usd_total`: a sum in USD for dashboards. The budgets count
     // exact integer micro-dollars; this float total only feeds graphs.
-    cost: meter.createCounter('tollgate.cost', {
+    cost: meter.createCounter('tollgate.cost.usd', {
       description: 'What settled requests cost at the configured prices, in USD, by model and source',
       unit: 'usd',
     }),
