@@ -85,13 +85,14 @@ describe('handoff: the Check to ext_proc, in metadata', () => {
     const details = metadata['handoff'] as Record<string, unknown>;
     expect(details['r']).to.deep.include(['tc:tenant:ml:2026-12', 1_798_761_600_000, 2_541, 'tenant:ml', 'usd']);
     // A cost counter without its price cannot be settled; an unknown unit or price is not ours.
-    for (const bad of [
+    const bad: Record<string, unknown>[] = [
       { ...details, pr: undefined },
       { ...details, pr: { i: 1 } },
       { ...details, pr: { i: 1, o: -2 } },
       { ...details, r: [['tc:x', 1, 2, 'n', 'eur']] },
-    ]) {
-      expect(decodeHandoff({ ...metadata, handoff: viaEnvoy(bad) }), JSON.stringify(bad.r ?? bad.pr)).to.equal(undefined);
+    ];
+    for (const handoff of bad) {
+      expect(decodeHandoff({ ...metadata, handoff: viaEnvoy(handoff) }), JSON.stringify(handoff)).to.equal(undefined);
     }
   });
 
