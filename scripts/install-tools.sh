@@ -9,6 +9,10 @@
 #   ghz                  drives the Check RPC in `npm run bench:check` (Go module, built like kustomize)
 #   node 24              the official Node.js 24 binary from the npm registry; the Dockerfile's
 #                        runtime, so `npm run test:node24` tests the runtime that ships
+#   Envoy Gateway CRDs   the OpenAPI schemas of the pinned Envoy Gateway's CRDs, extracted from
+#                        its Go module (scripts/envoy-gateway-crds.ts), which
+#                        test/e2e/envoy-gateway-manifests.test.ts checks k8s/overlays/envoy-gateway
+#                        against
 #
 # test/e2e/manifests.test.ts reads the pins below and checks the Dockerfile uses the same Node.
 set -euo pipefail
@@ -18,11 +22,20 @@ KUSTOMIZE_VERSION=v5.8.1
 KUBERNETES_VALIDATE_VERSION=1.37.0
 NODE24_VERSION=24.21.0
 GHZ_VERSION=v0.120.0
+ENVOY_GATEWAY_VERSION=v1.9.1
 
 TOOLS="$PWD/.tools"
 mkdir -p "$TOOLS/bin"
 
 log() { echo "install-tools: $*"; }
+
+# require_go <what for>: the pinned Go-module tools build (or download) with the Go on the machine.
+require_go() {
+  if ! command -v go >/dev/null 2>&1; then
+    echo "install-tools: Go is needed to $1" >&2
+    exit 1
+  fi
+}
 
 install_kustomize() {
   local bin="$TOOLS/bin/kustomize"
@@ -30,10 +43,7 @@ install_kustomize() {
     log "kustomize $KUSTOMIZE_VERSION already in .tools/bin"
     return
   fi
-  if ! command -v go >/dev/null 2>&1; then
-    echo "install-tools: Go is needed to build kustomize (sigs.k8s.io/kustomize/kustomize/v5)" >&2
-    exit 1
-  fi
+  require_go "build kustomize (sigs.k8s.io/kustomize/kustomize/v5)"
   log "building kustomize $KUSTOMIZE_VERSION with $(go version | cut -d' ' -f3) (about a minute the first time)"
   # GOTOOLCHAIN=local: never fetch another Go; the pin builds with the Go on the machine.
   GOBIN="$TOOLS/bin" GOFLAGS=-mod=mod GOTOOLCHAIN=local \
@@ -49,10 +59,7 @@ install_ghz() {
     log "ghz $GHZ_VERSION already in .tools/bin"
     return
   fi
-  if ! command -v go >/dev/null 2>&1; then
-    echo "install-tools: Go is needed to build ghz (github.com/bojand/ghz/cmd/ghz)" >&2
-    exit 1
-  fi
+  require_go "build ghz (github.com/bojand/ghz/cmd/ghz)"
   log "building ghz $GHZ_VERSION with $(go version | cut -d' ' -f3) (about a minute the first time)"
   GOBIN="$TOOLS/bin" GOFLAGS=-mod=mod GOTOOLCHAIN=local \
     go install "github.com/bojand/ghz/cmd/ghz@$GHZ_VERSION"
@@ -101,8 +108,24 @@ install_node24() {
   [ "$("$link" --version)" = "v$NODE24_VERSION" ] || { echo "install-tools: node version mismatch" >&2; exit 1; }
 }
 
+install_envoy_gateway_crds() {
+  local dir="$TOOLS/envoy-gateway/$ENVOY_GATEWAY_VERSION"
+  local out="$dir/crd-schemas.json" stamp="$dir/extracted-by.sha256"
+  # The stamp is the extraction script as it ran: a changed script extracts again.
+  if [ -s "$out" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$(sha256sum scripts/envoy-gateway-crds.ts | cut -d' ' -f1)" ]; then
+    log "Envoy Gateway $ENVOY_GATEWAY_VERSION CRD schemas already in .tools/envoy-gateway"
+    return
+  fi
+  require_go "fetch the Envoy Gateway module (github.com/envoyproxy/gateway)"
+  # From the Go module proxy into the module cache (a few seconds on a cold cache), then read.
+  log "extracting the CRD schemas of Envoy Gateway $ENVOY_GATEWAY_VERSION into .tools/envoy-gateway"
+  node --import tsx scripts/envoy-gateway-crds.ts "$ENVOY_GATEWAY_VERSION" "$out"
+  sha256sum scripts/envoy-gateway-crds.ts | cut -d' ' -f1 >"$stamp"
+}
+
 install_kustomize
 install_kubernetes_validate
 install_node24
 install_ghz
-log "done (kustomize $KUSTOMIZE_VERSION, kubernetes-validate $KUBERNETES_VALIDATE_VERSION, node $NODE24_VERSION, ghz $GHZ_VERSION)"
+install_envoy_gateway_crds
+log "done (kustomize $KUSTOMIZE_VERSION, kubernetes-validate $KUBERNETES_VALIDATE_VERSION, node $NODE24_VERSION, ghz $GHZ_VERSION, Envoy Gateway CRDs $ENVOY_GATEWAY_VERSION)"

@@ -25,6 +25,7 @@ fi
 
 npm ci --no-audit --no-fund
 node scripts/install-envoy.mjs --require
-# kustomize, kubernetes-validate and Node 24 into .tools/ (manifest checks, `npm run test:node24`).
+# kustomize, kubernetes-validate, Node 24, ghz and the Envoy Gateway CRD schemas into .tools/
+# (manifest checks, `npm run test:node24`, `npm run bench:check`).
 bash scripts/install-tools.sh
 echo "setup: done ($(node -v), $(redis-server --version | cut -d' ' -f3), envoy $(cat envoy/VERSION))"

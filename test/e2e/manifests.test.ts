@@ -12,6 +12,7 @@ import type { Config } from '../../src/config/schema.js';
 import {
   container,
   find,
+  KUBERNETES_VERSIONS,
   kustomize,
   pin,
   podSpec,
@@ -22,9 +23,6 @@ import {
   tool,
 } from '../helpers/deploy.js';
 import type { K8sObject, PodSpec } from '../helpers/deploy.js';
-
-/** The documented minimum (native sidecars and the preStop sleep action on by default) and the newest schemas bundled. */
-const KUBERNETES_VERSIONS = ['1.30', '1.37'];
 
 function policyOf(objects: readonly K8sObject[]): Config {
   const text = find(objects, 'ConfigMap', 'tollgate-policy').data?.['tollgate.yaml'];

@@ -9,6 +9,9 @@ import { parse, parseAllDocuments } from 'yaml';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 
+/** The documented minimum (native sidecars and the preStop sleep action on by default) and the newest schemas bundled. */
+export const KUBERNETES_VERSIONS = ['1.30', '1.37'];
+
 export function readRepoFile(path: string): string {
   return readFileSync(join(ROOT, path), 'utf8');
 }

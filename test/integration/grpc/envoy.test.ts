@@ -85,8 +85,30 @@ describe('Envoy bootstrap', () => {
     expect(filters.map((f) => f.name)).to.deep.equal([
       'envoy.filters.http.ext_authz',
       'envoy.filters.http.ext_proc',
+      'tollgate.ext_proc.stream_edit',
+      'tollgate.ext_proc.stream_observe',
       'envoy.filters.http.router',
     ]);
+    // Each stream filter runs only for its own value of the Check's `stream` key, fail-closed;
+    // only the observe filter is in observability mode (Envoy never waits for it).
+    for (const [index, value, observe] of [
+      [2, 'edit', false],
+      [3, 'observe', true],
+    ] as const) {
+      const stream = filters[index]!.typed_config as {
+        extension_config: { typed_config: Record<string, unknown> };
+        xds_matcher: unknown;
+      };
+      expect(stream.extension_config.typed_config).to.include({ failure_mode_allow: false });
+      expect(Boolean(stream.extension_config.typed_config['observability_mode'])).to.equal(observe);
+      expect(stream.xds_matcher).to.deep.nested.include({
+        'matcher_list.matchers[0].predicate.single_predicate.input.typed_config.path[0].key':
+          'stream',
+        'matcher_list.matchers[0].predicate.single_predicate.custom_match.typed_config.value.string_match.exact':
+          value,
+        'matcher_list.matchers[0].predicate.single_predicate.custom_match.typed_config.invert': true,
+      });
+    }
     expect(filters[0]!.typed_config).to.include({
       failure_mode_allow: false,
       validate_mutations: true,
@@ -175,7 +197,8 @@ describe('real Envoy in front of the gRPC server', () => {
           requestHeaders: (h, metadata) => {
             record.metadata = metadata;
             rewrite = h['x-test-rewrite'] === 'yes';
-            if (h['x-test-immediate'] === 'yes') return { modeOverride: { requestBody: 'buffered' } };
+            if (h['x-test-immediate'] === 'yes')
+              return { modeOverride: { requestBody: 'buffered' } };
             // Ask for the response body of this request only.
             return rewrite ? { modeOverride: { responseBody: 'streamed' } } : undefined;
           },
@@ -224,7 +247,11 @@ describe('real Envoy in front of the gRPC server', () => {
     const before = upstream.requests.length;
     const res = await fetch(`${edge.envoy.url}/v1/chat/completions`, {
       method: 'POST',
-      headers: { authorization: 'Bearer good', 'x-test-immediate': 'yes', 'content-type': 'application/json' },
+      headers: {
+        authorization: 'Bearer good',
+        'x-test-immediate': 'yes',
+        'content-type': 'application/json',
+      },
       body: '{"model":"gpt-4o"}',
     });
     expect(res.status).to.equal(500);
