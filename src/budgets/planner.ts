@@ -28,7 +28,7 @@ import type { BudgetUnit, Reservation } from '../domain/reservation.js';
 import { endpointForPath } from '../request/endpoint.js';
 import { estimateReservation, type Reservation as Estimate } from '../metering/estimate.js';
 import { periodWindow, type PeriodWindow } from './period.js';
-import type { BudgetItem } from '../store/store.js';
+import { BUDGET_KEY_GRACE_MS, type BudgetItem } from '../store/store.js';
 import {
   nothingToCount,
   type CounterPlan,
@@ -83,6 +83,15 @@ export function budgetLimits(budget: TokenBudgetConfig): { unit: BudgetUnit; lim
     ...(budget.maxTokens !== undefined ? [{ unit: 'tokens' as const, limit: budget.maxTokens }] : []),
     ...(budget.maxCostMicros !== undefined ? [{ unit: 'usd' as const, limit: budget.maxCostMicros }] : []),
   ];
+}
+
+/**
+ * How long a budget's key outlives its period, so late settlements and reads still find it:
+ * a day, but only a minute for a token rate limit, whose keys would otherwise pile up (one a
+ * minute per subject).
+ */
+function keyGraceMs(period: TokenBudgetConfig['period']): number {
+  return period === 'minute' ? 60_000 : BUDGET_KEY_GRACE_MS;
 }
 
 /** The request's `service_tier` (`flex`, `priority`, …): it picks the tier's prices. */
@@ -161,7 +170,8 @@ export class BudgetPlanner implements Planner {
       const window = periodWindow(budget.period, budget.timeZone, ctx.now);
       return budgetLimits(budget).map(({ unit, limit }) => {
         const { amount, minAmount } = amounts[unit] ?? { amount: 0, minAmount: 0 };
-        const item = { key: budgetKey(budget, window, unit), limit, amount, minAmount, expiresAtMs: window.endMs };
+        const expiresAtMs = window.endMs + keyGraceMs(budget.period);
+        const item = { key: budgetKey(budget, window, unit), limit, amount, minAmount, expiresAtMs };
         return { budget, window, unit, item };
       });
     });
@@ -249,20 +259,24 @@ function exhausted(planned: readonly Planned[], answer: PlanAnswer, fit: Fit, no
   const resetMs = p.window.endMs - now;
   const name = budgetName(p.budget);
   const left = answer.remaining[i] ?? 0;
-  const budget =
-    p.unit === 'usd'
-      ? `cost budget ${name} for this ${p.budget.period} (${usd(p.item.limit)})`
-      : `token budget ${name} for this ${p.budget.period} (${p.item.limit} tokens)`;
+  const perMinute = p.budget.period === 'minute';
+  const amount = p.unit === 'usd' ? usd(p.item.limit) : `${p.item.limit} tokens`;
+  const budget = perMinute
+    ? `${p.unit === 'usd' ? 'cost' : 'token'} rate limit ${name} (${amount} per minute)`
+    : `${p.unit === 'usd' ? 'cost' : 'token'} budget ${name} for this ${p.budget.period} (${amount})`;
   const resetIn = formatResetDuration(resetMs);
+  // A rate limit (tokens per minute) is a 429 the SDKs should retry after `retry-after`, unless
+  // the request could never fit; a budget's reset may be weeks away.
+  const never = p.item.minAmount > p.item.limit;
   return deny(
-    'budget_exhausted',
+    perMinute ? 'token_rate_limited' : 'budget_exhausted',
     left <= 0
       ? `You exceeded your ${budget}. It resets in ${resetIn}.`
       : doesNotFit(fit, p, left, budget, resetIn),
     {
       headers: {
         'retry-after': retryAfterSeconds(resetMs),
-        'x-should-retry': 'false',
+        ...(!perMinute || never ? { 'x-should-retry': 'false' } : {}),
         // OpenAI's headers count tokens; a cost budget's room is in the message instead.
         ...(p.unit === 'tokens' ? tokenHeaders(p.item.limit, left, resetMs) : {}),
       },
@@ -329,6 +343,6 @@ function doesNotFit(fit: Fit, p: Planned, left: number, budget: string, resetIn:
   const fewer = estimate.generations > 1 ? 'output tokens or choices (n)' : 'output tokens';
   return (
     `This request's worst case of ${need} does not fit the ${room} left in your ` +
-    `${budget}. Ask for fewer ${fewer}; the budget resets in ${resetIn}.`
+    `${budget}. Ask for fewer ${fewer}; ${p.budget.period === 'minute' ? 'it' : 'the budget'} resets in ${resetIn}.`
   );
 }

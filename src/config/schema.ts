@@ -99,7 +99,8 @@ export interface RateLimitConfig {
   readonly key: string;
 }
 
-export type BudgetPeriod = 'hour' | 'day' | 'week' | 'month';
+/** `minute` makes a budget a token rate limit (tokens per minute): refused with 429 `rate_limit_exceeded`. */
+export type BudgetPeriod = 'minute' | 'hour' | 'day' | 'week' | 'month';
 
 export interface TokenBudgetConfig {
   /** Exactly one of tenant / group / user names the subject charged. */

@@ -28,7 +28,7 @@ const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'CO
 const MODES = ['enforce', 'shadow'] as const;
 const ACTIONS = ['allow', 'deny'] as const;
 const UNITS: readonly RateUnit[] = ['second', 'minute', 'hour', 'day'];
-const PERIODS: readonly BudgetPeriod[] = ['hour', 'day', 'week', 'month'];
+const PERIODS: readonly BudgetPeriod[] = ['minute', 'hour', 'day', 'week', 'month'];
 
 /** Absent `match` matches every request (useful for a final catch-all rule). */
 export function readMatch(cur: Cursor | undefined): RequestMatch {

@@ -28,6 +28,7 @@ export type ReasonCode =
   | 'body_too_large'
   // 429
   | 'rate_limited'
+  | 'token_rate_limited'
   | 'budget_exhausted'
   // 503 / 500
   | 'store_unavailable'

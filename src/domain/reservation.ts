@@ -3,7 +3,10 @@
  * settles it to the real usage (budgets/ledger.ts) or it expires.
  */
 
-/** A budget counter named again at settle / release time: its store key and period end. */
+/**
+ * A budget counter named again at settle / release time: its store key and when the key
+ * expires (its period's end plus a grace, budgets/planner.ts).
+ */
 export interface BudgetRef {
   readonly key: string;
   readonly expiresAtMs: number;

@@ -16,7 +16,7 @@
 import { isIP } from 'node:net';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { ADMIT, READ_BUDGET, SETTLE } from './redis-scripts.js';
-import { BUDGET_KEY_GRACE_MS, wholeTokens, type AdmitRequest, type AdmitResult, type BudgetState, type SettleResult, type Store, type WindowCount } from './store.js';
+import { wholeTokens, type AdmitRequest, type AdmitResult, type BudgetState, type SettleResult, type Store, type WindowCount } from './store.js';
 import type { RedisStoreConfig } from '../config/schema.js';
 import { type BudgetRef } from '../domain/reservation.js';
 
@@ -188,7 +188,7 @@ export class RedisStore implements Store {
         Math.floor(it.limit),
         wholeTokens(it.amount),
         wholeTokens(it.minAmount),
-        it.expiresAtMs + BUDGET_KEY_GRACE_MS,
+        it.expiresAtMs,
       ]),
     ];
     const reply = ints(
@@ -261,7 +261,7 @@ export class RedisStore implements Store {
   ): Promise<number[]> {
     if (items.length === 0) return [];
     const keys = this.budgetKeys(items);
-    const pairs = items.flatMap((it, i) => [wholeTokens(amounts[i] ?? 0), it.expiresAtMs + BUDGET_KEY_GRACE_MS]);
+    const pairs = items.flatMap((it, i) => [wholeTokens(amounts[i] ?? 0), it.expiresAtMs]);
     return ints(
       await this.write('tollgateSettle', [keys.length, ...keys, reservationId, ...pairs]),
       items.length,

@@ -35,7 +35,9 @@
  * - Reservations expire on their own after `ttlMs` (a crashed replica must not leak them);
  *   expired ones are purged inside the admit and read operations. Settling an expired
  *   reservation still adds the actual tokens, so tokens are never lost.
- * - Budget keys expire `BUDGET_KEY_GRACE_MS` after their period end (`expiresAtMs`).
+ * - Budget keys expire at `expiresAtMs`, which the caller sets to the period's end plus a grace
+ *   (`BUDGET_KEY_GRACE_MS` for hours and longer, budgets/planner.ts), so late settlements and
+ *   reads still find the key.
  */
 import type { BudgetRef } from '../domain/reservation.js';
 
@@ -60,7 +62,7 @@ export interface WindowState {
  */
 export type Degraded = 'open' | 'local';
 
-/** One budget to reserve from; `expiresAtMs` is the end of the budget's current period. */
+/** One budget to reserve from; its key expires at `expiresAtMs` (its period's end plus a grace). */
 export interface BudgetItem {
   readonly key: string;
   readonly limit: number;

@@ -107,15 +107,16 @@ describe('budgets/BudgetPlanner (through the admission stage)', () => {
       ttlMs: DEFAULT_RESERVATION_TTL_SECONDS * 1000,
       now: T0,
       items: [
-        { key: 'tb:tenant:acme:2026-11', limit: 10_000, amount, minAmount: amount, expiresAtMs: Date.UTC(2026, 11, 1) },
-        { key: 'tb:user:ann%40myorg.com:2026-11-15', limit: 5_000, amount, minAmount: amount, expiresAtMs: Date.UTC(2026, 10, 16) },
+        // Each key outlives its period by a day (late settlements and reads still find it).
+        { key: 'tb:tenant:acme:2026-11', limit: 10_000, amount, minAmount: amount, expiresAtMs: Date.UTC(2026, 11, 2) },
+        { key: 'tb:user:ann%40myorg.com:2026-11-15', limit: 5_000, amount, minAmount: amount, expiresAtMs: Date.UTC(2026, 10, 17) },
       ],
     });
     expect(grant.reservation).to.deep.equal({
       id: 'adm-1',
       budgets: [
-        { key: 'tb:tenant:acme:2026-11', expiresAtMs: Date.UTC(2026, 11, 1) },
-        { key: 'tb:user:ann%40myorg.com:2026-11-15', expiresAtMs: Date.UTC(2026, 10, 16) },
+        { key: 'tb:tenant:acme:2026-11', expiresAtMs: Date.UTC(2026, 11, 2) },
+        { key: 'tb:user:ann%40myorg.com:2026-11-15', expiresAtMs: Date.UTC(2026, 10, 17) },
       ],
       names: ['tenant:acme', 'user:ann@myorg.com'],
       reserved: [amount, amount],
