@@ -3,7 +3,8 @@
  * redis-server, the dev issuer and upstream, the official openai SDK. A tenant with `maxCost`
  * is refused at the call its upstream usage (priced with cached and reasoning details) says,
  * the shared ledger equals Σ usage × prices exactly, an aborted stream is charged in cost, and
- * a model without a price is refused before anything is counted.
+ * a model without a price is refused before anything is counted. And a token rate limit
+ * (`period: minute`) refuses within its minute and admits again in the next.
  */
 import { expect } from 'chai';
 import OpenAI from 'openai';
@@ -53,6 +54,7 @@ describe('e2e: budgets in money through real Envoy, two replicas on Redis', func
 tokenBudgets:
   - { tenant: acme, maxCost: 0.001, period: month }
   - { tenant: beta, maxCost: 1, maxTokens: 1000000, period: month }
+  - { user: ann@tpm.test, maxTokens: 1000, period: minute }
 store:
   redis: { url: ${redis.url()}, timeoutMs: 2000, onUnavailable: closed, keyPrefix: "${PREFIX}" }
 `,
@@ -145,5 +147,38 @@ store:
     expect(e.message).to.include('"gpt-4o" has no price').and.include('cost budget tenant:beta');
     expect(devs.upstream.received.length).to.equal(before);
     expect(await shared.inspect.hget(key('beta', 'usd'), 'used')).to.equal(usedBefore);
+  });
+
+  it('a tokens-per-minute limit refuses within the minute (429 rate_limit_exceeded, type tokens) and admits again after', async () => {
+    const apiKey = await devs.issuer.mint({ sub: 'ann', email: 'ann@tpm.test', tenant_id: 'tpm' });
+    const sdks = stacks.map((s) => new OpenAI({ baseURL: `${s.ready.envoy}/v1`, apiKey, maxRetries: 0, timeout: 20000 }));
+    // 400 tokens a call (300 prompt + 100 output): with 1000 a minute the third still fits its
+    // reservation, and overshoots by what it used beyond it; the fourth is refused.
+    const usage = { 'x-dev-prompt-tokens': '300', 'x-dev-completion-tokens': '100' };
+    const call = (i: number) => sdks[i % 2]!.chat.completions.create({ model: MODEL, messages: MESSAGES, max_tokens: 100 }, { headers: usage });
+    // Four calls must fall in one minute: start with at least 20 s of it left.
+    const left = () => 60_000 - (Date.now() % 60_000);
+    if (left() < 20_000) await new Promise((r) => setTimeout(r, left() + 200));
+    const minuteEnd = Date.now() + left();
+    for (let i = 0; i < 3; i++) {
+      await call(i);
+      await settled(`settlement ${i + 1}`, () => usageLines(stacks, 'tpm').length === i + 1);
+    }
+    const refused = await call(3).catch((e: unknown) => e);
+    expect(refused).to.be.instanceOf(OpenAI.RateLimitError);
+    const e = refused as InstanceType<typeof OpenAI.RateLimitError>;
+    expect([e.status, e.code, e.type, e.headers?.get('x-tollgate-reason')]).to.deep.equal([429, 'rate_limit_exceeded', 'tokens', 'token_rate_limited']);
+    expect(e.headers?.get('x-should-retry')).to.equal(null);
+    const retryAfter = Number(e.headers?.get('retry-after'));
+    expect(retryAfter).to.be.within(Math.floor((minuteEnd - Date.now()) / 1000), Math.ceil((minuteEnd - Date.now()) / 1000) + 1);
+    expect(e.headers?.get('x-ratelimit-remaining-tokens')).to.equal('0');
+    const minuteKey = PREFIX + budgetKey({ user: 'ann@tpm.test', period: 'minute', timeZone: 'UTC' }, periodWindow('minute', 'UTC', minuteEnd - 1));
+    expect(await shared.inspect.hget(minuteKey, 'used')).to.equal('1200');
+    const keyLeft = minuteEnd + 60_000 - Date.now();
+    expect(await shared.inspect.pttl(minuteKey), 'a minute key lives a minute past its minute').to.be.within(keyLeft - 2000, keyLeft + 1000);
+
+    await new Promise((r) => setTimeout(r, Math.max(0, minuteEnd - Date.now()) + 300));
+    const { response } = await call(4).withResponse();
+    expect(response.headers.get('x-ratelimit-limit-tokens')).to.equal('1000');
   });
 });
