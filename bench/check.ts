@@ -11,17 +11,16 @@
  * without seeding the verified-token cache), and pinned to one core with `taskset` when the
  * machine has it.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { AUTHZ_ONLY, CHAT_BODY, tollgateConfig, UPSTREAM_KEY, UPSTREAM_KEY_ENV } from './configs.js';
-import { checkRequest } from './lib/check.js';
+import { AUTHZ_ONLY, tollgateConfig, UPSTREAM_KEY, UPSTREAM_KEY_ENV } from './configs.js';
+import { GHZ_VERSION, ghz, ghzArgs, ghzBinary, percentile, writeData } from './lib/ghz.js';
 import { cpuSeconds, memoryMiB } from './lib/measure.js';
 import { ROOT } from './lib/paths.js';
-import { startSidecar, type Sidecar } from './lib/sidecar.js';
+import { startSidecar } from './lib/sidecar.js';
 import { mintMany, startBenchIssuer, type BenchIssuer } from './lib/tokens.js';
 
 const { values } = parseArgs({
@@ -47,13 +46,7 @@ const concurrency = Number(values.concurrency);
 const warmSeconds = smoke ? 0.5 : 3;
 const outFile = values.out ?? (smoke ? undefined : join(ROOT, 'bench', 'CHECK.md'));
 
-// GHZ=/path/to/ghz overrides the pinned build (e.g. a checkout whose .tools is not writable).
-const GHZ = process.env.GHZ ?? join(ROOT, '.tools', 'bin', 'ghz');
-if (!existsSync(GHZ))
-  throw new Error(`bench:check: ${GHZ} is missing; run scripts/install-tools.sh (builds the pinned ghz)`);
-const GHZ_VERSION =
-  /^GHZ_VERSION=(\S+)$/m.exec(readFileSync(join(ROOT, 'scripts', 'install-tools.sh'), 'utf8'))?.[1] ??
-  'unknown';
+const GHZ = ghzBinary('bench:check');
 
 /** Issue 12's OPA-Envoy v1.19.1 figures, measured on this machine then; not re-measured here. */
 const OPA = {
@@ -71,15 +64,6 @@ const TARGET = {
   cpuRatio: 1.5,
 };
 
-interface GhzReport {
-  count: number;
-  total: number;
-  rps: number;
-  latencyDistribution: { percentage: number; latency: number }[] | null;
-  statusCodeDistribution?: Record<string, number>;
-  errorDistribution?: Record<string, number>;
-}
-
 interface Row {
   users: number;
   mode: 'saturated' | 'steady';
@@ -93,57 +77,6 @@ interface Row {
 }
 
 const log = (msg: string): void => void process.stderr.write(`bench:check: ${msg}\n`);
-
-function ghz(args: string[]): Promise<GhzReport> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(GHZ, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.once('error', reject);
-    child.once('exit', (code) => {
-      if (code !== 0)
-        return reject(new Error(`ghz exited ${code}: ${Buffer.concat(err).toString()}`));
-      try {
-        resolve(JSON.parse(Buffer.concat(out).toString()) as GhzReport);
-      } catch (e) {
-        reject(e instanceof Error ? e : new Error(String(e)));
-      }
-    });
-  });
-}
-
-const percentile = (r: GhzReport, p: number): number =>
-  (r.latencyDistribution?.find((d) => d.percentage === p)?.latency ?? NaN) / 1e6;
-
-async function writeData(dir: string, name: string, tokens: readonly string[]): Promise<string> {
-  const file = join(dir, name);
-  await writeFile(file, JSON.stringify(tokens.map((t) => checkRequest(t, CHAT_BODY))));
-  return file;
-}
-
-function ghzArgs(sidecar: Sidecar, dataFile: string, extra: string[]): string[] {
-  return [
-    '--insecure',
-    '--proto',
-    join(ROOT, 'proto/envoy/service/auth/v3/external_auth.proto'),
-    '--import-paths',
-    join(ROOT, 'proto'),
-    '--call',
-    'envoy.service.auth.v3.Authorization.Check',
-    '--data-file',
-    dataFile,
-    '--connections',
-    '1',
-    '--format',
-    'json',
-    '--duration-stop',
-    'wait',
-    ...extra,
-    sidecar.grpc,
-  ];
-}
 
 const pinned = values['no-taskset'] !== true && hasTaskset();
 function hasTaskset(): boolean {
@@ -174,7 +107,7 @@ async function scenario(
     if (pinned) execFileSync('taskset', ['-a', '-p', '-c', String(core), String(sidecar.pid)], { stdio: 'ignore' });
     await new Promise((r) => setTimeout(r, 1000));
     const idleMiB = memoryMiB(sidecar.pid).rss;
-    await ghz(ghzArgs(sidecar, warmFile, ['--concurrency', '8', '--duration', `${warmSeconds}s`]));
+    await ghz(GHZ, ghzArgs(sidecar.grpc, warmFile, ['--concurrency', '8', '--duration', `${warmSeconds}s`]));
     const before = cpuSeconds(sidecar.pid);
     const load =
       mode === 'saturated'
@@ -183,7 +116,7 @@ async function scenario(
           users > 1
           ? ['--concurrency', String(concurrency), '--rps', String(rate), '--total', String(users)]
           : ['--concurrency', String(concurrency), '--rps', String(rate), '--duration', `${seconds}s`];
-    const report = await ghz(ghzArgs(sidecar, dataFile, load));
+    const report = await ghz(GHZ, ghzArgs(sidecar.grpc, dataFile, load));
     const cpu = cpuSeconds(sidecar.pid) - before;
     const ok = report.statusCodeDistribution?.OK ?? 0;
     const errors = report.count - ok;

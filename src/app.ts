@@ -22,7 +22,7 @@ import type { Store } from './store/store.js';
 import { createStore, type CreatedStore } from './store/index.js';
 import { startGrpcServer } from './server/grpc.js';
 import { startMetricsServer, type MetricsServer } from './server/metrics-http.js';
-import { budgetRoute } from './budgets/view.js';
+import { budgetAnswer, budgetRoute, type BudgetAnswer, type BudgetRouteDeps } from './budgets/view.js';
 import { InFlight, retryUntilReady, splitGrace, within } from './server/lifecycle.js';
 import { Metrics } from './telemetry/metrics.js';
 import type { Logger } from './telemetry/logger.js';
@@ -64,6 +64,8 @@ export interface AppOptions {
   readonly metricsAddress?: string | null;
   /** Span export; default as the `OTEL_*` environment variables say (off when they say nothing). */
   readonly tracing?: Tracing;
+  /** The line logged once serving (default `tollgate started`; a cluster worker says `worker started`). */
+  readonly startedMessage?: string;
 }
 
 export async function resolveCredentials(config: Config): Promise<UpstreamCredentials> {
@@ -162,6 +164,11 @@ class Live {
   }
 }
 
+/** `/budget` reads the live configuration and store. */
+function budgetDeps(live: Live): BudgetRouteDeps {
+  return { config: () => live.current.check.config, store: () => live.current.store.store };
+}
+
 export class App {
   private readonly live: Live;
   readonly logger: Logger;
@@ -218,10 +225,7 @@ export class App {
       pendingWork: () => (recent.pending() ? 1 : 0),
     });
     const metricsAddress = opts.metricsAddress === undefined ? opts.config.server.metrics : opts.metricsAddress;
-    const budget = budgetRoute({
-      config: () => live.current.check.config,
-      store: () => live.current.store.store,
-    });
+    const budget = budgetRoute(budgetDeps(live));
     const metricsServer = metricsAddress
       ? await startMetricsServer(metricsAddress, metrics, { '/budget': budget })
       : undefined;
@@ -234,7 +238,7 @@ export class App {
     const app = new App(live, opts.logger, metrics, grpc, metricsServer, { settling, tracing, keyRetry });
     metrics.observeBreaker(() => live.current.store.guarded?.stats().state);
     metrics.observeJwks(live.current.authenticator);
-    opts.logger.info({ grpc: grpc.address, metrics: metricsServer?.url }, 'tollgate started');
+    opts.logger.info({ grpc: grpc.address, metrics: metricsServer?.url }, opts.startedMessage ?? 'tollgate started');
     return app;
   }
 
@@ -309,6 +313,11 @@ export class App {
   /** The ledger of the live store: settle or release each admission once its response ends. */
   get ledger(): BudgetLedger {
     return this.live.current.ledger;
+  }
+
+  /** What `GET <url>` (`/budget?…`) answers, without HTTP: a cluster worker hands it to the primary. */
+  budget(url: string): Promise<BudgetAnswer> {
+    return budgetAnswer(budgetDeps(this.live), url);
   }
 
   /** Swap in a new configuration; requests already deciding finish on the old one. */

@@ -125,30 +125,48 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.end(`${JSON.stringify(body)}\n`);
 }
 
+/** What `GET /budget` answers: a status and a JSON body. */
+export interface BudgetAnswer {
+  readonly status: number;
+  readonly body: unknown;
+}
+
+/**
+ * The answer to `GET <url>` (`/budget?tenant=…`), without the HTTP around it: with workers,
+ * one worker computes it and the primary sends it.
+ */
+export async function budgetAnswer(deps: BudgetRouteDeps, url: string): Promise<BudgetAnswer> {
+  const query = new URL(url, 'http://localhost').searchParams;
+  const filter: Partial<Record<BudgetKind, string[]>> = {};
+  for (const [name, value] of query) {
+    if (!(KINDS as readonly string[]).includes(name)) {
+      return { status: 400, body: { error: `unknown parameter ${JSON.stringify(name)}; use tenant, group or user` } };
+    }
+    (filter[name as BudgetKind] ??= []).push(value);
+  }
+  const selected = selectBudgets(deps.config().tokenBudgets, filter);
+  if (selected.length === 0) {
+    const asked = Object.entries(filter).map(([k, v]) => `${k} ${v.map((s) => JSON.stringify(s)).join(', ')}`);
+    return {
+      status: 404,
+      body: { error: asked.length > 0 ? `no token budget for ${asked.join('; ')}` : 'no token budgets are configured' },
+    };
+  }
+  try {
+    return { status: 200, body: { budgets: await readBudgets(selected, deps.store(), (deps.now ?? Date.now)()) } };
+  } catch {
+    return { status: 503, body: { error: 'the budget store is unavailable' } };
+  }
+}
+
+/** Sends `answer` (from this process or a worker). */
+export function sendBudget(res: ServerResponse, answer: BudgetAnswer): void {
+  sendJson(res, answer.status, answer.body);
+}
+
 /** The `GET /budget` handler. */
 export function budgetRoute(deps: BudgetRouteDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  const now = deps.now ?? Date.now;
   return (req, res) => {
-    const query = new URL(req.url ?? '/', 'http://localhost').searchParams;
-    const filter: Partial<Record<BudgetKind, string[]>> = {};
-    for (const [name, value] of query) {
-      if (!(KINDS as readonly string[]).includes(name)) {
-        sendJson(res, 400, { error: `unknown parameter ${JSON.stringify(name)}; use tenant, group or user` });
-        return;
-      }
-      (filter[name as BudgetKind] ??= []).push(value);
-    }
-    const selected = selectBudgets(deps.config().tokenBudgets, filter);
-    if (selected.length === 0) {
-      const asked = Object.entries(filter).map(([k, v]) => `${k} ${v.map((s) => JSON.stringify(s)).join(', ')}`);
-      sendJson(res, 404, {
-        error: asked.length > 0 ? `no token budget for ${asked.join('; ')}` : 'no token budgets are configured',
-      });
-      return;
-    }
-    readBudgets(selected, deps.store(), now()).then(
-      (budgets) => sendJson(res, 200, { budgets }),
-      () => sendJson(res, 503, { error: 'the budget store is unavailable' }),
-    );
+    void budgetAnswer(deps, req.url ?? '/').then((answer) => sendBudget(res, answer));
   };
 }

@@ -3,7 +3,6 @@
  * OPENAI_API_KEY is set), Envoy and the sidecar, all on this machine. Prints a token and
  * paste-ready snippets.
  */
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../config/load.js';
 import { DEMO_AUDIENCE, demoConfigYaml } from '../dev/demo-config.js';
@@ -12,12 +11,13 @@ import { DevUpstream } from '../dev/upstream.js';
 import { runStack, readyLine } from '../stack/run.js';
 import { createLogger } from '../telemetry/logger.js';
 import { stdout } from '../telemetry/output.js';
-import { guardProcess } from './serve.js';
+import { tollgateHome } from './home.js';
+import { guardProcess } from './serve-shared.js';
 import { exitWithin, untilSignal } from './signals.js';
 
 /** Where the demo keeps its issuer keys, so `tollgate token` can mint for it. */
 export function stateDir(): string {
-  return process.env['TOLLGATE_HOME'] ?? join(homedir(), '.tollgate');
+  return tollgateHome();
 }
 
 export const DEMO_CLAIMS = { sub: 'dev-user', email: 'dev@example.com', groups: ['ml-team'], tenant_id: 'demo' };

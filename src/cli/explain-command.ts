@@ -11,6 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { loadConfigFile, errorText } from '../config/load.js';
 import type { RuleTrace } from '../policy/rules.js';
+import { readCaFileSync } from '../config/secrets.js';
 import { RedisStore } from '../store/redis.js';
 import { ExplainError, Explainer, type Caller, type Explanation, type ExplainRequest } from './explain.js';
 
@@ -97,7 +98,10 @@ export async function explainCommand(args: string[], stdout: Out, stderr: Out): 
     const body = bodyFile !== undefined ? await readFile(bodyFile) : model !== undefined ? modelBody(path, model) : undefined;
     const store = str('store');
     if (store !== undefined) {
-      redis = new RedisStore({ url: store, timeoutMs: 2000, keyPrefix: cfg.store.redis?.keyPrefix ?? 'tollgate:' });
+      // A rediss:// store is verified against the configuration's CA, as the sidecar does.
+      const tls = cfg.store.redis?.tls;
+      const ca = typeof tls === 'object' && store.startsWith('rediss://') ? readCaFileSync(tls.ca.file, 'store.redis.tls.ca') : undefined;
+      redis = new RedisStore({ url: store, timeoutMs: 2000, keyPrefix: cfg.store.redis?.keyPrefix ?? 'tollgate:', ...(ca !== undefined ? { ca } : {}) });
       await redis.ready(2000);
     }
     const explainer = new Explainer(cfg, redis !== undefined ? { counters: redis } : {});

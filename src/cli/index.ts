@@ -12,8 +12,12 @@ commands:
   check-config FILE                            validate a configuration file; exit 1 when invalid
   stack --config FILE --upstream URL [--port N] run Envoy and the sidecar together on this machine
   demo [--port N]                              the whole thing on embedded defaults (dev issuer + dev upstream)
-  token [--sub S] [--email E] [--groups a,b] [--tenant T]
+  login [--issuer URL] [--client-id ID] [--scope S] [--resource URI] [--profile NAME] [--browser | --device]
+                                               sign in with your IdP (device code, or browser + PKCE); caches tokens
+  token [--profile NAME]                       print a fresh token of the current login (refreshed when needed)
+  token --demo [--sub S] [--email E] [--groups a,b] [--tenant T] [--expires-in 1h]
                                                mint a token from the demo issuer (development only)
+  logout [--profile NAME]                      revoke the login at the IdP (when it offers revocation) and delete it
   budget [--tenant T] [--group G] [--user U] [--url URL] [--json]
                                                used and remaining tokens of budgets (from a running sidecar)
   explain --config FILE (--claims JSON | --token JWT) [--method M] [--path P] [--model M] [--json]
@@ -74,15 +78,16 @@ export async function main(argv: string[]): Promise<number | undefined> {
         return await demo(port(values.port, 10000));
       }
       case 'token': {
-        const { values } = options(rest, {
-          sub: { type: 'string' },
-          email: { type: 'string' },
-          groups: { type: 'string' },
-          tenant: { type: 'string' },
-          'expires-in': { type: 'string' },
-        });
-        const { token } = await import('./token.js');
-        return await token(values);
+        const { tokenCommand } = await import('./token.js');
+        return await tokenCommand(rest, process.stdout, process.stderr);
+      }
+      case 'login': {
+        const { loginCommand } = await import('./login/commands.js');
+        return await loginCommand(rest, process.stdout, process.stderr);
+      }
+      case 'logout': {
+        const { logoutCommand } = await import('./login/commands.js');
+        return await logoutCommand(rest, process.stdout, process.stderr);
       }
       case 'budget': {
         const { budgetCommand } = await import('./budget.js');

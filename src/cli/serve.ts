@@ -1,16 +1,27 @@
 /** `tollgate serve --config FILE`: the sidecar until SIGTERM, reloading the file as it changes. */
-import { App } from '../app.js';
-import { loadConfigFile } from '../config/load.js';
-import { watchConfig } from '../config/watch.js';
+import { readFile } from 'node:fs/promises';
+import { parseConfig } from '../config/load.js';
 import { ConfigError } from '../config/problems.js';
-import { createLogger, type Logger } from '../telemetry/logger.js';
-import { stderr, stdout } from '../telemetry/output.js';
+import type { Config } from '../config/schema.js';
+import { workerCount } from '../server/workers.js';
+import { createLogger } from '../telemetry/logger.js';
+import { stderr } from '../telemetry/output.js';
+import { guardProcess, loadOrReport, reloadOnChange } from './serve-shared.js';
 import { exitWithin, untilSignal } from './signals.js';
+import { isClusterWorker, servePrimary, serveWorker } from './serve-workers.js';
 
-/** Loads a config file, printing every problem and returning undefined when it is invalid. */
-export async function loadOrReport(file: string): Promise<Awaited<ReturnType<typeof loadConfigFile>> | undefined> {
+/** The configuration file's text and what it says, or undefined once its problems are printed. */
+async function readOrReport(file: string): Promise<{ config: Config; text: string } | undefined> {
+  let text: string;
   try {
-    return await loadConfigFile(file);
+    text = await readFile(file, 'utf8');
+  } catch {
+    // loadOrReport words the failure exactly as every other command does.
+    await loadOrReport(file);
+    return undefined;
+  }
+  try {
+    return { config: parseConfig(text, file), text };
   } catch (err) {
     if (err instanceof ConfigError) {
       stderr().write(`${err.message}\n`);
@@ -20,61 +31,17 @@ export async function loadOrReport(file: string): Promise<Awaited<ReturnType<typ
   }
 }
 
-/**
- * One request's failure must never take the process down; log it and keep serving. The
- * logger drops its lines once its output broke, so logging an error can never cause another.
- */
-export function guardProcess(logger: Logger): void {
-  // A write to a dead stdout or stderr (ours or a library's) must not become an uncaught exception.
-  stdout();
-  stderr();
-  const report = (err: unknown, what: string): void => {
-    try {
-      logger.error({ err }, what);
-    } catch {
-      // Nowhere left to report it.
-    }
-  };
-  process.on('unhandledRejection', (reason) => report(reason, 'unhandled rejection'));
-  process.on('uncaughtException', (err) => report(err, 'uncaught exception'));
-}
-
-/**
- * Watches `file` and reloads `app` on every valid change; invalid ones are logged with every
- * problem, counted, and ignored. Reloads run one after another: two quick edits must not race,
- * or the older file could finish building last and win.
- */
-export function reloadOnChange(file: string, app: App): { close(): void } {
-  let queue: Promise<void> = Promise.resolve();
-  return watchConfig(
-    file,
-    (config) => {
-      queue = queue.then(() =>
-        app.reload(config).then(
-          () => app.metrics.recordReload('success'),
-          (err: unknown) => {
-            app.metrics.recordReload('rejected');
-            app.logger.error({ err, file }, 'reload failed; previous configuration stays');
-          },
-        ),
-      );
-    },
-    (err) => {
-      app.metrics.recordReload('rejected');
-      // `problems` for machines, `error` as check-config prints it (path:line per problem).
-      app.logger.error(
-        { file, problems: err.problems, error: err.message },
-        'configuration change refused; previous configuration stays',
-      );
-    },
-  );
-}
-
 export async function serve(file: string): Promise<number> {
-  const config = await loadOrReport(file);
-  if (!config) return 1;
+  // A process forked by `server.workers > 1` runs one worker of the primary that forked it.
+  if (isClusterWorker()) return serveWorker(file);
+  const read = await readOrReport(file);
+  if (!read) return 1;
+  const { config } = read;
+  if (workerCount(config.server.workers) > 1) return servePrimary(file, read.config, read.text);
   const logger = createLogger({ level: config.logging.level });
   guardProcess(logger);
+  // Loaded here, not at the top: a cluster primary never needs the sidecar's modules.
+  const { App } = await import('../app.js');
   const app = await App.start({ config, logger });
   const watcher = reloadOnChange(file, app);
   const signal = await untilSignal();

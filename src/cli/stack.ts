@@ -2,7 +2,7 @@
 import { runStack, readyLine } from '../stack/run.js';
 import { createLogger } from '../telemetry/logger.js';
 import { stdout } from '../telemetry/output.js';
-import { guardProcess, loadOrReport, reloadOnChange } from './serve.js';
+import { guardProcess, loadOrReport, reloadOnChange } from './serve-shared.js';
 import { exitWithin, untilSignal } from './signals.js';
 
 export async function stackCommand(file: string, upstreamUrl: string, port: number): Promise<number> {

@@ -121,8 +121,10 @@ function validate(text: string): { problems: ConfigProblem[]; config: Config | u
     report(root, `expected a mapping at the top level, got ${describe(root)}`);
     return { problems: ctx.problems, config: undefined };
   }
+  // Read first: whether more than one worker is allowed depends on it.
+  const store = readStore(f.get('store'));
   const config: Config = {
-    server: readServer(f.get('server')),
+    server: readServer(f.get('server'), store.redis !== undefined),
     authentication: readAuthentication(f.get('authentication'), root),
     upstream: readUpstream(f.get('upstream')),
     identityHeaders: readIdentityHeaders(f.get('identityHeaders')),
@@ -130,7 +132,7 @@ function validate(text: string): { problems: ConfigProblem[]; config: Config | u
     rateLimits: readRateLimits(f.get('rateLimits')),
     tokenBudgets: readTokenBudgets(f.get('tokenBudgets')),
     metering: readMetering(f.get('metering')),
-    store: readStore(f.get('store')),
+    store,
     logging: readLogging(f.get('logging')),
   };
   const pricing = readPricing(f.get('pricing'));

@@ -48,6 +48,12 @@ export interface ServerConfig {
    * and the sidecar receives in one Check. Default DEFAULT_MAX_REQUEST_BYTES.
    */
   readonly maxRequestBytes: number;
+  /**
+   * Worker processes sharing the gRPC port (node:cluster): a number, or `auto` for one per
+   * available CPU. 1 (the default) runs one process and no cluster. More than one needs
+   * `store.redis`: the counters must live in one place (docs/workers.md).
+   */
+  readonly workers: number | 'auto';
 }
 
 /**
@@ -187,13 +193,22 @@ export interface RedisStoreConfig {
   readonly cluster?: readonly string[];
   /** Password of the data nodes (Sentinel and Cluster; a URL carries its own). */
   readonly password?: SecretRef;
-  /** Connect to Sentinel and Cluster nodes over TLS. */
-  readonly tls?: boolean;
+  /**
+   * `true`: connect to Sentinel and Cluster nodes over TLS. `{ ca }`: also trust the CA in that
+   * PEM file (instead of Node's CA store), for a `rediss://` URL, the sentinels or the nodes.
+   */
+  readonly tls?: boolean | RedisTlsConfig;
   /** Replicas that must acknowledge each write (Redis WAIT); absent = 0. */
   readonly waitForReplicas?: number;
   readonly timeoutMs: number;
   readonly onUnavailable: OnUnavailable;
   readonly keyPrefix: string;
+}
+
+/** `store.redis.tls` as a mapping. */
+export interface RedisTlsConfig {
+  /** PEM file with the CA certificate(s) that signed the server's certificate. */
+  readonly ca: { readonly file: string };
 }
 
 export interface StoreConfig {

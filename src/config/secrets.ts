@@ -59,6 +59,22 @@ export function resolveSecretSync(ref: SecretRef, path?: string): string {
   return check(text.replace(/[\r\n]+$/, ''), `secret file ${ref.file}`, path);
 }
 
+/**
+ * A PEM file of CA certificates (e.g. `store.redis.tls.ca`), read at start-up like a secret:
+ * ConfigError at `path` when it is unreadable or holds no certificate.
+ */
+export function readCaFileSync(file: string, path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException | undefined)?.code;
+    fail(`cannot read CA file ${file}${code !== undefined ? ` (${code})` : ''}`, path);
+  }
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) fail(`CA file ${file} holds no PEM certificate`, path);
+  return text;
+}
+
 export interface UpstreamSecrets {
   readonly apiKey?: string;
   readonly tenants: Readonly<Record<string, string>>;

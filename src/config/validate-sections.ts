@@ -39,15 +39,39 @@ function readHostPort(cur: Cursor | undefined): string | undefined {
   return s;
 }
 
-export function readServer(cur: Cursor | undefined): ServerConfig {
+/** The most `server.workers` may ask for: far past any machine's use, short of a fork bomb. */
+export const MAX_WORKERS = 256;
+
+/** `server.workers`: `auto` or 1..MAX_WORKERS; more than one only with a shared store. */
+function readWorkers(cur: Cursor | undefined, sharedStore: boolean): number | 'auto' | undefined {
+  if (cur === undefined) return undefined;
+  const v = isScalar(cur.node) ? cur.node.value : undefined;
+  const workers = v === 'auto' ? 'auto' : typeof v === 'number' ? readInt(cur, 1, MAX_WORKERS) : undefined;
+  if (workers === undefined) {
+    if (typeof v !== 'number') report(cur, `expected \`auto\` or a number of processes (1-${MAX_WORKERS}), got ${describe(cur)}`);
+    return undefined;
+  }
+  if (workers !== 1 && !sharedStore) {
+    report(
+      cur,
+      `${workers === 'auto' ? '`auto`' : workers} workers need \`store.redis\`: the memory store counts in one process, so limits and budgets would be multiplied by the workers (use 1 worker, or configure store.redis)`,
+    );
+    return undefined;
+  }
+  return workers;
+}
+
+/** `sharedStore`: whether `store.redis` is configured (more than one worker needs it). */
+export function readServer(cur: Cursor | undefined, sharedStore = false): ServerConfig {
   const defaults: ServerConfig = {
     grpc: '0.0.0.0:9001',
     metrics: '0.0.0.0:9464',
     shutdownGraceSeconds: 10,
     maxRequestBytes: DEFAULT_MAX_REQUEST_BYTES,
+    workers: 1,
   };
   if (cur === undefined) return defaults;
-  const f = readMap(cur, ['grpc', 'metrics', 'shutdownGraceSeconds', 'maxRequestBytes'], true);
+  const f = readMap(cur, ['grpc', 'metrics', 'shutdownGraceSeconds', 'maxRequestBytes', 'workers'], true);
   if (f === undefined) return defaults;
   const metricsCur = f.get('metrics');
   let metrics: string | undefined = defaults.metrics;
@@ -64,6 +88,7 @@ export function readServer(cur: Cursor | undefined): ServerConfig {
       readInt(f.get('shutdownGraceSeconds'), 0, 3600) ?? defaults.shutdownGraceSeconds,
     // 1 KiB .. 256 MiB: gRPC messages past that are refused by grpc-js (and Envoy's buffer grows with it).
     maxRequestBytes: readInt(f.get('maxRequestBytes'), 1024, 256 * 1024 * 1024) ?? defaults.maxRequestBytes,
+    workers: readWorkers(f.get('workers'), sharedStore) ?? defaults.workers,
   };
 }
 

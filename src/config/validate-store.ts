@@ -1,7 +1,8 @@
 /** `store:` — in-memory counters (absent), or Redis: one URL, Sentinel or Cluster. */
-import type { OnUnavailable, RedisStoreConfig, StoreConfig } from './schema.js';
+import { isMap, isScalar } from 'yaml';
+import type { OnUnavailable, RedisStoreConfig, RedisTlsConfig, StoreConfig } from './schema.js';
 import { readSecretRef } from './validate-sections.js';
-import { readBoolean, readEnum, readInt, readList, readMap, readString, report } from './validate-core.js';
+import { readBoolean, readEnum, readInt, readList, readMap, readString, report, required } from './validate-core.js';
 import type { Cursor } from './validate-core.js';
 
 const ON_UNAVAILABLE: readonly OnUnavailable[] = ['closed', 'open', 'local'];
@@ -26,8 +27,7 @@ export function readStore(cur: Cursor | undefined): StoreConfig {
   const password = passwordCur === undefined ? undefined : readSecretRef(passwordCur);
   if (passwordCur !== undefined && r.has('url')) report(passwordCur, 'a `url` carries its own password (`redis://:secret@host`)');
   const tlsCur = r.get('tls');
-  const tls = readBoolean(tlsCur);
-  if (tlsCur !== undefined && r.has('url')) report(tlsCur, 'a `url` says TLS by its scheme (`rediss://`)');
+  const tls = readTls(tlsCur, r.get('url'));
   const wait = readInt(r.get('waitForReplicas'), 0, 16);
   const redis: RedisStoreConfig = {
     ...(wait !== undefined ? { waitForReplicas: wait } : {}),
@@ -42,6 +42,29 @@ export function readStore(cur: Cursor | undefined): StoreConfig {
     keyPrefix: readString(r.get('keyPrefix'), { allowEmpty: true }) ?? 'tollgate:',
   };
   return { redis };
+}
+
+/**
+ * `tls`: `true`/`false` (Sentinel and Cluster; a URL says TLS by its scheme), or `{ ca: { file } }`
+ * to trust a private CA, which a URL may carry too as long as it is `rediss://` (checked here for
+ * a literal URL, at start-up for one read from `{env}` / `{file}`).
+ */
+function readTls(cur: Cursor | undefined, urlCur: Cursor | undefined): boolean | RedisTlsConfig | undefined {
+  if (cur === undefined) return undefined;
+  if (!isMap(cur.node)) {
+    const on = readBoolean(cur);
+    if (urlCur !== undefined) report(cur, 'a `url` says TLS by its scheme (`rediss://`); `tls: { ca: { file: PATH } }` adds a CA');
+    return on;
+  }
+  const f = readMap(cur, ['ca']);
+  const caCur = f === undefined ? undefined : required(cur, f, 'ca');
+  const ca = caCur === undefined ? undefined : readMap(caCur, ['file']);
+  const fileCur = ca === undefined || caCur === undefined ? undefined : required(caCur, ca, 'file');
+  const file = readString(fileCur);
+  if (file === undefined) return undefined;
+  const url = urlCur !== undefined && isScalar(urlCur.node) ? urlCur.node.value : undefined;
+  if (typeof url === 'string' && url.startsWith('redis://')) report(cur, 'a CA needs a TLS connection: write the URL as `rediss://`');
+  return { ca: { file } };
 }
 
 /** A `redis://` or `rediss://` URL, or `{env}` / `{file}` to read it from when the app starts. */

@@ -24,6 +24,8 @@ export interface WatchOptions {
 }
 
 export interface ConfigWatcher {
+  /** Re-reads the file now (SIGHUP) instead of waiting for an event or the poll. */
+  reread(): void;
   close(): void;
 }
 
@@ -68,7 +70,8 @@ async function snapshot(path: string): Promise<Snapshot> {
  */
 export function watchConfig(
   path: string,
-  onChange: (cfg: Config) => void,
+  /** `text`: the file content `cfg` was read from (the cluster primary hands it to its workers). */
+  onChange: (cfg: Config, text: string) => void,
   onError: (err: ConfigError) => void,
   opts: WatchOptions = {},
 ): ConfigWatcher {
@@ -155,7 +158,7 @@ export function watchConfig(
         if (err instanceof ConfigError) safely(() => onError(err));
         return;
       }
-      safely(() => onChange(cfg));
+      safely(() => onChange(cfg, snap.text));
     } finally {
       running = false;
       if (again && !closed) {
@@ -170,6 +173,9 @@ export function watchConfig(
   poll?.unref();
 
   return {
+    reread(): void {
+      void check();
+    },
     close(): void {
       closed = true;
       clearTimeout(debounce);

@@ -3,7 +3,9 @@
  * Shutdown is polite, gentlest first: health flips to NOT_SERVING; the server keeps answering
  * until no Check call, ext_proc stream or just-allowed request is left (a request allowed a
  * moment ago still needs its ext_proc stream, which tryShutdown would refuse);
- * then tryShutdown, and forceShutdown cancels what is left at the end of the grace period.
+ * then tryShutdown, and at the end of the grace period forceShutdown, and every ext_proc stream
+ * still open is cancelled (so its exchange has ended, and its settlement started, when
+ * shutdown resolves).
  */
 import { DEFAULT_MAX_REQUEST_BYTES } from '../config/schema.js';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -93,6 +95,9 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   // Calls in flight, for a drain that waits for them before refusing new ones.
   let checks = 0;
   let streams = 0;
+  // The streams themselves, to cut at the end of the grace period: forceShutdown cannot, as
+  // grpc-js lists a server's sessions only while channelz is on (it is off, above).
+  const openStreams = new Set<ServerDuplexStream<ProcessingRequest, ProcessingResponse>>();
 
   // The allow/deny answer of every Check is written by our own encoder: the same bytes as
   // proto-loader's serializer at a fraction of its CPU (edge/check-encode.ts).
@@ -127,10 +132,12 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   server.addService(defs.externalProcessor, {
     Process: (call: ServerDuplexStream<ProcessingRequest, ProcessingResponse>) => {
       streams += 1;
+      openStreams.add(call);
       let open = true;
       const closed = (): void => {
         if (open) streams -= 1;
         open = false;
+        openStreams.delete(call);
       };
       // Whichever comes first: Envoy cancels, our side ends (status sent), or the call fails.
       for (const event of ['cancelled', 'finish', 'error', 'close']) call.once(event, closed);
@@ -176,6 +183,9 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
         await new Promise<void>((resolve) => {
           const timer = setTimeout(() => {
             server.forceShutdown();
+            // Each stream still open ends as cancelled: its exchange ends `aborted` now and
+            // its (estimated) settlement starts before the caller waits for settlements.
+            for (const call of openStreams) call.emit('error', { code: GrpcStatus.CANCELLED, details: 'tollgate: shutdown grace period over' });
             resolve();
           }, Math.max(0, deadline - Date.now()));
           timer.unref();

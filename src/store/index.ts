@@ -3,7 +3,8 @@
  * behind the guard (timeout, circuit breaker, `onUnavailable` policy) with `store.redis`.
  */
 import type { StoreConfig } from '../config/schema.js';
-import { resolveSecretSync } from '../config/secrets.js';
+import { ConfigError } from '../config/problems.js';
+import { readCaFileSync, resolveSecretSync } from '../config/secrets.js';
 import { GuardedStore, type GuardedStoreOptions } from './guarded.js';
 import { MemoryStore } from './memory.js';
 import { RedisStore } from './redis.js';
@@ -33,13 +34,19 @@ export function createStore(
   if (r === undefined) return { store: new MemoryStore() };
   // Secrets are read now, at start-up (and on a reload that changes `store:`).
   const url = r.url === undefined ? undefined : typeof r.url === 'string' ? r.url : resolveSecretSync(r.url, 'store.redis.url').trim();
+  const ca = typeof r.tls === 'object' ? readCaFileSync(r.tls.ca.file, 'store.redis.tls.ca') : undefined;
+  // A URL read from {env} / {file} is only known now: a CA needs it to be rediss://.
+  if (ca !== undefined && url !== undefined && !url.startsWith('rediss://'))
+    throw new ConfigError([{ path: 'store.redis.tls', message: 'a CA needs a TLS connection: write the URL as `rediss://`' }]);
   const redis = new RedisStore({
     ...(url !== undefined ? { url } : {}),
     ...(r.sentinels !== undefined ? { sentinels: r.sentinels } : {}),
     ...(r.name !== undefined ? { name: r.name } : {}),
     ...(r.cluster !== undefined ? { cluster: r.cluster } : {}),
     ...(r.password !== undefined ? { password: resolveSecretSync(r.password, 'store.redis.password').trim() } : {}),
-    ...(r.tls !== undefined ? { tls: r.tls } : {}),
+    // With a URL the scheme says TLS; with sentinels or nodes, `tls: true` or a CA does.
+    ...(url === undefined && r.tls !== undefined && r.tls !== false ? { tls: true } : {}),
+    ...(ca !== undefined ? { ca } : {}),
     ...(r.waitForReplicas !== undefined ? { waitForReplicas: r.waitForReplicas } : {}),
     timeoutMs: r.timeoutMs,
     keyPrefix: r.keyPrefix,

@@ -26,10 +26,14 @@ import { type BudgetRef } from '../domain/reservation.js';
  * took but no replica got is a failure, answered by `onUnavailable`; `timeoutMs` is the guard's
  * deadline, here only the connection handshake's floor.
  */
-export type RedisStoreOptions = Omit<RedisStoreConfig, 'url' | 'password' | 'onUnavailable'> & {
+export type RedisStoreOptions = Omit<RedisStoreConfig, 'url' | 'password' | 'onUnavailable' | 'tls'> & {
   /** `redis://[[user]:password@]host[:port][/db]`, or `rediss://` for TLS. */
   readonly url?: string;
   readonly password?: string;
+  /** TLS to the sentinels and the primary, or to every Cluster node (a URL says it by its scheme). */
+  readonly tls?: boolean;
+  /** PEM CA certificate(s) to verify the server with, instead of Node's CA store. */
+  readonly ca?: string;
   /** Longest pause between reconnection attempts (default 1000 ms). */
   readonly maxReconnectDelayMs?: number;
 };
@@ -106,6 +110,8 @@ export class RedisStore implements Store {
 
   constructor(options: RedisStoreOptions) {
     const maxDelay = options.maxReconnectDelayMs ?? 1000;
+    // Verification is never turned off; a CA only replaces Node's store as what is trusted.
+    const trust = options.ca !== undefined ? { ca: options.ca } : {};
     const retryStrategy = (times: number): number => Math.min(50 * 2 ** Math.min(times, 10), maxDelay);
     const common: RedisOptions = {
       // A handshake (TLS included) may need more than one command's budget.
@@ -115,7 +121,7 @@ export class RedisStore implements Store {
       autoResendUnfulfilledCommands: false,
       retryStrategy,
       ...(options.password !== undefined ? { password: options.password } : {}),
-      ...(options.tls === true ? { tls: {} } : {}),
+      ...(options.tls === true ? { tls: { ...trust } } : {}),
     };
     this.prefix = options.cluster !== undefined ? clusterPrefix(options.keyPrefix) : options.keyPrefix;
     this.waitForReplicas = options.waitForReplicas ?? 0;
@@ -134,14 +140,19 @@ export class RedisStore implements Store {
         sentinels: options.sentinels.map(node),
         name: options.name,
         // ioredis ignores `tls` with sentinels unless told: TLS to the sentinels and the primary.
-        ...(options.tls === true ? { enableTLSForSentinelMode: true, sentinelTLS: {} } : {}),
+        ...(options.tls === true ? { enableTLSForSentinelMode: true, sentinelTLS: { ...trust } } : {}),
         sentinelRetryStrategy: retryStrategy,
         // Follow a failover at once: the sentinels announce the new primary.
         failoverDetector: true,
       });
     } else {
       if (options.url === undefined) throw new TypeError('Redis needs a url, sentinels or cluster');
-      this.client = new Redis({ ...redisOptionsFromUrl(options.url), ...common });
+      const fromUrl = redisOptionsFromUrl(options.url);
+      if (options.ca !== undefined) {
+        if (fromUrl.tls === undefined) throw new TypeError('a CA needs a rediss:// URL');
+        fromUrl.tls = { ...fromUrl.tls, ...trust };
+      }
+      this.client = new Redis({ ...fromUrl, ...common });
     }
     // Without a listener ioredis prints every reconnection failure as "Unhandled error event".
     this.client.on('error', (err: Error) => {

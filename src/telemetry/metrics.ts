@@ -5,7 +5,7 @@
  * (only with `metrics.perUserLabels`) users are capped by `metrics.maxLabelValues`.
  */
 import type { Attributes, Histogram } from '@opentelemetry/api';
-import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import type { MetricsConfig } from '../config/schema.js';
 import type { Decision } from '../domain/decision.js';
@@ -215,6 +215,12 @@ export class Metrics {
         keys: now?.keys ?? 0,
       };
     });
+  }
+
+  /** The Prometheus text a scrape would get (a worker hands it to the primary, which merges). */
+  async text(): Promise<string> {
+    const { resourceMetrics } = await this.exporter.collect();
+    return new PrometheusSerializer().serialize(resourceMetrics);
   }
 
   async shutdown(): Promise<void> {

@@ -2,6 +2,7 @@
  * A real redis-server for integration tests: a free port, a throwaway directory, no
  * persistence. `kill()` simulates a crash (SIGKILL); `restart()` brings it back on the same
  * port, empty, so tests can prove a store reconnects; `pause()` (SIGSTOP) simulates a hung one.
+ * With `tls`, it also listens on a TLS-only port (Debian's redis-server has TLS built in).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -38,6 +39,13 @@ function ping(port: number): Promise<boolean> {
   });
 }
 
+/** A server certificate and key, and the CA file redis-server insists on even without client certificates. */
+export interface RedisTls {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly caFile: string;
+}
+
 export class RedisServer {
   readonly port: number;
   private readonly dir: string;
@@ -45,8 +53,12 @@ export class RedisServer {
   private readonly extraArgs: readonly string[];
   private child: ChildProcess | undefined;
 
-  private constructor(port: number, dir: string, password: string | undefined, extraArgs: readonly string[]) {
+  /** With `tls`: the port that speaks only TLS (the plain `port` stays open for the test). */
+  readonly tlsPort: number | undefined;
+
+  private constructor(port: number, dir: string, password: string | undefined, extraArgs: readonly string[], tlsPort?: number) {
     this.port = port;
+    this.tlsPort = tlsPort;
     this.dir = dir;
     this.password = password;
     this.extraArgs = extraArgs;
@@ -57,10 +69,18 @@ export class RedisServer {
    * redis-server options (`--replicaof`, `--cluster-enabled yes`, …), led by a config file's
    * absolute path when it needs one (a sentinel must have a file it can rewrite).
    */
-  static async start(options: { password?: string; args?: (port: number, dir: string) => string[] } = {}): Promise<RedisServer> {
+  static async start(
+    options: { password?: string; args?: (port: number, dir: string) => string[]; tls?: RedisTls } = {},
+  ): Promise<RedisServer> {
     const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-redis-'));
     const port = await freePort();
-    const server = new RedisServer(port, dir, options.password, options.args?.(port, dir) ?? []);
+    const tlsPort = options.tls === undefined ? undefined : await freePort();
+    const tlsArgs =
+      options.tls === undefined
+        ? []
+        : ['--tls-port', String(tlsPort), '--tls-cert-file', options.tls.certFile, '--tls-key-file', options.tls.keyFile,
+            '--tls-ca-cert-file', options.tls.caFile, '--tls-auth-clients', 'no'];
+    const server = new RedisServer(port, dir, options.password, [...(options.args?.(port, dir) ?? []), ...tlsArgs], tlsPort);
     try {
       await server.spawn();
     } catch (err) {

@@ -357,3 +357,26 @@ describe('ext_proc over gRPC', () => {
     expect(answers).to.deep.equal([]);
   });
 });
+
+// grpc-js's forceShutdown alone leaves them running (with channelz off it knows no sessions).
+describe('ext_proc streams cut by the end of the shutdown grace period', () => {
+  it('have ended their exchange (and so started its settlement) when shutdown resolves', async () => {
+    const ended: string[] = [];
+    const server = await startGrpcServer({
+      address: '127.0.0.1:0',
+      authorize: () => Promise.reject(new Error('unused')),
+      newExchange: () => ({ end: (outcome) => void ended.push(outcome) }),
+    });
+    const client = extProcClient(server.address);
+    try {
+      // Two streams in the middle of their response: Envoy would still be sending chunks.
+      const streams = [open(client), open(client)];
+      for (const s of streams) await s.ask({ request_headers: headers({ ':path': '/v1/chat/completions' }) });
+      await server.shutdown(200);
+      expect(ended).to.deep.equal(['aborted', 'aborted']);
+      for (const s of streams) expect((await s.status)?.code).to.equal(GrpcStatus.CANCELLED);
+    } finally {
+      client.close();
+    }
+  });
+});

@@ -36,6 +36,7 @@ describe('config/load: valid files', () => {
       metrics: '0.0.0.0:9464',
       shutdownGraceSeconds: 10,
       maxRequestBytes: 75497472,
+      workers: 1,
     });
     expect(cfg.upstream).to.deep.equal({ apiKey: { env: 'OPENAI_API_KEY' }, tenants: {} });
     expect(cfg.identityHeaders).to.deep.equal({
@@ -69,6 +70,7 @@ describe('config/load: valid files', () => {
       metrics: '[::1]:9464',
       shutdownGraceSeconds: 5,
       maxRequestBytes: 2097152,
+      workers: 2,
     });
     const [corp, partners] = cfg.authentication;
     expect(corp?.audiences).to.deep.equal(['envoy-gateway', 'tollgate']);
@@ -134,7 +136,7 @@ describe('config/load: defaults', () => {
   it('applies every default to a minimal file', () => {
     const cfg = parseConfig(MINIMAL);
     expect(cfg).to.deep.equal({
-      server: { grpc: '0.0.0.0:9001', metrics: '0.0.0.0:9464', shutdownGraceSeconds: 10, maxRequestBytes: 75497472 },
+      server: { grpc: '0.0.0.0:9001', metrics: '0.0.0.0:9464', shutdownGraceSeconds: 10, maxRequestBytes: 75497472, workers: 1 },
       authentication: [
         {
           name: 'corp',
@@ -167,6 +169,7 @@ describe('config/load: defaults', () => {
       metrics: '0.0.0.0:9464',
       shutdownGraceSeconds: 10,
       maxRequestBytes: 75497472,
+      workers: 1,
     });
   });
 

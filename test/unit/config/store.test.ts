@@ -66,7 +66,28 @@ describe('config: store.redis', () => {
       describeProblems(`${MINIMAL}store:\n  redis:\n    url: "redis://a:6379"\n    password: { env: P }\n    tls: true\n`),
     ).to.deep.equal([
       '6: store.redis.password: a `url` carries its own password (`redis://:secret@host`)',
-      '7: store.redis.tls: a `url` says TLS by its scheme (`rediss://`)',
+      '7: store.redis.tls: a `url` says TLS by its scheme (`rediss://`); `tls: { ca: { file: PATH } }` adds a CA',
+    ]);
+  });
+
+  it('reads a CA for a rediss:// URL, the sentinels or the nodes (a mapping turns TLS on)', () => {
+    const ca = { ca: { file: '/etc/tollgate/redis-ca.pem' } };
+    expect(store('  redis: { url: "rediss://r:6380", tls: { ca: { file: /etc/tollgate/redis-ca.pem } } }\n').redis?.tls).to.deep.equal(ca);
+    expect(store('  redis: { url: { env: REDIS_URL }, tls: { ca: { file: /etc/tollgate/redis-ca.pem } } }\n').redis?.tls).to.deep.equal(ca);
+    expect(store('  redis: { cluster: ["r:6379"], tls: { ca: { file: /etc/tollgate/redis-ca.pem } } }\n').redis?.tls).to.deep.equal(ca);
+  });
+
+  it('refuses a CA for a plain redis:// URL, a CA without a file and other keys', () => {
+    expect(describeProblems(`${MINIMAL}store:\n  redis:\n    url: "redis://r:6379"\n    tls: { ca: { file: /ca.pem } }\n`)).to.deep.equal([
+      '6: store.redis.tls: a CA needs a TLS connection: write the URL as `rediss://`',
+    ]);
+    expect(describeProblems(`${MINIMAL}store:\n  redis:\n    url: "rediss://r:6379"\n    tls: { ca: { env: CA } }\n`)).to.deep.equal([
+      "6: store.redis.tls.ca.env: unknown key `env` (expected one of: file)",
+      '6: store.redis.tls.ca.file: is required',
+    ]);
+    expect(describeProblems(`${MINIMAL}store:\n  redis:\n    cluster: ["r:6379"]\n    tls: { verify: false }\n`)).to.deep.equal([
+      "6: store.redis.tls.verify: unknown key `verify` (expected one of: ca)",
+      '6: store.redis.tls.ca: is required',
     ]);
   });
 

@@ -1,4 +1,11 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError } from '../../../src/config/problems.js';
+import type { RedisStoreConfig, RedisTlsConfig, StoreConfig } from '../../../src/config/schema.js';
+import { createStore } from '../../../src/store/index.js';
 import { expect } from 'chai';
+import type { RedisOptions } from 'ioredis';
 import { RedisStore, redisOptionsFromUrl } from '../../../src/store/redis.js';
 
 describe('redisOptionsFromUrl', () => {
@@ -65,6 +72,78 @@ describe('RedisStore with Sentinel and tls: true', () => {
       });
     } finally {
       store.client.disconnect();
+    }
+  });
+});
+
+describe('RedisStore with a CA (store.redis.tls.ca)', () => {
+  const CA = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+  const options = { keyPrefix: 'tollgate:', timeoutMs: 100 };
+  const made: RedisStore[] = [];
+  afterEach(() => {
+    for (const s of made.splice(0)) s.client.disconnect();
+  });
+  const make = (o: ConstructorParameters<typeof RedisStore>[0]): RedisStore => {
+    const s = new RedisStore(o);
+    made.push(s);
+    return s;
+  };
+
+  it('trusts it for a rediss:// URL, keeping the host name as SNI', () => {
+    expect((make({ ...options, url: 'rediss://localhost:1', ca: CA }).client.options as RedisOptions).tls).to.deep.equal({
+      servername: 'localhost',
+      ca: CA,
+    });
+  });
+
+  it('trusts it for the sentinels and the primary they announce', () => {
+    expect(make({ ...options, sentinels: ['127.0.0.1:1'], name: 'p', tls: true, ca: CA }).client.options).to.deep.include({
+      tls: { ca: CA },
+      sentinelTLS: { ca: CA },
+      enableTLSForSentinelMode: true,
+    });
+  });
+
+  it('refuses a CA with a plain redis:// URL', () => {
+    expect(() => new RedisStore({ ...options, url: 'redis://localhost:1', ca: CA })).to.throw(/rediss:\/\//);
+  });
+});
+
+describe('createStore: store.redis.tls.ca read at start-up', () => {
+  let dir = '';
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'tollgate-ca-'));
+    writeFileSync(join(dir, 'not-pem.txt'), 'hello\n');
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const redis = (tls: RedisTlsConfig, url: RedisStoreConfig['url']): StoreConfig => ({
+    redis: { url, tls, timeoutMs: 50, onUnavailable: 'closed', keyPrefix: 'tollgate:' },
+  });
+  const problems = (config: StoreConfig): string[] => {
+    try {
+      createStore(config).store.close().catch(() => undefined);
+    } catch (err) {
+      if (err instanceof ConfigError) return err.problems.map((p) => `${p.path}: ${p.message}`);
+      throw err;
+    }
+    return [];
+  };
+
+  it('names a missing or non-PEM CA file, and a URL from the environment that is not rediss://', () => {
+    expect(problems(redis({ ca: { file: join(dir, 'missing.pem') } }, 'rediss://r:1'))).to.deep.equal([
+      `store.redis.tls.ca: cannot read CA file ${join(dir, 'missing.pem')} (ENOENT)`,
+    ]);
+    expect(problems(redis({ ca: { file: join(dir, 'not-pem.txt') } }, 'rediss://r:1'))).to.deep.equal([
+      `store.redis.tls.ca: CA file ${join(dir, 'not-pem.txt')} holds no PEM certificate`,
+    ]);
+    process.env['TOLLGATE_TEST_REDIS_URL'] = 'redis://:pw@r:1';
+    try {
+      writeFileSync(join(dir, 'ca.pem'), '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+      expect(problems(redis({ ca: { file: join(dir, 'ca.pem') } }, { env: 'TOLLGATE_TEST_REDIS_URL' }))).to.deep.equal([
+        'store.redis.tls: a CA needs a TLS connection: write the URL as `rediss://`',
+      ]);
+    } finally {
+      delete process.env['TOLLGATE_TEST_REDIS_URL'];
     }
   });
 });
