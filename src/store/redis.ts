@@ -17,7 +17,7 @@ import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { ADMIT, READ_BUDGET, SETTLE } from './redis-scripts.js';
-import { BUDGET_KEY_GRACE_MS, wholeTokens, type AdmitRequest, type AdmitResult, type BudgetState, type SettleResult, type Store, type WindowCount } from './store.js';
+import { wholeTokens, type AdmitRequest, type AdmitResult, type BudgetState, type SettleResult, type Store, type WindowCount } from './store.js';
 import type { RedisStoreConfig } from '../config/schema.js';
 import { type BudgetRef } from '../domain/reservation.js';
 
@@ -201,7 +201,7 @@ export class RedisStore implements Store {
         Math.floor(it.limit),
         wholeTokens(it.amount),
         wholeTokens(it.minAmount),
-        it.expiresAtMs + BUDGET_KEY_GRACE_MS,
+        it.expiresAtMs,
       ]),
     ];
     const reply = ints(
@@ -228,14 +228,14 @@ export class RedisStore implements Store {
   async settle(
     items: readonly BudgetRef[],
     reservationId: string,
-    actualTokens: number,
+    amounts: readonly number[],
     _now: number,
   ): Promise<SettleResult> {
-    return { used: await this.runSettle(items, reservationId, wholeTokens(actualTokens)) };
+    return { used: await this.runSettle(items, reservationId, amounts) };
   }
 
   async release(items: readonly BudgetRef[], reservationId: string, _now: number): Promise<void> {
-    await this.runSettle(items, reservationId, 0);
+    await this.runSettle(items, reservationId, []);
   }
 
   async readBudget(key: string, now: number): Promise<BudgetState> {
@@ -270,13 +270,13 @@ export class RedisStore implements Store {
   private async runSettle(
     items: readonly BudgetRef[],
     reservationId: string,
-    actual: number,
+    amounts: readonly number[],
   ): Promise<number[]> {
     if (items.length === 0) return [];
     const keys = this.budgetKeys(items);
-    const expiries = items.map((it) => it.expiresAtMs + BUDGET_KEY_GRACE_MS);
+    const pairs = items.flatMap((it, i) => [wholeTokens(amounts[i] ?? 0), it.expiresAtMs]);
     return ints(
-      await this.write('tollgateSettle', [keys.length, ...keys, reservationId, actual, ...expiries]),
+      await this.write('tollgateSettle', [keys.length, ...keys, reservationId, ...pairs]),
       items.length,
     );
   }

@@ -91,7 +91,7 @@ describe('RedisStore over TLS (rediss://) with a private CA', function () {
     for (let i = 0; i < 3; i++) await hitWindows(s, hit, T0);
     const budget = { key: 'b', limit: 1000, amount: 300, minAmount: 300, expiresAtMs: T0 + 3_600_000 };
     await reserve(s, [budget], 'req-1', 60_000, T0);
-    await s.settle([budget], 'req-1', 123, T0);
+    await s.settle([budget], 'req-1', [123], T0);
     expect(await raw.get(`${PREFIX}w`)).to.equal('3');
     expect(await s.readBudget('b', T0)).to.deep.equal({ used: 123, reserved: 0 });
     // The store's connection came in on the TLS-only port.
