@@ -124,9 +124,9 @@ try {
   closers.push(() => ping.disconnect());
   rows.push(await measure('PING (baseline)', [inspect], () => ping.ping()));
   rows.push(await measure('admit: 1 limit + 1 budget', [inspect], (i) => single.admit(admission(i, 1, 1), Date.now())));
-  rows.push(await measure('settle: 1 budget', [inspect], (i) => single.settle(admission(i, 1, 1).budgets, `bench-${i}`, 900, Date.now())));
+  rows.push(await measure('settle: 1 budget', [inspect], (i) => single.settle(admission(i, 1, 1).budgets, `bench-${i}`, [900], Date.now())));
   rows.push(await measure('admit: 3 limits + 2 budgets', [inspect], (i) => single.admit(admission(i, 3, 2), Date.now())));
-  rows.push(await measure('settle: 2 budgets', [inspect], (i) => single.settle(admission(i, 3, 2).budgets, `bench-${i}`, 900, Date.now())));
+  rows.push(await measure('settle: 2 budgets', [inspect], (i) => single.settle(admission(i, 3, 2).budgets, `bench-${i}`, [900, 900], Date.now())));
   rows.push(await measure('admit: rate limit only', [inspect], (i) => single.admit(admission(i, 1, 0), Date.now())));
 
   // The same primary with a replica, every write acknowledged by it.

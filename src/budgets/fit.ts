@@ -23,6 +23,7 @@
 import type { FitToBudget } from '../config/schema.js';
 import type { Reservation } from '../metering/estimate.js';
 import type { Degraded } from '../store/store.js';
+import { worstCaseCost, type ModelPrice } from '../metering/pricing.js';
 
 /** `metering.fitToBudget` when the file does not say. */
 export const DEFAULT_FIT_TO_BUDGET: FitToBudget = 'refuse';
@@ -46,22 +47,34 @@ export function fitAmounts(estimate: Reservation, mode: FitToBudget): FitAmounts
 }
 
 /**
- * The output limit per generation the upstream must be told, from what each budget reserved:
- * the largest `c` with `prompt + generations × c` within every reservation, never above the
- * request's own limit. Undefined when nothing needs writing: no output (embeddings), or the
- * request's own limit fits. Under the `open` store policy nothing was reserved, so only a
- * missing limit is written (the default).
+ * The same in micro-dollars, for a cost budget: the worst case priced with every prompt token
+ * uncached and every output token at the dearer of output and reasoning.
+ */
+export function fitCost(estimate: Reservation, mode: FitToBudget, price: ModelPrice): FitAmounts {
+  const amount = worstCaseCost(price, estimate.prompt, estimate.maxOutput);
+  if (mode === 'refuse') return { amount, minAmount: amount };
+  const least = Math.min(MIN_CAPPED_OUTPUT, estimate.outputLimit);
+  return { amount, minAmount: worstCaseCost(price, estimate.prompt, estimate.generations * least) };
+}
+
+/**
+ * The output limit per generation the upstream must be told, from the output each budget's
+ * reservation leaves room for (`outputRooms`: a token budget's reservation minus the prompt,
+ * or what a cost budget's micro-dollars buy after the prompt): the largest `c` with
+ * `generations × c` within every room, never above the request's own limit. Undefined when
+ * nothing needs writing: no output (embeddings), or the request's own limit fits. Under the
+ * `open` store policy nothing was reserved, so only a missing limit is written (the default).
  */
 export function outputLimitToWrite(
   estimate: Reservation,
-  reserved: readonly number[],
+  outputRooms: readonly number[],
   degraded: Degraded | undefined,
 ): number | undefined {
-  const { generations, prompt } = estimate;
+  const { generations } = estimate;
   if (generations === 0) return undefined;
   let limit = estimate.outputLimit;
   if (degraded !== 'open') {
-    for (const r of reserved) limit = Math.min(limit, Math.floor((r - prompt) / generations));
+    for (const room of outputRooms) limit = Math.min(limit, Math.floor(room / generations));
   }
   limit = Math.max(0, limit);
   return limit < estimate.outputLimit || !estimate.limitGiven ? limit : undefined;

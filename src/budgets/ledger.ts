@@ -17,7 +17,8 @@
 import type { Config } from '../config/schema.js';
 import { endpointForPath, type Endpoint } from '../request/endpoint.js';
 import type { Usage } from '../metering/usage.js';
-import { budgetName } from './planner.js';
+import { budgetLimits, budgetName } from './planner.js';
+import { costOfUsage, formatMicros } from '../metering/pricing.js';
 import type { Degraded, Store } from '../store/store.js';
 import { auditLogger, type Logger } from '../telemetry/logger.js';
 import type { UsageMetrics } from '../telemetry/metrics.js';
@@ -63,6 +64,8 @@ interface Applied {
   readonly settled: boolean;
   readonly degraded?: Degraded;
   readonly remaining?: Record<string, number>;
+  /** What cost budgets have left, USD as exact decimal strings. */
+  readonly remainingCost?: Record<string, string>;
   readonly error?: string;
 }
 
@@ -73,7 +76,7 @@ export class BudgetLedger {
   private readonly auditLog: Logger;
   private readonly metrics: LedgerDeps['metrics'];
   private readonly now: () => number;
-  /** Budget name → maxTokens, to report what is left after a settlement. */
+  /** `<unit> <budget name>` → its limit, to report what is left after a settlement. */
   private readonly limits: ReadonlyMap<string, number>;
 
   constructor(config: Pick<Config, 'tokenBudgets'>, store: Store, deps: LedgerDeps) {
@@ -82,32 +85,51 @@ export class BudgetLedger {
     this.auditLog = auditLogger(deps.logger, []);
     this.metrics = deps.metrics;
     this.now = deps.now ?? Date.now;
-    this.limits = new Map(config.tokenBudgets.map((b) => [budgetName(b), b.maxTokens]));
+    this.limits = new Map(
+      config.tokenBudgets.flatMap((b) => budgetLimits(b).map(({ unit, limit }) => [`${unit} ${budgetName(b)}`, limit])),
+    );
   }
 
-  /** Charges `usage.totalTokens` to every reserved budget and writes the audit line. Never throws. */
+  /**
+   * Charges `usage.totalTokens` to every reserved token budget and the usage priced at the
+   * hand-off's price to every cost budget, in one store call, and writes the audit line.
+   * Never throws.
+   */
   async settle(handoff: Handoff, usage: Usage, outcome: SettleOutcome): Promise<void> {
     try {
       const r = handoff.reservation;
       // However the store call ends, this process holds the reservation no longer.
       if (r !== undefined) this.metrics?.reservationClosed(r);
+      // An estimate (abort) is priced like provider usage; `source` marks both as estimated.
+      const cost = handoff.price !== undefined ? costOfUsage(handoff.price, usage) : undefined;
+      const units = r?.budgets.map((_, i) => r.units?.[i] ?? 'tokens') ?? [];
+      const amounts = units.map((unit) => (unit === 'usd' ? (cost ?? 0) : usage.totalTokens));
       let applied: Applied = { settled: true };
       if (r !== undefined && r.budgets.length > 0) {
         try {
-          const result = await this.store.settle(r.budgets, r.id, usage.totalTokens, this.now());
+          const result = await this.store.settle(r.budgets, r.id, amounts, this.now());
           const remaining: Record<string, number> = {};
+          const remainingCost: Record<string, string> = {};
           r.names.forEach((name, i) => {
-            const limit = this.limits.get(name);
+            const unit = units[i] ?? 'tokens';
+            const limit = this.limits.get(`${unit} ${name}`);
             const used = result.used[i];
             if (limit === undefined || used === undefined) return;
-            remaining[name] = Math.max(0, limit - used);
-            if (result.degraded !== 'open') this.metrics?.recordBudget(name, used, limit);
+            if (unit === 'usd') remainingCost[name] = formatMicros(Math.max(0, limit - used));
+            else remaining[name] = Math.max(0, limit - used);
+            // The budget gauges count tokens; cost budgets are read on /budget.
+            if (unit === 'tokens' && result.degraded !== 'open') this.metrics?.recordBudget(name, used, limit);
           });
           // `open` answered without Redis: nothing was charged, so the line must be replayable.
           applied =
             result.degraded === 'open'
               ? { settled: false, degraded: 'open' }
-              : { settled: true, remaining, ...(result.degraded ? { degraded: result.degraded } : {}) };
+              : {
+                  settled: true,
+                  remaining,
+                  remainingCost,
+                  ...(result.degraded ? { degraded: result.degraded } : {}),
+                };
         } catch (err) {
           applied = { settled: false, error: errorMessage(err) };
         }
@@ -119,13 +141,16 @@ export class BudgetLedger {
         ...(usage.cachedInputTokens !== undefined ? { cachedInputTokens: usage.cachedInputTokens } : {}),
         ...(usage.reasoningTokens !== undefined ? { reasoningTokens: usage.reasoningTokens } : {}),
         source: usage.source,
-        charged: r !== undefined && r.budgets.length > 0 ? usage.totalTokens : 0,
+        charged: units.includes('tokens') ? usage.totalTokens : 0,
+        // USD as exact decimal strings: the price × usage, and what cost budgets were charged.
+        ...(cost !== undefined ? { cost: formatMicros(cost) } : {}),
+        ...(units.includes('usd') && cost !== undefined ? { chargedCost: formatMicros(cost) } : {}),
         status: outcome.status,
         aborted: outcome.aborted,
         ...(outcome.providerRequestId !== undefined ? { providerRequestId: outcome.providerRequestId } : {}),
         latencyMs: Math.round(outcome.latencyMs * 1000) / 1000,
       });
-      this.record(handoff, usage);
+      this.record(handoff, usage, cost);
     } catch (err) {
       this.safeError(err, handoff, 'settlement failed');
     }
@@ -173,11 +198,15 @@ export class BudgetLedger {
       model: handoff.model,
       path: handoff.path,
       ...fields,
-      budgets: reservation?.names ?? [],
+      // A budget in tokens and USD has two counters but one name.
+      budgets: [...new Set(reservation?.names ?? [])],
       settled: applied.settled,
       ...(applied.degraded !== undefined ? { degraded: applied.degraded } : {}),
       ...(applied.remaining !== undefined && Object.keys(applied.remaining).length > 0
         ? { remaining: applied.remaining }
+        : {}),
+      ...(applied.remainingCost !== undefined && Object.keys(applied.remainingCost).length > 0
+        ? { remainingCost: applied.remainingCost }
         : {}),
       // Keys only where someone may need to replay the line by hand.
       ...(!applied.settled ? { budgetKeys: reservation?.budgets.map((b) => b.key) ?? [] } : {}),
@@ -187,7 +216,7 @@ export class BudgetLedger {
     else this.auditLog.error(line, 'usage NOT settled in the budget store; replay this line');
   }
 
-  private record(handoff: Handoff, usage: Usage): void {
+  private record(handoff: Handoff, usage: Usage, costMicros: number | undefined): void {
     const m = this.metrics;
     if (m === undefined) return;
     m.recordUsage({
@@ -198,6 +227,7 @@ export class BudgetLedger {
       source: usage.source,
       inputTokens: usage.inputTokens,
       outputTokens: usage.outputTokens,
+      ...(costMicros !== undefined ? { costMicros } : {}),
     });
   }
 

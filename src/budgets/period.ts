@@ -1,5 +1,5 @@
 /**
- * Calendar periods for token budgets: the hour, day, ISO week (Monday first) or month that
+ * Calendar periods for token budgets: the minute, hour, day, ISO week (Monday first) or month that
  * contains an instant, on the wall clock of an IANA time zone. Offsets come from
  * Intl.DateTimeFormat, so daylight-saving changes are honoured: a period starts at the first
  * instant its wall-clock start is reached. When that wall time does not exist (a midnight
@@ -8,10 +8,13 @@
  * overlaps, and one id always names one window.
  */
 
-export type Period = 'hour' | 'day' | 'week' | 'month';
+export type Period = 'minute' | 'hour' | 'day' | 'week' | 'month';
 
 export interface PeriodWindow {
-  /** `2026-11` (month), `2026-W48` (ISO week), `2026-11-29` (day), `2026-11-29T13` (hour). */
+  /**
+   * `2026-11` (month), `2026-W48` (ISO week), `2026-11-29` (day), `2026-11-29T13` (hour),
+   * `2026-11-29T13:07` (minute).
+   */
   id: string;
   /** First millisecond of the window (inclusive). */
   startMs: number;
@@ -161,6 +164,13 @@ export function periodWindow(
 }
 
 function computeWindow(period: Period, timeZone: string, nowMs: number): PeriodWindow {
+  if (period === 'minute') {
+    // Every zone's offset is a whole number of minutes today, so minutes start together
+    // everywhere; the id reads the zone's wall clock.
+    const startMs = Math.floor(nowMs / 60_000) * 60_000;
+    const wall = new Date(startMs + offsetAt(startMs, timeZone)).toISOString().slice(0, 16);
+    return { id: wall, startMs, endMs: startMs + 60_000 };
+  }
   const now = wallAt(nowMs, timeZone);
   let start: Wall;
   let next: Wall;

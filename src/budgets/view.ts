@@ -1,6 +1,6 @@
 /**
- * `GET /budget` beside `/metrics`: the used, reserved and remaining tokens of the configured
- * budgets for their current period. Read-only, and it reads the same store the budgets
+ * `GET /budget` beside `/metrics`: the used, reserved and remaining tokens (and, for a budget
+ * with `maxCost`, US dollars) of the configured budgets for their current period. Read-only, and it reads the same store the budgets
  * are charged in, so with Redis every replica answers alike.
  *
  *   GET /budget                       every configured budget
@@ -12,19 +12,36 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config, TokenBudgetConfig } from '../config/schema.js';
 import { periodWindow } from './period.js';
-import { budgetKey, budgetSubject, type BudgetKind } from './planner.js';
+import { budgetKey, budgetLimits, budgetSubject, type BudgetKind } from './planner.js';
+import { formatMicros } from '../metering/pricing.js';
 import type { Store } from '../store/store.js';
 
-/** One budget as the endpoint and `tollgate budget` show it. */
+/**
+ * A budget's cost counter: USD as exact decimal strings (`"12.345678"`), since the store
+ * counts whole micro-dollars and a float would not show them exactly.
+ */
+export interface CostView {
+  readonly currency: 'USD';
+  readonly limit: string;
+  readonly used: string;
+  readonly reserved: string;
+  readonly remaining: string;
+}
+
+/**
+ * One budget as the endpoint and `tollgate budget` show it: the token fields when it has
+ * `maxTokens`, `cost` when it has `maxCost`.
+ */
 export interface BudgetView {
   readonly subject: string;
   readonly kind: BudgetKind;
-  readonly limit: number;
-  readonly used: number;
+  readonly limit?: number;
+  readonly used?: number;
   /** Tokens held by requests still in flight (their estimates). */
-  readonly reserved: number;
+  readonly reserved?: number;
   /** `limit - used - reserved`, never below zero: what a new request can still draw on. */
-  readonly remaining: number;
+  readonly remaining?: number;
+  readonly cost?: CostView;
   readonly period: TokenBudgetConfig['period'];
   readonly timeZone: string;
   /** The period's id in the store key, e.g. `2026-11`. */
@@ -60,15 +77,32 @@ export async function readBudgets(
   return Promise.all(
     budgets.map(async (b) => {
       const window = periodWindow(b.period, b.timeZone, now);
-      const state = await store.readBudget(budgetKey(b, window), now);
+      const counters = await Promise.all(
+        budgetLimits(b).map(async ({ unit, limit }) => {
+          const { used, reserved } = await store.readBudget(budgetKey(b, window, unit), now);
+          return { unit, limit, used, reserved, remaining: Math.max(0, limit - used - reserved) };
+        }),
+      );
+      const tokens = counters.find((c) => c.unit === 'tokens');
+      const cost = counters.find((c) => c.unit === 'usd');
       const { kind, subject } = budgetSubject(b);
       return {
         subject,
         kind,
-        limit: b.maxTokens,
-        used: state.used,
-        reserved: state.reserved,
-        remaining: Math.max(0, b.maxTokens - state.used - state.reserved),
+        ...(tokens !== undefined
+          ? { limit: tokens.limit, used: tokens.used, reserved: tokens.reserved, remaining: tokens.remaining }
+          : {}),
+        ...(cost !== undefined
+          ? {
+              cost: {
+                currency: 'USD' as const,
+                limit: formatMicros(cost.limit),
+                used: formatMicros(cost.used),
+                reserved: formatMicros(cost.reserved),
+                remaining: formatMicros(cost.remaining),
+              },
+            }
+          : {}),
         period: b.period,
         timeZone: b.timeZone,
         periodId: window.id,

@@ -19,6 +19,7 @@ export function admitStep(planners: readonly Planner[], store: Store): CheckStep
       if (grant.reservation !== undefined) check.reservation = grant.reservation;
       if (grant.promptEstimate !== undefined) check.promptEstimate = grant.promptEstimate;
       if (grant.outputLimit !== undefined) check.outputLimit = grant.outputLimit;
+      if (grant.price !== undefined) check.price = grant.price;
       return undefined;
     },
   };

@@ -27,7 +27,7 @@ export function handOff(rules: RuleClaims, onReservation?: (reservation: Reserva
     name: 'hand-off',
     reported: false,
     run(check) {
-      const { request, model, reservation, outputLimit } = check;
+      const { request, model, reservation, outputLimit, price } = check;
       const caller = check.caller;
       // Only a model list is filtered by rules on the response side; nothing else needs claims.
       const claims = isModelList(request.method, request.path) ? rules.ruleClaims(caller) : {};
@@ -42,6 +42,7 @@ export function handOff(rules: RuleClaims, onReservation?: (reservation: Reserva
           ...(model !== undefined ? { model } : {}),
           promptEstimate: check.promptEstimate,
           ...(reservation !== undefined ? { reservation } : {}),
+          ...(price !== undefined ? { price } : {}),
           ...(outputLimit !== undefined ? { outputLimit } : {}),
           injectUsage,
           admittedAt: check.now,

@@ -5,7 +5,7 @@
 import type { Authz, Denial, ShadowDenial } from '../domain/decision.js';
 import type { Identity } from '../domain/identity.js';
 import type { InboundRequest } from '../domain/request.js';
-import type { Reservation } from '../domain/reservation.js';
+import type { Reservation, TokenPrice } from '../domain/reservation.js';
 import type { PlanInput } from '../limits/admit.js';
 import type { EndpointInfo } from '../request/endpoint.js';
 
@@ -58,6 +58,8 @@ export class CheckState {
   promptEstimate = 0;
   /** Output limit per generation ext_proc must write into the request. */
   outputLimit?: number;
+  /** What the request's model costs, when priced (cost budgets, usage lines, metrics). */
+  price?: TokenPrice;
 
   /** Request headers to set (overwrite) toward the upstream. */
   readonly setHeaders: Record<string, string> = {};

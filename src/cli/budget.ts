@@ -29,14 +29,27 @@ export function budgetUrl(base: string, filter: { tenant?: string[]; group?: str
   return url;
 }
 
-/** Whole tokens with thousands separators, so 100000 and 1000000 are easy to tell apart. */
-function n(value: number): string {
-  return value.toLocaleString('en-US');
+/** Whole tokens with thousands separators, so 100000 and 1000000 are easy to tell apart; `-` when not counted. */
+function n(value: number | undefined): string {
+  return value === undefined ? '-' : value.toLocaleString('en-US');
+}
+
+/** An exact USD decimal string as `$1,234.5678` (at least cents); `-` for a budget without `maxCost`. */
+function usd(value: string | undefined): string {
+  if (value === undefined) return '-';
+  const [whole = '0', frac = ''] = value.split('.');
+  return `$${Number(whole).toLocaleString('en-US')}.${frac.replace(/0+$/, '').padEnd(2, '0')}`;
 }
 
 /** A fixed-width table: one row per budget. */
 export function formatBudgetTable(budgets: readonly BudgetView[], nowMs: number): string {
-  const header = ['BUDGET', 'PERIOD', 'LIMIT', 'USED', 'RESERVED', 'REMAINING', 'RESETS'];
+  // Cost columns only when some budget has `maxCost`, so token-only tables stay as they were.
+  const withCost = budgets.some((b) => b.cost !== undefined);
+  const header = [
+    'BUDGET', 'PERIOD', 'LIMIT', 'USED', 'RESERVED', 'REMAINING',
+    ...(withCost ? ['COST LIMIT', 'COST USED', 'COST RESERVED', 'COST REMAINING'] : []),
+    'RESETS',
+  ];
   const rows = budgets.map((b) => [
     `${b.kind}:${b.subject}`,
     `${b.period} ${b.periodId}${b.timeZone === 'UTC' ? '' : ` (${b.timeZone})`}`,
@@ -44,11 +57,12 @@ export function formatBudgetTable(budgets: readonly BudgetView[], nowMs: number)
     n(b.used),
     n(b.reserved),
     n(b.remaining),
+    ...(withCost ? [usd(b.cost?.limit), usd(b.cost?.used), usd(b.cost?.reserved), usd(b.cost?.remaining)] : []),
     `${b.resetsAt} (in ${humanDuration(Date.parse(b.resetsAt) - nowMs)})`,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   // Numbers right-aligned, text left-aligned.
-  const numeric = new Set([2, 3, 4, 5]);
+  const numeric = new Set(withCost ? [2, 3, 4, 5, 6, 7, 8, 9] : [2, 3, 4, 5]);
   const line = (cells: readonly string[]) =>
     cells
       .map((c, i) => (numeric.has(i) ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0)))

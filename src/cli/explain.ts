@@ -297,7 +297,14 @@ function outcome(decision: Decision): Pick<Explanation, 'decision' | 'status' | 
 function limitLines(config: Config, admission: PeekStore['admissions'][number], now: number): LimitLine[] {
   const { request, windows, budgets, result } = admission;
   const budgetNames = new Map(
-    config.tokenBudgets.map((b) => [budgetKey(b, periodWindow(b.period, b.timeZone, now)), budgetName(b)] as const),
+    config.tokenBudgets.flatMap((b) => {
+      const window = periodWindow(b.period, b.timeZone, now);
+      return [
+        [budgetKey(b, window), budgetName(b)] as const,
+        // A cost budget's counter, in micro-dollars.
+        [budgetKey(b, window, 'usd'), `${budgetName(b)} (USD micro-dollars)`] as const,
+      ];
+    }),
   );
   const refused = result.refusedBy;
   const lines: LimitLine[] = request.windows.map((w, i) => {

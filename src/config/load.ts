@@ -20,6 +20,7 @@ import {
   readUpstream,
 } from './validate-sections.js';
 import { readStore } from './validate-store.js';
+import { readPricing } from './validate-pricing.js';
 
 const TOP_LEVEL_KEYS = [
   'server',
@@ -30,6 +31,7 @@ const TOP_LEVEL_KEYS = [
   'rateLimits',
   'tokenBudgets',
   'metering',
+  'pricing',
   'store',
   'logging',
   'metrics',
@@ -133,6 +135,8 @@ function validate(text: string): { problems: ConfigProblem[]; config: Config | u
     store,
     logging: readLogging(f.get('logging')),
   };
+  const pricing = readPricing(f.get('pricing'));
+  if (pricing !== undefined) Object.assign(config, { pricing });
   const metrics = readMetrics(f.get('metrics'));
   if (metrics !== undefined) Object.assign(config, { metrics });
   return { problems: ctx.problems, config };

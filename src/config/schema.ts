@@ -105,14 +105,18 @@ export interface RateLimitConfig {
   readonly key: string;
 }
 
-export type BudgetPeriod = 'hour' | 'day' | 'week' | 'month';
+/** `minute` makes a budget a token rate limit (tokens per minute): refused with 429 `rate_limit_exceeded`. */
+export type BudgetPeriod = 'minute' | 'hour' | 'day' | 'week' | 'month';
 
 export interface TokenBudgetConfig {
   /** Exactly one of tenant / group / user names the subject charged. */
   readonly tenant?: string;
   readonly group?: string;
   readonly user?: string;
-  readonly maxTokens: number;
+  /** Tokens per period; at least one of `maxTokens` and `maxCostMicros` is set. */
+  readonly maxTokens?: number;
+  /** `maxCost` (USD per period) in whole micro-dollars (10⁻⁶ USD), the unit the store counts. */
+  readonly maxCostMicros?: number;
   readonly period: BudgetPeriod;
   /** IANA time zone for calendar alignment; default UTC. */
   readonly timeZone: string;
@@ -137,6 +141,41 @@ export interface MeteringConfig {
   /** Absent = `refuse` (DEFAULT_FIT_TO_BUDGET in budgets/fit.ts). */
   readonly fitToBudget?: FitToBudget;
 }
+
+/**
+ * One model's prices, as pico-dollars per token (= USD per million tokens × 10⁶, so `2.50` is
+ * 2_500_000): integers, read from the decimal text the operator wrote, never a float.
+ */
+export interface PriceConfig {
+  readonly input: number;
+  /** Input tokens served from the prompt cache; absent = `input`. */
+  readonly cachedInput?: number;
+  readonly output: number;
+  /** Reasoning tokens when priced apart from other output; absent = `output`. */
+  readonly reasoning?: number;
+}
+
+export interface ModelPricingConfig extends PriceConfig {
+  /** A glob on the model name (ignoring case): `gpt-4o`, `gpt-4o-2024-*`, `ft:gpt-4o-mini:*`. */
+  readonly model: string;
+  /** Prices by the request's `service_tier` (`flex`, `priority`, …); other tiers use the model's. */
+  readonly tiers?: Readonly<Record<string, PriceConfig>>;
+}
+
+/** `pricing:` — what a model costs, for `maxCost` budgets and cost reporting. */
+export interface PricingConfig {
+  /** The operator's prices, consulted before the built-in table, in the file's order. */
+  readonly models: readonly ModelPricingConfig[];
+  /** Use the dated built-in OpenAI table after `models` (default true). */
+  readonly builtin: boolean;
+  /**
+   * A model neither table prices: `refuse` a request charged to a cost budget (403
+   * `model_not_priced`), or price it at this fallback.
+   */
+  readonly unknownModel: 'refuse' | PriceConfig;
+}
+
+export const DEFAULT_PRICING: PricingConfig = { models: [], builtin: true, unknownModel: 'refuse' };
 
 export type OnUnavailable = 'closed' | 'open' | 'local';
 
@@ -205,6 +244,8 @@ export interface Config {
   readonly rateLimits: readonly RateLimitConfig[];
   readonly tokenBudgets: readonly TokenBudgetConfig[];
   readonly metering: MeteringConfig;
+  /** Absent = DEFAULT_PRICING (the built-in table, unknown models refused for cost budgets). */
+  readonly pricing?: PricingConfig;
   readonly store: StoreConfig;
   readonly logging: LoggingConfig;
   /** Absent = defaults (no per-user labels, 100 values per label). */

@@ -287,3 +287,30 @@ export function readBoolean(cur: Cursor | undefined): boolean | undefined {
   }
   return v;
 }
+
+/**
+ * A non-negative decimal with at most `places` decimals, as the integer `value × 10^places`,
+ * read from the text the operator wrote (`2.50`, `"0.075"`), so no float ever rounds it.
+ */
+export function readDecimal(cur: Cursor | undefined, places: number, max: number): number | undefined {
+  if (cur === undefined) return undefined;
+  const node = cur.node;
+  const v = isScalar(node) ? node.value : undefined;
+  const text = typeof v === 'number' ? (isScalar(node) ? node.source : undefined) ?? String(v) : v;
+  const m = typeof text === 'string' ? /^(\d{1,15})(?:\.(\d+))?$/.exec(text.trim()) : null;
+  if (m === null) {
+    report(cur, `expected a decimal number such as 2.50, got ${describe(cur)}`);
+    return undefined;
+  }
+  const [, whole = '', frac = ''] = m;
+  if (frac.replace(/0+$/, '').length > places) {
+    report(cur, `has more than ${places} decimal places: ${text as string}`);
+    return undefined;
+  }
+  const value = Number(whole) * 10 ** places + Number(frac.padEnd(places, '0').slice(0, places) || '0');
+  if (!Number.isSafeInteger(value) || value > max) {
+    report(cur, `is too large: ${text as string} (at most ${max / 10 ** places})`);
+    return undefined;
+  }
+  return value;
+}

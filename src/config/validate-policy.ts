@@ -11,6 +11,7 @@ import type {
 } from './schema.js';
 import {
   checkUnique,
+  readDecimal,
   readEnum,
   readInt,
   readList,
@@ -27,7 +28,7 @@ const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'CO
 const MODES = ['enforce', 'shadow'] as const;
 const ACTIONS = ['allow', 'deny'] as const;
 const UNITS: readonly RateUnit[] = ['second', 'minute', 'hour', 'day'];
-const PERIODS: readonly BudgetPeriod[] = ['hour', 'day', 'week', 'month'];
+const PERIODS: readonly BudgetPeriod[] = ['minute', 'hour', 'day', 'week', 'month'];
 
 /** Absent `match` matches every request (useful for a final catch-all rule). */
 export function readMatch(cur: Cursor | undefined): RequestMatch {
@@ -160,7 +161,7 @@ export function readTokenBudgets(cur: Cursor | undefined): TokenBudgetConfig[] {
   const out: TokenBudgetConfig[] = [];
   const subjects: { value: string | undefined; cur: Cursor }[] = [];
   for (const item of items) {
-    const f = readMap(item, [...SUBJECTS, 'maxTokens', 'period', 'timeZone']);
+    const f = readMap(item, [...SUBJECTS, 'maxTokens', 'maxCost', 'period', 'timeZone']);
     if (f === undefined) continue;
     const present = SUBJECTS.filter((s) => f.has(s));
     if (present.length !== 1) {
@@ -176,9 +177,15 @@ export function readTokenBudgets(cur: Cursor | undefined): TokenBudgetConfig[] {
         cur: subjectCur,
       });
     }
+    if (!f.has('maxTokens') && !f.has('maxCost')) {
+      report(item, 'needs `maxTokens` (tokens), `maxCost` (USD) or both');
+    }
+    const maxTokens = readInt(f.get('maxTokens'), 1, Number.MAX_SAFE_INTEGER);
+    const maxCostMicros = readMaxCost(f.get('maxCost'));
     out.push({
       ...(kind !== undefined ? { [kind]: subject ?? '' } : {}),
-      maxTokens: readInt(required(item, f, 'maxTokens'), 1, Number.MAX_SAFE_INTEGER) ?? 1,
+      ...(maxTokens !== undefined ? { maxTokens } : {}),
+      ...(maxCostMicros !== undefined ? { maxCostMicros } : {}),
       period: readEnum(required(item, f, 'period'), PERIODS) ?? 'month',
       timeZone: readTimeZone(f.get('timeZone')) ?? 'UTC',
     });
@@ -188,6 +195,16 @@ export function readTokenBudgets(cur: Cursor | undefined): TokenBudgetConfig[] {
     return `${v.slice(0, cut)} ${JSON.stringify(v.slice(cut + 1))}`;
   });
   return out;
+}
+
+/** USD per period, at most six decimals, stored as whole micro-dollars; at least $0.000001. */
+function readMaxCost(cur: Cursor | undefined): number | undefined {
+  const micros = readDecimal(cur, 6, Number.MAX_SAFE_INTEGER);
+  if (micros === 0 && cur !== undefined) {
+    report(cur, 'must be more than 0');
+    return undefined;
+  }
+  return micros;
 }
 
 function readTimeZone(cur: Cursor | undefined): string | undefined {

@@ -12,7 +12,9 @@
  * real model bills), `x-dev-chunks`
  * sets the number of content chunks, `x-dev-chunk-delay-ms` slows a stream, `x-dev-status`
  * answers with that error status, `x-dev-gzip: 1` gzips the body, `x-dev-reset-after-chunks: N`
- * cuts a stream's connection after N content chunks (an upstream reset mid-stream).
+ * cuts a stream's connection after N content chunks (an upstream reset mid-stream),
+ * `x-dev-cached-tokens` / `x-dev-reasoning-tokens` report that many of the prompt tokens as
+ * cached and of the completion tokens as reasoning (chat and Responses usage details).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -55,6 +57,8 @@ export interface ReportedUsage {
   readonly promptTokens: number;
   readonly completionTokens: number;
   readonly totalTokens: number;
+  readonly cachedTokens: number;
+  readonly reasoningTokens: number;
 }
 
 export const DEV_MODELS = ['gpt-4o', 'gpt-4o-mini', 'gpt-4.1', 'o3-mini', 'text-embedding-3-small'];
@@ -64,6 +68,10 @@ const WORDS = 'Hello from the Tollgate development upstream . Every token here i
 interface Controls {
   readonly promptTokens: number;
   readonly completionTokens: number;
+  /** Of the prompt tokens, those reported as served from the cache. */
+  readonly cachedTokens: number;
+  /** Of the completion tokens, those reported as reasoning. */
+  readonly reasoningTokens: number;
   readonly chunks: number;
   readonly delayMs: number;
   readonly status?: number;
@@ -96,9 +104,13 @@ function completionTokensOf(headers: Record<string, string>, body: Record<string
 function controls(headers: Record<string, string>, body: Record<string, unknown>, path: string): Controls {
   const messages = Array.isArray(body['messages']) ? body['messages'].length : 1;
   const status = num(headers['x-dev-status'], 0);
+  const promptTokens = num(headers['x-dev-prompt-tokens'], 8 + 5 * messages);
+  const completionTokens = completionTokensOf(headers, body, path);
   return {
-    promptTokens: num(headers['x-dev-prompt-tokens'], 8 + 5 * messages),
-    completionTokens: completionTokensOf(headers, body, path),
+    promptTokens,
+    completionTokens,
+    cachedTokens: Math.min(num(headers['x-dev-cached-tokens'], 0), promptTokens),
+    reasoningTokens: Math.min(num(headers['x-dev-reasoning-tokens'], 0), completionTokens),
     chunks: Math.max(1, num(headers['x-dev-chunks'], 4)),
     delayMs: num(headers['x-dev-chunk-delay-ms'], 0),
     ...(status >= 400 ? { status } : {}),
@@ -206,8 +218,9 @@ export class DevUpstream {
     }
     if (req.method !== 'POST') return this.json(res, 404, errorBody(`unknown path ${path}`), false);
     const report = (completionTokens = c.completionTokens): void => {
-      const { promptTokens } = c;
-      this.reported.push({ path, promptTokens, completionTokens, totalTokens: promptTokens + completionTokens });
+      const { promptTokens, cachedTokens } = c;
+      const reasoningTokens = Math.min(c.reasoningTokens, completionTokens);
+      this.reported.push({ path, promptTokens, completionTokens, totalTokens: promptTokens + completionTokens, cachedTokens, reasoningTokens });
     };
     switch (path) {
       case '/v1/chat/completions':
@@ -292,8 +305,8 @@ function usageOf(c: Controls) {
     prompt_tokens: c.promptTokens,
     completion_tokens: c.completionTokens,
     total_tokens: c.promptTokens + c.completionTokens,
-    prompt_tokens_details: { cached_tokens: 0 },
-    completion_tokens_details: { reasoning_tokens: 0 },
+    prompt_tokens_details: { cached_tokens: c.cachedTokens },
+    completion_tokens_details: { reasoning_tokens: c.reasoningTokens },
   };
 }
 
@@ -340,9 +353,9 @@ function responsesResult(model: string, c: Controls): unknown {
     output: [{ type: 'message', id: 'msg_dev', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: contentFor(c.chunks).join('').trim(), annotations: [] }] }],
     usage: {
       input_tokens: c.promptTokens,
-      input_tokens_details: { cached_tokens: 0 },
+      input_tokens_details: { cached_tokens: c.cachedTokens },
       output_tokens: c.completionTokens,
-      output_tokens_details: { reasoning_tokens: 0 },
+      output_tokens_details: { reasoning_tokens: c.reasoningTokens },
       total_tokens: c.promptTokens + c.completionTokens,
     },
   };

@@ -20,6 +20,7 @@ export type ReasonCode =
   // 403: policy
   | 'access_denied'
   | 'model_not_allowed'
+  | 'model_not_priced'
   // 400 / 413: request
   | 'invalid_body'
   | 'invalid_path'
@@ -27,6 +28,7 @@ export type ReasonCode =
   | 'body_too_large'
   // 429
   | 'rate_limited'
+  | 'token_rate_limited'
   | 'budget_exhausted'
   // 503 / 500
   | 'store_unavailable'

@@ -3,13 +3,35 @@
  * settles it to the real usage (budgets/ledger.ts) or it expires.
  */
 
-/** A budget counter named again at settle / release time: its store key and period end. */
+/**
+ * A budget counter named again at settle / release time: its store key and when the key
+ * expires (its period's end plus a grace, budgets/planner.ts).
+ */
 export interface BudgetRef {
   readonly key: string;
   readonly expiresAtMs: number;
 }
 
-/** Tokens reserved at admission in every applicable budget. */
+/**
+ * What a budget counter counts: `tokens`, or `usd` in whole micro-dollars (a `maxCost` budget).
+ * A budget with both limits has one counter of each.
+ */
+export type BudgetUnit = 'tokens' | 'usd';
+
+/**
+ * A model's prices as pico-dollars per token (USD per million tokens × 10⁶), integers; what a
+ * request's usage is priced at (metering/pricing.ts).
+ */
+export interface TokenPrice {
+  readonly input: number;
+  /** Input tokens served from the prompt cache; absent = `input`. */
+  readonly cachedInput?: number;
+  readonly output: number;
+  /** Reasoning tokens, when priced apart from other output; absent = `output`. */
+  readonly reasoning?: number;
+}
+
+/** Tokens (or micro-dollars) reserved at admission in every applicable budget. */
 export interface Reservation {
   /** Reservation id in the store (equals the admission id). */
   readonly id: string;
@@ -17,6 +39,11 @@ export interface Reservation {
   readonly budgets: readonly BudgetRef[];
   /** Human names of those budgets for logs, e.g. `tenant:marketing`. */
   readonly names: readonly string[];
-  /** Tokens reserved in each budget (the worst case, or less when capped), same order as `budgets`. */
+  /**
+   * Reserved in each budget (the worst case, or less when capped), same order as `budgets`:
+   * tokens, or micro-dollars where `units` says `usd`.
+   */
   readonly reserved: readonly number[];
+  /** The unit of each budget counter; absent = all `tokens`. */
+  readonly units?: readonly BudgetUnit[];
 }

@@ -13,7 +13,7 @@
  * and otherwise charges an aborted prompt at the Check's quick estimate.
  */
 import type { Identity } from '../domain/identity.js';
-import type { Reservation } from '../domain/reservation.js';
+import type { BudgetUnit, Reservation, TokenPrice } from '../domain/reservation.js';
 
 export interface Handoff {
   /** The hand-off id: also the budget reservation's id. */
@@ -30,6 +30,11 @@ export interface Handoff {
   /** Prompt tokens estimated at admission (0 when the endpoint is not metered). */
   readonly promptEstimate: number;
   readonly reservation?: Reservation;
+  /**
+   * What the model costs (pico-dollars per token), when it is priced: the usage is settled in
+   * cost budgets and reported at the price it was admitted at, whatever a reload changes.
+   */
+  readonly price?: TokenPrice;
   /**
    * The output limit per generation (per choice) to write into the request before it goes
    * upstream: the budgets' cap, or the default when the request named none. Absent when the
@@ -61,8 +66,13 @@ interface Details {
   ol?: number;
   /** injectUsage */
   iu?: true;
-  /** reservation: [budget key, period end ms, tokens reserved, budget name] per budget */
-  r?: [string, number, number, string][];
+  /**
+   * reservation: [budget key, period end ms, amount reserved, budget name] per budget, with a
+   * fifth `usd` for a cost budget's counter (the amount in micro-dollars)
+   */
+  r?: ([string, number, number, string] | [string, number, number, string, 'usd'])[];
+  /** price: input, output, cached input, reasoning (pico-dollars per token) */
+  pr?: { i: number; o: number; c?: number; r?: number };
   /** claims the rules read, for the model-list filter (model-list requests only) */
   c?: Record<string, unknown>;
 }
@@ -77,7 +87,19 @@ export function encodeHandoff(handoff: Handoff, groups: string): Record<string, 
   if (handoff.outputLimit !== undefined) details.ol = handoff.outputLimit;
   if (handoff.injectUsage) details.iu = true;
   if (reservation !== undefined && reservation.budgets.length > 0) {
-    details.r = reservation.budgets.map((b, i) => [b.key, b.expiresAtMs, reservation.reserved[i] ?? 0, reservation.names[i] ?? '']);
+    details.r = reservation.budgets.map((b, i) => {
+      const entry: [string, number, number, string] = [b.key, b.expiresAtMs, reservation.reserved[i] ?? 0, reservation.names[i] ?? ''];
+      return reservation.units?.[i] === 'usd' ? [...entry, 'usd'] : entry;
+    });
+  }
+  const price = handoff.price;
+  if (price !== undefined) {
+    details.pr = {
+      i: price.input,
+      o: price.output,
+      ...(price.cachedInput !== undefined ? { c: price.cachedInput } : {}),
+      ...(price.reasoning !== undefined ? { r: price.reasoning } : {}),
+    };
   }
   if (Object.keys(identity.claims).length > 0) details.c = { ...identity.claims };
   return {
@@ -104,7 +126,10 @@ export function decodeHandoff(metadata: Readonly<Record<string, unknown>>): Hand
   const { m, p, at, pe } = d;
   if (typeof m !== 'string' || typeof p !== 'string' || !isCount(at) || !isCount(pe)) return undefined;
   const reservation = decodeReservation(id, d['r']);
-  if (reservation === null) return undefined;
+  const price = decodePrice(d['pr']);
+  if (reservation === null || price === null) return undefined;
+  // A cost budget cannot be settled without the price it was reserved at.
+  if (reservation?.units?.includes('usd') === true && price === undefined) return undefined;
   const str = (key: string): string | undefined => (typeof metadata[key] === 'string' ? (metadata[key]) : undefined);
   const identity: Identity = {
     provider: str('provider') ?? '',
@@ -126,6 +151,7 @@ export function decodeHandoff(metadata: Readonly<Record<string, unknown>>): Hand
     ...(model !== undefined ? { model } : {}),
     promptEstimate: pe,
     ...(reservation !== undefined ? { reservation } : {}),
+    ...(price !== undefined ? { price } : {}),
     ...(isCount(d['ol']) ? { outputLimit: d['ol'] } : {}),
     injectUsage: d['iu'] === true,
     admittedAt: at,
@@ -139,15 +165,27 @@ function decodeReservation(id: string, value: unknown): Reservation | undefined 
   const budgets: { key: string; expiresAtMs: number }[] = [];
   const reserved: number[] = [];
   const names: string[] = [];
+  const units: BudgetUnit[] = [];
   for (const entry of value) {
-    if (!Array.isArray(entry)) return null;
-    const [key, expiresAtMs, tokens, name] = entry as unknown[];
-    if (typeof key !== 'string' || !isCount(expiresAtMs) || !isCount(tokens) || typeof name !== 'string') return null;
+    if (!Array.isArray(entry) || entry.length > 5) return null;
+    const [key, expiresAtMs, amount, name, unit] = entry as unknown[];
+    if (typeof key !== 'string' || !isCount(expiresAtMs) || !isCount(amount) || typeof name !== 'string') return null;
+    if (unit !== undefined && unit !== 'usd') return null;
     budgets.push({ key, expiresAtMs });
-    reserved.push(tokens);
+    reserved.push(amount);
     names.push(name);
+    units.push(unit ?? 'tokens');
   }
-  return { id, budgets, names, reserved };
+  return { id, budgets, names, reserved, ...(units.includes('usd') ? { units } : {}) };
+}
+
+/** undefined: no price; null: one that is not well formed. */
+function decodePrice(value: unknown): TokenPrice | undefined | null {
+  if (value === undefined) return undefined;
+  if (!isRecord(value)) return null;
+  const { i, o, c, r } = value;
+  if (!isCount(i) || !isCount(o) || (c !== undefined && !isCount(c)) || (r !== undefined && !isCount(r))) return null;
+  return { input: i, output: o, ...(c !== undefined ? { cachedInput: c } : {}), ...(r !== undefined ? { reasoning: r } : {}) };
 }
 
 /** The identity headers' list encoding, read back: split on `,`, percent-decode each name. */

@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import type { AdmitResult, BudgetItem, Degraded, Refusal, Store, WindowHit, WindowState } from '../store/store.js';
 import type { Denial } from '../domain/decision.js';
 import type { Identity } from '../domain/identity.js';
-import type { Reservation } from '../domain/reservation.js';
+import type { Reservation, TokenPrice } from '../domain/reservation.js';
 import type { InboundRequest } from '../domain/request.js';
 import type { EndpointInfo } from '../request/endpoint.js';
 
@@ -42,6 +42,8 @@ export interface PlanGrant {
   readonly promptEstimate?: number;
   /** Output limit per generation ext_proc must write into the request. */
   readonly outputLimit?: number;
+  /** What the request's model costs, when priced: its usage is reported (and charged) in USD. */
+  readonly price?: TokenPrice;
 }
 
 export type PlanVerdict = { readonly ok: PlanGrant } | { readonly deny: Denial };
@@ -71,6 +73,11 @@ export interface CounterPlan {
   render(answer: PlanAnswer): PlanVerdict;
   /** The store could not answer (closed policy, or an unguarded store that failed). */
   unavailable(): Denial;
+  /**
+   * Refused before anything is counted (a cost budget for a model without a price): the
+   * store is not called, so nothing is hit or reserved.
+   */
+  readonly refuse?: Denial;
 }
 
 /** Rate limits, token budgets: decides what a request needs counted, never counts itself. */
@@ -99,6 +106,8 @@ const hasItems = (p: CounterPlan): boolean => p.windows.length > 0 || p.budgets.
  */
 export async function admit(planners: readonly Planner[], store: Store, input: PlanInput): Promise<PlanVerdict> {
   const plans = planners.map((p) => p.plan(input));
+  const refused = plans.find((p) => p.refuse !== undefined)?.refuse;
+  if (refused !== undefined) return { deny: refused };
   const reservationId = input.handoffId ?? randomUUID();
   const counted = plans.filter(hasItems);
 
@@ -180,6 +189,7 @@ function merge(grants: readonly PlanGrant[]): PlanGrant {
     reservation?: Reservation;
     promptEstimate?: number;
     outputLimit?: number;
+    price?: TokenPrice;
   } = {};
   for (const g of grants) {
     if (g.responseHeaders) out.responseHeaders = { ...out.responseHeaders, ...g.responseHeaders };
@@ -187,6 +197,7 @@ function merge(grants: readonly PlanGrant[]): PlanGrant {
     if (g.reservation !== undefined) out.reservation = g.reservation;
     if (g.promptEstimate !== undefined) out.promptEstimate = g.promptEstimate;
     if (g.outputLimit !== undefined) out.outputLimit = g.outputLimit;
+    if (g.price !== undefined) out.price = g.price;
   }
   return out;
 }

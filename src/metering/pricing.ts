@@ -14,18 +14,12 @@
  * them matches; within one table the most specific pattern wins — the one with the most
  * literal characters, then the one listed first. An exact name is the most specific of all.
  */
+import type { TokenPrice } from '../domain/reservation.js';
 import { compileGlobs, type GlobMatcher } from '../policy/glob.js';
 import type { Usage } from './usage.js';
 
 /** Pico-dollars per token (= USD per million tokens × 10⁶), integers. */
-export interface ModelPrice {
-  readonly input: number;
-  /** Input tokens served from the prompt cache; absent = `input`. */
-  readonly cachedInput?: number;
-  readonly output: number;
-  /** Reasoning tokens, when priced apart from other output; absent = `output`. */
-  readonly reasoning?: number;
-}
+export type ModelPrice = TokenPrice;
 
 export interface PriceEntry {
   /** A glob on the model name, e.g. `gpt-4o`, `gpt-4o-2024-*`, `ft:gpt-4o-mini:*`. */
@@ -159,4 +153,9 @@ export function formatMicros(micros: number): string {
   const whole = Math.floor(abs / 1_000_000);
   const frac = String(abs % 1_000_000).padStart(6, '0');
   return `${sign}${whole}.${frac}`;
+}
+
+/** Micro-dollars as USD with at least two decimals and no trailing zeros past them: `500.00`, `0.0123`. */
+export function formatUsd(micros: number): string {
+  return formatMicros(micros).replace(/(\.\d\d\d*?)0+$/, '$1');
 }

@@ -133,13 +133,13 @@ export class GuardedStore implements Store {
   settle(
     items: readonly BudgetRef[],
     reservationId: string,
-    actualTokens: number,
+    amounts: readonly number[],
     now: number,
   ): Promise<SettleResult> {
     return this.guard(
-      () => this.primary.settle(items, reservationId, actualTokens, now),
+      () => this.primary.settle(items, reservationId, amounts, now),
       async (local) => ({
-        ...(await local.settle(items, reservationId, actualTokens, now)),
+        ...(await local.settle(items, reservationId, amounts, now)),
         degraded: 'local',
       }),
       () => ({ used: items.map(() => 0), degraded: 'open' }),

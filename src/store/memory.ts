@@ -8,7 +8,7 @@
  * clock cannot drive it. A Map of plain counters checked and then updated in one synchronous
  * step is exact and simpler.
  */
-import { BUDGET_KEY_GRACE_MS, wholeTokens, type AdmitRequest, type AdmitResult, type BudgetState, type Refusal, type SettleResult, type Store, type WindowCount, type WindowState } from './store.js';
+import { wholeTokens, type AdmitRequest, type AdmitResult, type BudgetState, type Refusal, type SettleResult, type Store, type WindowCount, type WindowState } from './store.js';
 import { type BudgetRef } from '../domain/reservation.js';
 
 interface Window {
@@ -95,14 +95,13 @@ export class MemoryStore implements Store {
   settle(
     items: readonly BudgetRef[],
     reservationId: string,
-    actualTokens: number,
+    amounts: readonly number[],
     now: number,
   ): Promise<SettleResult> {
-    const actual = wholeTokens(actualTokens);
-    const used = items.map((item) => {
+    const used = items.map((item, i) => {
       const b = this.budget(item.key, item.expiresAtMs, now);
       b.reservations.delete(reservationId);
-      b.used += actual;
+      b.used += wholeTokens(amounts[i] ?? 0);
       return b.used;
     });
     return Promise.resolve({ used });
@@ -150,8 +149,7 @@ export class MemoryStore implements Store {
     return b;
   }
 
-  private budget(key: string, periodEnd: number, now: number): Budget {
-    const expiresAt = periodEnd + BUDGET_KEY_GRACE_MS;
+  private budget(key: string, expiresAt: number, now: number): Budget {
     const b = this.liveBudget(key, now) ?? { used: 0, reservations: new Map(), expiresAt };
     b.expiresAt = Math.max(b.expiresAt, expiresAt);
     this.budgets.set(key, b);

@@ -102,12 +102,12 @@ return out
 `;
 
 /**
- * Settle (actual > 0) and release (actual = 0). KEYS: hash, zset per budget.
- * ARGV: reservationId, actualTokens, then keyExpireAtMs per budget. Returns used per budget.
+ * Settle and release (every amount 0). KEYS: hash, zset per budget.
+ * ARGV: reservationId, then actual amount, keyExpireAtMs per budget (tokens, or micro-dollars
+ * in a cost budget). Returns used per budget.
  */
 export const SETTLE = `
 local field = 'r:' .. ARGV[1]
-local actual = tonumber(ARGV[2])
 local n = #KEYS / 2
 local out = {}
 for i = 1, n do
@@ -118,10 +118,11 @@ for i = 1, n do
     redis.call('HINCRBY', h, 'reserved', -tonumber(prev))
   end
   redis.call('ZREM', z, ARGV[1])
+  local actual = tonumber(ARGV[2 * i]) or 0
   local used
   if actual > 0 then
     used = redis.call('HINCRBY', h, 'used', actual)
-    redis.call('PEXPIREAT', h, ARGV[i + 2])
+    redis.call('PEXPIREAT', h, ARGV[2 * i + 1])
   else
     used = tonumber(redis.call('HGET', h, 'used') or '0')
   end

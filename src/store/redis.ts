@@ -13,10 +13,11 @@
  * second, client-side command timer would fire in the same timer phase as the guard's and
  * fail a call whose reply is already waiting in the socket.
  */
+import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { ADMIT, READ_BUDGET, SETTLE } from './redis-scripts.js';
-import { BUDGET_KEY_GRACE_MS, wholeTokens, type AdmitRequest, type AdmitResult, type BudgetState, type SettleResult, type Store, type WindowCount } from './store.js';
+import { wholeTokens, type AdmitRequest, type AdmitResult, type BudgetState, type SettleResult, type Store, type WindowCount } from './store.js';
 import type { RedisStoreConfig } from '../config/schema.js';
 import { type BudgetRef } from '../domain/reservation.js';
 
@@ -157,6 +158,7 @@ export class RedisStore implements Store {
     // Without a listener ioredis prints every reconnection failure as "Unhandled error event".
     this.client.on('error', (err: Error) => {
       this.lastError = err;
+      quietAfterFirstError((this.client as { stream?: unknown }).stream);
     });
     this.client.defineCommand('tollgateAdmit', { lua: ADMIT });
     this.client.defineCommand('tollgateSettle', { lua: SETTLE });
@@ -199,7 +201,7 @@ export class RedisStore implements Store {
         Math.floor(it.limit),
         wholeTokens(it.amount),
         wholeTokens(it.minAmount),
-        it.expiresAtMs + BUDGET_KEY_GRACE_MS,
+        it.expiresAtMs,
       ]),
     ];
     const reply = ints(
@@ -226,14 +228,14 @@ export class RedisStore implements Store {
   async settle(
     items: readonly BudgetRef[],
     reservationId: string,
-    actualTokens: number,
+    amounts: readonly number[],
     _now: number,
   ): Promise<SettleResult> {
-    return { used: await this.runSettle(items, reservationId, wholeTokens(actualTokens)) };
+    return { used: await this.runSettle(items, reservationId, amounts) };
   }
 
   async release(items: readonly BudgetRef[], reservationId: string, _now: number): Promise<void> {
-    await this.runSettle(items, reservationId, 0);
+    await this.runSettle(items, reservationId, []);
   }
 
   async readBudget(key: string, now: number): Promise<BudgetState> {
@@ -268,13 +270,13 @@ export class RedisStore implements Store {
   private async runSettle(
     items: readonly BudgetRef[],
     reservationId: string,
-    actual: number,
+    amounts: readonly number[],
   ): Promise<number[]> {
     if (items.length === 0) return [];
     const keys = this.budgetKeys(items);
-    const expiries = items.map((it) => it.expiresAtMs + BUDGET_KEY_GRACE_MS);
+    const pairs = items.flatMap((it, i) => [wholeTokens(amounts[i] ?? 0), it.expiresAtMs]);
     return ints(
-      await this.write('tollgateSettle', [keys.length, ...keys, reservationId, actual, ...expiries]),
+      await this.write('tollgateSettle', [keys.length, ...keys, reservationId, ...pairs]),
       items.length,
     );
   }
@@ -315,4 +317,18 @@ function ints(reply: unknown, length: number): number[] {
       throw new Error(`unexpected Redis script reply: ${JSON.stringify(reply)}`);
     return n;
   });
+}
+
+const quieted = new WeakSet<object>();
+
+/**
+ * ioredis listens for a socket's first `error` only (`once`). A TLS socket can report a second
+ * one after it (the server's alert arriving after our refusal of its certificate): with no
+ * listener left, that error would be thrown out of the process. The first error has already
+ * been handled; later ones on the same dead socket are dropped.
+ */
+function quietAfterFirstError(stream: unknown): void {
+  if (!(stream instanceof EventEmitter) || quieted.has(stream)) return;
+  quieted.add(stream);
+  stream.on('error', () => undefined);
 }

@@ -28,13 +28,16 @@
  *   below `amount` it may get less than it asked for (at least `minAmount`), and the caller
  *   reads what it got from `reserved`. Since the check and the reservation are one atomic
  *   step, concurrent requests can never be admitted beyond the ledger.
- * - `settle` removes the reservation and adds the actual tokens, which may exceed what was
+ * - `settle` removes the reservation and adds each budget's actual amount (tokens, or
+ *   micro-dollars in a cost budget: one call settles both kinds), which may exceed what was
  *   reserved; the overshoot of a budget is therefore bounded by the in-flight requests'
  *   (actual − reserved).
  * - Reservations expire on their own after `ttlMs` (a crashed replica must not leak them);
  *   expired ones are purged inside the admit and read operations. Settling an expired
  *   reservation still adds the actual tokens, so tokens are never lost.
- * - Budget keys expire `BUDGET_KEY_GRACE_MS` after their period end (`expiresAtMs`).
+ * - Budget keys expire at `expiresAtMs`, which the caller sets to the period's end plus a grace
+ *   (`BUDGET_KEY_GRACE_MS` for hours and longer, budgets/planner.ts), so late settlements and
+ *   reads still find the key.
  */
 import type { BudgetRef } from '../domain/reservation.js';
 
@@ -59,7 +62,7 @@ export interface WindowState {
  */
 export type Degraded = 'open' | 'local';
 
-/** One budget to reserve from; `expiresAtMs` is the end of the budget's current period. */
+/** One budget to reserve from; its key expires at `expiresAtMs` (its period's end plus a grace). */
 export interface BudgetItem {
   readonly key: string;
   readonly limit: number;
@@ -106,7 +109,7 @@ export interface AdmitResult {
 }
 
 export interface SettleResult {
-  /** `used` per item after adding the actual tokens. */
+  /** `used` per item after adding its actual amount. */
   readonly used: readonly number[];
   readonly degraded?: Degraded;
 }
@@ -120,11 +123,11 @@ export interface BudgetState {
 export interface Store {
   /** All or nothing across windows and budgets (see above); no I/O when both lists are empty. */
   admit(request: AdmitRequest, now: number): Promise<AdmitResult>;
-  /** Remove the reservation and add `actualTokens` to `used`, in every item. */
+  /** Remove the reservation and add `amounts[i]` to `used` of `items[i]` (a missing amount is 0). */
   settle(
     items: readonly BudgetRef[],
     reservationId: string,
-    actualTokens: number,
+    amounts: readonly number[],
     now: number,
   ): Promise<SettleResult>;
   /** Remove the reservation without charging anything (the request never reached upstream). */

@@ -28,6 +28,7 @@ export interface Instruments {
   readonly rateLimitHits: Counter;
   readonly tokenUsage: Histogram;
   readonly tokens: Counter;
+  readonly cost: Counter;
   readonly reservations: UpDownCounter;
   readonly reservedTokens: UpDownCounter;
   readonly storeErrors: Counter;
@@ -121,6 +122,12 @@ export function defineInstruments(meter: Meter, observed: Observed): Instruments
     tokens: meter.createCounter('tollgate.usage.tokens', {
       description: 'Tokens charged, by token type and by source: provider-reported or estimated',
       unit: '{token}',
+    }),
+    // Exported as `tollgate_cost_usd_total`: a sum in USD for dashboards. The budgets count
+    // exact integer micro-dollars; this float total only feeds graphs.
+    cost: meter.createCounter('tollgate.cost.usd', {
+      description: 'What settled requests cost at the configured prices, in USD, by model and source',
+      unit: 'usd',
     }),
     reservations: meter.createUpDownCounter('tollgate.budget.reservations', {
       description: 'Budget reservations made at admission and not yet settled or released',

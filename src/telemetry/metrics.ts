@@ -26,12 +26,16 @@ export interface UsageRecord {
   readonly source: 'provider' | 'estimated';
   readonly inputTokens: number;
   readonly outputTokens: number;
+  /** What the usage cost in micro-dollars, when the model is priced. */
+  readonly costMicros?: number;
 }
 
 /** Tokens a reservation holds, per budget (same order as `names`). */
 export interface ReservationRecord {
   readonly names: readonly string[];
   readonly reserved: readonly number[];
+  /** Per budget; `usd` amounts are micro-dollars, not tokens. Absent = all tokens. */
+  readonly units?: readonly ('tokens' | 'usd')[];
 }
 
 /** What the ledger needs: usage, budget levels, reservations closed. */
@@ -165,6 +169,7 @@ export class Metrics {
     const bySource = { 'tollgate.usage.source': u.source };
     this.i.tokens.add(u.inputTokens, { ...bySource, 'gen_ai.token.type': 'input' });
     this.i.tokens.add(u.outputTokens, { ...bySource, 'gen_ai.token.type': 'output' });
+    if (u.costMicros !== undefined) this.i.cost.add(u.costMicros / 1_000_000, attrs);
   }
 
   /** A budget's level after a settlement (the used/remaining gauges report the last one). */
@@ -186,6 +191,7 @@ export class Metrics {
     if (r.names.length === 0) return;
     this.i.reservations.add(sign);
     r.names.forEach((name, k) => {
+      if (r.units?.[k] === 'usd') return;
       const tokens = r.reserved[k] ?? 0;
       if (tokens > 0)
         this.i.reservedTokens.add(sign * tokens, { budget: this.budgets.value(name) });

@@ -4,7 +4,7 @@
 import { expect } from 'chai';
 import { budgetCommand, budgetUrl, formatBudgetTable, humanDuration } from '../../../src/cli/budget.js';
 import type { Config } from '../../../src/config/schema.js';
-import { budgetRoute, type BudgetView } from '../../../src/budgets/view.js';
+import { budgetRoute, readBudgets, type BudgetView } from '../../../src/budgets/view.js';
 import { startMetricsServer, type MetricsServer } from '../../../src/server/metrics-http.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { Store } from '../../../src/store/store.js';
@@ -30,7 +30,7 @@ describe('budgets/view: GET /budget and tollgate budget', () => {
   before(async () => {
     await store.admit({ windows: [], budgets: [{ key: 'tb:tenant:acme:2026-11', limit: 100_000, amount: 500, minAmount: 500, expiresAtMs: Date.UTC(2026, 11, 1) }], reservationId: 'r1', ttlMs: 600_000 }, T0);
     await store.admit({ windows: [], budgets: [{ key: 'tb:tenant:acme:2026-11', limit: 100_000, amount: 700, minAmount: 700, expiresAtMs: Date.UTC(2026, 11, 1) }], reservationId: 'r2', ttlMs: 600_000 }, T0);
-    await store.settle([{ key: 'tb:tenant:acme:2026-11', expiresAtMs: Date.UTC(2026, 11, 1) }], 'r1', 321, T0);
+    await store.settle([{ key: 'tb:tenant:acme:2026-11', expiresAtMs: Date.UTC(2026, 11, 1) }], 'r1', [321], T0);
     metrics = new Metrics();
     const route = budgetRoute({ config: () => cfg, store: () => live, now: () => T0 });
     server = await startMetricsServer('127.0.0.1:0', metrics, { '/budget': route });
@@ -122,5 +122,34 @@ describe('budgets/view: GET /budget and tollgate budget', () => {
     expect(humanDuration(3 * 86_400_000 + 4 * 3_600_000 + 59_000)).to.equal('3d4h');
     expect(humanDuration(2 * 3_600_000 + 5 * 60_000)).to.equal('2h5m');
     expect(formatBudgetTable([], T0)).to.match(/^BUDGET/);
+  });
+});
+
+describe('budgets/view: budgets in money', () => {
+  it('shows a cost budget in exact USD next to the tokens, and a cost-only one without token fields', async () => {
+    const store = new MemoryStore();
+    const end = Date.UTC(2026, 11, 1);
+    const keys = ['tb:tenant:acme:2026-11', 'tc:tenant:acme:2026-11', 'tc:group:ml-team:2026-11'];
+    await store.admit({
+      windows: [],
+      budgets: keys.map((key) => ({ key, limit: 500_000_000, amount: 1200, minAmount: 1200, expiresAtMs: end })),
+      reservationId: 'r1',
+      ttlMs: 600_000,
+    }, T0);
+    await store.settle(keys.map((key) => ({ key, expiresAtMs: end })), 'r1', [300, 87_654_321, 5], T0);
+    await store.admit({ windows: [], budgets: [{ key: keys[1] ?? '', limit: 500_000_000, amount: 1200, minAmount: 1200, expiresAtMs: end }], reservationId: 'r2', ttlMs: 600_000 }, T0);
+    const views = await readBudgets(
+      [budget({ tenant: 'acme', maxTokens: 100_000, maxCostMicros: 500_000_000 }), budget({ group: 'ml-team', maxCostMicros: 20_000_000 })],
+      store,
+      T0,
+    );
+    expect(views[0]).to.include({ limit: 100_000, used: 300, reserved: 0, remaining: 99_700 });
+    expect(views[0]?.cost).to.deep.equal({ currency: 'USD', limit: '500.000000', used: '87.654321', reserved: '0.001200', remaining: '412.344479' });
+    expect(views[1]).to.not.have.any.keys('limit', 'used', 'reserved', 'remaining');
+    expect(views[1]?.cost).to.deep.equal({ currency: 'USD', limit: '20.000000', used: '0.000005', reserved: '0.000000', remaining: '19.999995' });
+    const table = formatBudgetTable(views, T0).split('\n');
+    expect(table[0]).to.match(/^BUDGET\s+PERIOD\s+LIMIT\s+USED\s+RESERVED\s+REMAINING\s+COST LIMIT\s+COST USED\s+COST RESERVED\s+COST REMAINING\s+RESETS$/);
+    expect(table[1]).to.match(/^tenant:acme\s+month 2026-11\s+100,000\s+300\s+0\s+99,700\s+\$500\.00\s+\$87\.654321\s+\$0\.0012\s+\$412\.344479\s+2026-12-01/);
+    expect(table[2]).to.match(/^group:ml-team\s+month 2026-11\s+-\s+-\s+-\s+-\s+\$20\.00\s+\$0\.000005\s+\$0\.00\s+\$19\.999995\s+/);
   });
 });

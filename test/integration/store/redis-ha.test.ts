@@ -184,7 +184,7 @@ describe('store: Redis Cluster with three primaries', function () {
     const slots = new Set(await Promise.all(['rl:per-user:user-0', 'tb:tenant:t1:2026-12'].map((k) => inspect!.cluster('KEYSLOT', `{tollgate}:${k}`))));
     expect(slots.size).to.equal(1);
     // Settlement reaches the same slot.
-    await store.settle([{ key: 'tb:tenant:t0:2026-12', expiresAtMs: Date.now() + 86_400_000 }], 'r-0', 7, Date.now());
+    await store.settle([{ key: 'tb:tenant:t0:2026-12', expiresAtMs: Date.now() + 86_400_000 }], 'r-0', [7], Date.now());
     expect(Number(await inspect!.hget('{tollgate}:tb:tenant:t0:2026-12', 'used'))).to.equal(7);
   });
 });

@@ -50,7 +50,7 @@ describe('RedisStore against a real redis-server', function () {
     const budget = { key: 'shared-b', limit: 1000, amount: 300, minAmount: 300, expiresAtMs: T0 + 3_600_000 };
     await reserve(a, [budget], 'req-1', 60_000, T0);
     expect(await b.readBudget('shared-b', T0)).to.deep.equal({ used: 0, reserved: 300 });
-    await b.settle([budget], 'req-1', 120, T0);
+    await b.settle([budget], 'req-1', [120], T0);
     expect(await a.readBudget('shared-b', T0)).to.deep.equal({ used: 120, reserved: 0 });
   });
 
@@ -154,14 +154,14 @@ describe('RedisStore against a real redis-server', function () {
     expect((await hitWindows(store, hit, T0)).allowed).to.equal(true);
   });
 
-  it('writes prefixed keys that expire: windows after windowMs, budgets after period end + grace', async () => {
+  it('writes prefixed keys that expire: windows after windowMs, budgets when the caller says', async () => {
     const store = await connect();
     await hitWindows(store, [{ key: 'rl:x:ann', limit: 5, windowMs: 60_000 }], T0);
     expect(await raw.pttl(`${PREFIX}rl:x:ann`)).to.be.within(59_000, 60_000);
     const periodEnd = Date.now() + 3_600_000;
     await reserve(
       store,
-      [{ key: 'tb:t', limit: 10, amount: 1, minAmount: 1, expiresAtMs: periodEnd }],
+      [{ key: 'tb:t', limit: 10, amount: 1, minAmount: 1, expiresAtMs: periodEnd + BUDGET_KEY_GRACE_MS }],
       'r',
       60_000,
       Date.now(),

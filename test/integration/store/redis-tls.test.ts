@@ -91,7 +91,7 @@ describe('RedisStore over TLS (rediss://) with a private CA', function () {
     for (let i = 0; i < 3; i++) await hitWindows(s, hit, T0);
     const budget = { key: 'b', limit: 1000, amount: 300, minAmount: 300, expiresAtMs: T0 + 3_600_000 };
     await reserve(s, [budget], 'req-1', 60_000, T0);
-    await s.settle([budget], 'req-1', 123, T0);
+    await s.settle([budget], 'req-1', [123], T0);
     expect(await raw.get(`${PREFIX}w`)).to.equal('3');
     expect(await s.readBudget('b', T0)).to.deep.equal({ used: 123, reserved: 0 });
     // The store's connection came in on the TLS-only port.
@@ -170,6 +170,39 @@ store:
       expect(bytes.includes('AUTH')).to.equal(false);
     } finally {
       await plain.close();
+    }
+  });
+});
+
+describe('RedisStore: a socket that reports a second error', function () {
+  this.timeout(10_000);
+
+  it('drops errors after the first on the same socket instead of throwing them out of the process', async () => {
+    // A listener that accepts and answers nothing: the store's socket stays open.
+    const sockets: net.Socket[] = [];
+    const silent = net.createServer((s) => sockets.push(s.on('error', () => undefined)));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const s = new RedisStore({
+      url: `redis://127.0.0.1:${(silent.address() as net.AddressInfo).port}`,
+      timeoutMs: 500,
+      keyPrefix: PREFIX,
+      maxReconnectDelayMs: 50,
+    });
+    try {
+      const client = (s as unknown as { client: { stream?: net.Socket; status: string } }).client;
+      while (client.stream === undefined || sockets.length === 0)
+        await new Promise((r) => setTimeout(r, 10));
+      const stream = client.stream;
+      // What a refused TLS handshake can do: the refusal, then the server's alert on the same socket.
+      expect(() => {
+        stream.emit('error', new Error('first: certificate refused'));
+        stream.emit('error', new Error('second: tlsv1 alert decode error'));
+      }).not.to.throw();
+      expect(stream.listenerCount('error')).to.be.above(0);
+    } finally {
+      await s.close();
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
     }
   });
 });

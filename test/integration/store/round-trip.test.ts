@@ -172,7 +172,7 @@ describe('one Redis round trip per admission (3 limits + 2 budgets)', function (
     const r = await stage.run(ctx({ now: Date.now(), maxTokens: 10, handoffId: 'settle-me' }));
     if (!('ok' in r) || r.ok.reservation === undefined) throw new Error('not admitted');
     const { budgets, id } = r.ok.reservation;
-    const settled = await watched(() => created.store.settle(budgets, id, 42, Date.now()));
+    const settled = await watched(() => created.store.settle(budgets, id, budgets.map(() => 42), Date.now()));
     // EVAL the first time this connection settles, EVALSHA after: one command either way.
     expect(settled.direct).to.have.length(1);
     expect(settled.direct[0]?.[1]?.toLowerCase()).to.match(/^eval(sha)?$/);

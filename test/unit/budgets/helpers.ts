@@ -1,7 +1,8 @@
 /** Identities, configs, contexts and a log sink for the budget tests. */
 import type { Config, FitToBudget, TokenBudgetConfig } from '../../../src/config/schema.js';
 import { classify } from '../../../src/request/endpoint.js';
-import type { PlanInput } from '../../../src/limits/admit.js';
+import type { PlanGrant, PlanInput, PlanVerdict } from '../../../src/limits/admit.js';
+import type { Denial } from '../../../src/domain/decision.js';
 import type { Identity } from '../../../src/domain/identity.js';
 import { testConfig } from '../../helpers/unit.js';
 
@@ -74,4 +75,16 @@ export function ctx(
     now: over.now ?? T0,
     ...(over.handoffId !== undefined ? { handoffId: over.handoffId } : {}),
   };
+}
+
+/** The grant of an admitted verdict; fails the test on a denial. */
+export function granted(r: PlanVerdict): PlanGrant {
+  if (!('ok' in r)) throw new Error(`expected ok, got ${JSON.stringify(r)}`);
+  return r.ok;
+}
+
+/** The denial of a refused verdict; fails the test on a grant. */
+export function denied(r: PlanVerdict): Denial {
+  if (!('deny' in r)) throw new Error(`expected deny, got ${JSON.stringify(r)}`);
+  return r.deny;
 }

@@ -9,22 +9,11 @@ import {
   BudgetPlanner,
   DEFAULT_RESERVATION_TTL_SECONDS,
 } from '../../../src/budgets/planner.js';
-import type { PlanGrant, PlanVerdict } from '../../../src/limits/admit.js';
-import type { Denial } from '../../../src/domain/decision.js';
 import { GuardedStore } from '../../../src/store/guarded.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { AdmitRequest, AdmitResult, BudgetItem, Store } from '../../../src/store/store.js';
-import { budget, config, ctx, identity, T0 } from './helpers.js';
+import { budget, config, ctx, denied, granted, identity, T0 } from './helpers.js';
 
-function granted(r: PlanVerdict): PlanGrant {
-  if (!('ok' in r)) throw new Error(`expected ok, got ${JSON.stringify(r)}`);
-  return r.ok;
-}
-
-function denied(r: PlanVerdict): Denial {
-  if (!('deny' in r)) throw new Error(`expected deny, got ${JSON.stringify(r)}`);
-  return r.deny;
-}
 
 /** Records the budgets of every admit call of a store. */
 function recording(inner: Store = new MemoryStore()) {
@@ -118,15 +107,16 @@ describe('budgets/BudgetPlanner (through the admission stage)', () => {
       ttlMs: DEFAULT_RESERVATION_TTL_SECONDS * 1000,
       now: T0,
       items: [
-        { key: 'tb:tenant:acme:2026-11', limit: 10_000, amount, minAmount: amount, expiresAtMs: Date.UTC(2026, 11, 1) },
-        { key: 'tb:user:ann%40myorg.com:2026-11-15', limit: 5_000, amount, minAmount: amount, expiresAtMs: Date.UTC(2026, 10, 16) },
+        // Each key outlives its period by a day (late settlements and reads still find it).
+        { key: 'tb:tenant:acme:2026-11', limit: 10_000, amount, minAmount: amount, expiresAtMs: Date.UTC(2026, 11, 2) },
+        { key: 'tb:user:ann%40myorg.com:2026-11-15', limit: 5_000, amount, minAmount: amount, expiresAtMs: Date.UTC(2026, 10, 17) },
       ],
     });
     expect(grant.reservation).to.deep.equal({
       id: 'adm-1',
       budgets: [
-        { key: 'tb:tenant:acme:2026-11', expiresAtMs: Date.UTC(2026, 11, 1) },
-        { key: 'tb:user:ann%40myorg.com:2026-11-15', expiresAtMs: Date.UTC(2026, 10, 16) },
+        { key: 'tb:tenant:acme:2026-11', expiresAtMs: Date.UTC(2026, 11, 2) },
+        { key: 'tb:user:ann%40myorg.com:2026-11-15', expiresAtMs: Date.UTC(2026, 10, 17) },
       ],
       names: ['tenant:acme', 'user:ann@myorg.com'],
       reserved: [amount, amount],
@@ -156,7 +146,11 @@ describe('budgets/BudgetPlanner (through the admission stage)', () => {
     expect(await stage.run(ctx({ method: 'GET', path: '/v1/chat/completions' }))).to.deep.equal({ ok: {} });
     expect(await stage.run(ctx({ path: '/v1/files' }))).to.deep.equal({ ok: {} });
     const nobody = granted(await stage.run(ctx({ who: identity({ tenant: 'other', groups: [], user: 'x' }), maxTokens: 7 })));
-    expect(nobody).to.deep.equal({ promptEstimate: estimateFor(7) - 7 });
+    // gpt-4o-mini at the built-in prices (USD per million tokens × 10⁶ = pico-dollars per token)
+    expect(nobody).to.deep.equal({
+      promptEstimate: estimateFor(7) - 7,
+      price: { input: 150_000, cachedInput: 75_000, output: 600_000 },
+    });
     expect(calls).to.have.length(0);
   });
 
@@ -202,7 +196,7 @@ describe('budgets/BudgetPlanner (through the admission stage)', () => {
     const stage = budgetStage(config([budget({ tenant: 'acme', maxTokens: 100, timeZone: 'Asia/Tokyo' })]), store);
     const boundary = Date.UTC(2026, 10, 30, 15);
     const spent = granted(await stage.run(ctx({ now: boundary - 60_000, maxTokens: 91 })));
-    await store.settle(spent.reservation?.budgets ?? [], spent.reservation?.id ?? '', 100, boundary - 30_000);
+    await store.settle(spent.reservation?.budgets ?? [], spent.reservation?.id ?? '', [100], boundary - 30_000);
     const d = denied(await stage.run(ctx({ now: boundary - 1 })));
     expect(d.headers['retry-after']).to.equal('1');
     const next = granted(await stage.run(ctx({ now: boundary, maxTokens: 10 })));
@@ -256,7 +250,7 @@ describe('budgets/fitToBudget: no single request overshoots a budget', () => {
     if (used > 0) {
       const b = { key: TENANT, expiresAtMs: Date.UTC(2026, 11, 1) };
       await store.admit({ windows: [], budgets: [{ ...b, limit: 1e9, amount: 0, minAmount: 0 }], reservationId: 'x', ttlMs: 1 }, T0);
-      await store.settle([b], 'x', used, T0);
+      await store.settle([b], 'x', [used], T0);
     }
     return { store, stage: budgetStage(config(budgets, 100, fit), store) };
   }

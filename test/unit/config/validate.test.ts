@@ -48,7 +48,7 @@ describe('config/validate: broken fixtures (path, line, message)', () => {
       '4: authorization.default: expected one of allow | deny, got the string "allowed"; did you mean `allow`?',
       '7: authorization.rules[0].action: expected one of allow | deny, got the string "permit"',
       '11: rateLimits[0].unit: expected one of second | minute | hour | day, got the string "minutes"; did you mean `minute`?',
-      '15: tokenBudgets[0].period: expected one of hour | day | week | month, got the string "monthly"; did you mean `month`?',
+      '15: tokenBudgets[0].period: expected one of minute | hour | day | week | month, got the string "monthly"; did you mean `month`?',
       '19: store.redis.onUnavailable: expected one of closed | open | local, got the string "fail-open"',
       '21: logging.level: expected one of trace | debug | info | warn | error | fatal | silent, got the string "verbose"',
     ]);
@@ -189,7 +189,7 @@ describe('config/validate: inline cases', () => {
       '5: tokenBudgets[1]: needs exactly one of `tenant`, `group` or `user` (found tenant and group)',
       '6: tokenBudgets[2].maxTokens: must be at least 1, got 0',
       '6: tokenBudgets[2].timeZone: unknown IANA time zone "Mars/Olympus" (for example UTC or Europe/Berlin)',
-      '7: tokenBudgets[3].maxTokens: is required',
+      '7: tokenBudgets[3]: needs `maxTokens` (tokens), `maxCost` (USD) or both',
     ]);
   });
 

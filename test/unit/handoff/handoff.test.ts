@@ -66,6 +66,36 @@ describe('handoff: the Check to ext_proc, in metadata', () => {
     }
   });
 
+  it('round-trips a cost budget: its counter marked `usd` and the price it was admitted at', () => {
+    const base = HANDOFF.reservation;
+    if (base === undefined) throw new Error('fixture has a reservation');
+    const priced: Handoff = {
+      ...HANDOFF,
+      reservation: {
+        ...base,
+        budgets: [...base.budgets, { key: 'tc:tenant:ml:2026-12', expiresAtMs: 1_798_761_600_000 }],
+        names: [...base.names, 'tenant:ml'],
+        reserved: [...base.reserved, 2_541],
+        units: ['tokens', 'tokens', 'usd'],
+      },
+      price: { input: 150_000, cachedInput: 75_000, output: 600_000 },
+    };
+    const metadata = viaEnvoy(encodeHandoff(priced, ''));
+    expect(decodeHandoff(metadata)).to.deep.equal({ ...priced, identity: { ...priced.identity, groups: [] } });
+    const details = metadata['handoff'] as Record<string, unknown>;
+    expect(details['r']).to.deep.include(['tc:tenant:ml:2026-12', 1_798_761_600_000, 2_541, 'tenant:ml', 'usd']);
+    // A cost counter without its price cannot be settled; an unknown unit or price is not ours.
+    const bad: Record<string, unknown>[] = [
+      { ...details, pr: undefined },
+      { ...details, pr: { i: 1 } },
+      { ...details, pr: { i: 1, o: -2 } },
+      { ...details, r: [['tc:x', 1, 2, 'n', 'eur']] },
+    ];
+    for (const handoff of bad) {
+      expect(decodeHandoff({ ...metadata, handoff: viaEnvoy(handoff) }), JSON.stringify(handoff)).to.equal(undefined);
+    }
+  });
+
   it('keeps what it can do without: no model, no tenant, no reservation, no limit', () => {
     const minimal: Handoff = {
       id: HANDOFF.id,

@@ -155,7 +155,8 @@ describe('limits/admit: rate limits and budgets in one store call', () => {
     const { stage } = setup({ ...config([]), rateLimits: [] }, store);
     expect(await stage.run(ctx({ method: 'GET', path: '/v1/models' }))).to.deep.equal({ ok: {} });
     const g = granted(await stage.run(ctx({ maxTokens: 3 })));
-    expect(Object.keys(g)).to.deep.equal(['promptEstimate']);
+    // The model is priced (built-in table): the price travels for cost reporting.
+    expect(Object.keys(g)).to.deep.equal(['promptEstimate', 'price']);
     expect(calls).to.have.length(0);
   });
 

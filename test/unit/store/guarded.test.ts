@@ -82,7 +82,7 @@ describe('GuardedStore', () => {
       remaining: [100],
       degraded: 'open',
     });
-    expect(await g.settle(BUDGET, 'r', 50, 0)).to.deep.equal({ used: [0], degraded: 'open' });
+    expect(await g.settle(BUDGET, 'r', [50], 0)).to.deep.equal({ used: [0], degraded: 'open' });
   });
 
   it('local: counts per replica while the primary is down', async () => {

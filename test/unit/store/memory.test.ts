@@ -46,9 +46,9 @@ describe('MemoryStore (fake clock)', () => {
     expect(later.windows[0]).to.deep.equal({ limit: 5, remaining: 4, resetMs: 1000 });
   });
 
-  it('keeps a budget until its period end plus the grace, then starts empty', async () => {
+  it('keeps a budget until its key expires (period end plus the grace), then starts empty', async () => {
     const store = new MemoryStore();
-    const periodEnd = T0 + 3_600_000;
+    const periodEnd = T0 + 3_600_000 + BUDGET_KEY_GRACE_MS;
     await reserve(
       store,
       [{ key: 'b', limit: 100, amount: 10, minAmount: 10, expiresAtMs: periodEnd }],
@@ -56,8 +56,8 @@ describe('MemoryStore (fake clock)', () => {
       60_000,
       T0,
     );
-    await store.settle([{ key: 'b', expiresAtMs: periodEnd }], 'r', 40, T0);
-    const justBefore = periodEnd + BUDGET_KEY_GRACE_MS - 1;
+    await store.settle([{ key: 'b', expiresAtMs: periodEnd }], 'r', [40], T0);
+    const justBefore = periodEnd - 1;
     expect(await store.readBudget('b', justBefore)).to.deep.equal({ used: 40, reserved: 0 });
     expect(await store.readBudget('b', justBefore + 1)).to.deep.equal({ used: 0, reserved: 0 });
   });
@@ -73,7 +73,7 @@ describe('MemoryStore (fake clock)', () => {
     );
     expect(r.reserved).to.deep.equal([11]);
     expect(
-      (await store.settle([{ key: 'b', expiresAtMs: T0 + 1e6 }], 'r', -5, T0)).used,
+      (await store.settle([{ key: 'b', expiresAtMs: T0 + 1e6 }], 'r', [-5], T0)).used,
     ).to.deep.equal([0]);
   });
 

@@ -127,7 +127,7 @@ export function describeStoreContract(title: string, make: () => Promise<Store> 
         expect(await store.readBudget(a, T0)).to.deep.equal({ used: 0, reserved: 0 });
       });
 
-      it('settles to the actual usage, which may exceed the reservation', async () => {
+      it('settles each item to its own actual amount, which may exceed the reservation', async () => {
         const [a, b] = [uniq('a'), uniq('b')];
         await reserve(store, [item(a, 1000, 100), item(b, 5000, 100)], 'r1', 60_000, T0);
         const s = await store.settle(
@@ -136,10 +136,12 @@ export function describeStoreContract(title: string, make: () => Promise<Store> 
             { key: b, expiresAtMs: PERIOD_END },
           ],
           'r1',
-          250,
+          // tokens in one counter, micro-dollars in the other (a budget in tokens and USD)
+          [250, 4321],
           T0,
         );
-        expect(s.used).to.deep.equal([250, 250]);
+        expect(s.used).to.deep.equal([250, 4321]);
+        expect(await store.readBudget(b, T0)).to.deep.equal({ used: 4321, reserved: 0 });
         expect(await store.readBudget(a, T0)).to.deep.equal({ used: 250, reserved: 0 });
         const next = await reserve(store, [item(a, 1000, 2000, 1)], 'r2', 60_000, T0);
         expect(next).to.deep.equal({ allowed: true, windows: [], reserved: [750], remaining: [0] });
@@ -179,7 +181,7 @@ export function describeStoreContract(title: string, make: () => Promise<Store> 
       it('settling an expired reservation still charges the tokens', async () => {
         const key = uniq('b');
         await reserve(store, [item(key, 100, 50)], 'r1', 1000, T0);
-        const s = await store.settle([{ key, expiresAtMs: PERIOD_END }], 'r1', 30, T0 + 2000);
+        const s = await store.settle([{ key, expiresAtMs: PERIOD_END }], 'r1', [30], T0 + 2000);
         expect(s.used).to.deep.equal([30]);
         expect(await store.readBudget(key, T0 + 2000)).to.deep.equal({ used: 30, reserved: 0 });
       });
@@ -190,7 +192,7 @@ export function describeStoreContract(title: string, make: () => Promise<Store> 
         expect((await reserve(store, [item(key, 100, 0)], 'r2', 60_000, T0)).allowed).to.equal(
           true,
         );
-        await store.settle([{ key, expiresAtMs: PERIOD_END }], 'r1', 100, T0);
+        await store.settle([{ key, expiresAtMs: PERIOD_END }], 'r1', [100], T0);
         expect((await reserve(store, [item(key, 100, 0)], 'r3', 60_000, T0)).allowed).to.equal(
           false,
         );
@@ -268,7 +270,7 @@ export function describeStoreContract(title: string, make: () => Promise<Store> 
           reserved: [],
           remaining: [],
         });
-        expect(await store.settle([], 'x', 5, T0)).to.deep.equal({ used: [] });
+        expect(await store.settle([], 'x', [], T0)).to.deep.equal({ used: [] });
       });
     });
     describe('admit: windows and budgets in one all-or-nothing call', () => {

@@ -75,6 +75,23 @@ describe('telemetry/metrics', () => {
     ).to.equal(1);
   });
 
+  it('tollgate_cost_usd_total sums the cost of priced requests in USD, by model, tenant and source', async () => {
+    const m = new Metrics();
+    m.recordUsage(usage({ costMicros: 87 }));
+    m.recordUsage(usage({ costMicros: 1_250_000 }));
+    m.recordUsage(usage({ source: 'estimated', costMicros: 12 }));
+    m.recordUsage(usage());
+    const text = await scrape(m);
+    const base = {
+      gen_ai_operation_name: 'chat',
+      gen_ai_provider_name: 'openai',
+      gen_ai_request_model: 'gpt-4o-mini',
+      tollgate_tenant: 'acme',
+    };
+    expect(value(text, 'tollgate_cost_usd_total', { ...base, tollgate_usage_source: 'provider' })).to.be.closeTo(1.250087, 1e-9);
+    expect(value(text, 'tollgate_cost_usd_total', { ...base, tollgate_usage_source: 'estimated' })).to.be.closeTo(0.000012, 1e-12);
+  });
+
   it('adds per-user labels only when enabled, capped by maxLabelValues', async () => {
     const m = new Metrics({ perUserLabels: true, maxLabelValues: 2 });
     for (const user of ['a@x', 'b@x', 'c@x']) m.recordUsage(usage({ user }));
