@@ -26,6 +26,7 @@ commands:
                                                policy cases: exit 1 when any decision differs
   diff OLD NEW (--cases CASES.yaml | --audit FILE) [--json]
                                                decisions that change between two configurations; exit 1 when any
+  shadow [--url URL] [--json]                  would-be denials of shadow rules, per rule (from a running sidecar)
 `;
 
 export class UsageError extends Error {}
@@ -106,6 +107,10 @@ export async function main(argv: string[]): Promise<number | undefined> {
       case 'diff': {
         const { diffCommand } = await import('./policy-diff.js');
         return await diffCommand(rest, process.stdout, process.stderr);
+      }
+      case 'shadow': {
+        const { shadowCommand } = await import('./shadow.js');
+        return await shadowCommand(rest, process.stdout, process.stderr);
       }
       case undefined:
       case 'help':

@@ -3,7 +3,7 @@
  * store) and through the explain engine (cli/explain.ts, counters read from the same Redis)
  * give the same decision, status, x-tollgate-reason, deny envelope, deciding rule, shadow rule
  * and identity headers — for paths, methods, models, claims, a rate limit, a budget and a
- * shadow rule. Each request is explained first, then sent: explain reads the counters as the
+ * shadow rule (which `tollgate shadow` then reports from /metrics). Each request is explained first, then sent: explain reads the counters as the
  * live Check is about to find them.
  */
 import { expect } from 'chai';
@@ -11,6 +11,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { DevIssuer } from '../../src/dev/issuer.js';
 import { DevUpstream } from '../../src/dev/upstream.js';
 import { Explainer, REDACTED_KEY, type Explanation } from '../../src/cli/explain.js';
+import { shadowCommand, type ShadowReport } from '../../src/cli/shadow.js';
 import { RedisStore } from '../../src/store/redis.js';
 import { AUDIENCE, UPSTREAM_ENV } from '../helpers/e2e.js';
 import { RedisServer } from '../helpers/redis-server.js';
@@ -228,6 +229,11 @@ describe('e2e: explain gives the decision real Envoy gives', function () {
     const e = await same({ token: staff, model: 'gpt-4.1' });
     expect(e.decision).to.equal('allow');
     expect(e.shadowDenied?.rule).to.equal('trial-no-gpt41');
+    // ... and `tollgate shadow` reports it from the sidecar's /metrics.
+    let out = '';
+    const code = await shadowCommand(['--url', stack.ready.metrics ?? '', '--json'], { write: (s: string) => (out += s) }, { write: () => true });
+    expect(code).to.equal(0);
+    expect((JSON.parse(out) as ShadowReport).rules).to.deep.equal([{ rule: 'trial-no-gpt41', reason: 'model_not_allowed', wouldDeny: 1 }]);
   });
 
   it('a rate limit, counted by the live requests and read by explain', async () => {
