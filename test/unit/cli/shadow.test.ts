@@ -121,8 +121,13 @@ describe('cli/shadow', () => {
       const foreign = sink();
       expect(await shadowCommand(['--url', base], sink(), foreign)).to.equal(1);
       expect(foreign.text).to.match(/not a Prometheus text exposition/);
+      // A port nobody listens on any more.
+      const gone = createServer();
+      await new Promise<void>((resolve) => gone.listen(0, '127.0.0.1', resolve));
+      const port = (gone.address() as AddressInfo).port;
+      await new Promise((resolve) => gone.close(resolve));
       const closed = sink();
-      expect(await shadowCommand(['--url', 'http://127.0.0.1:1'], sink(), closed)).to.equal(1);
+      expect(await shadowCommand(['--url', `http://127.0.0.1:${port}`], sink(), closed)).to.equal(1);
       expect(closed.text).to.match(/cannot reach/);
     });
   });
