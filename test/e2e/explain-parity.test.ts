@@ -2,7 +2,7 @@
  * `explain` tells the truth: the same requests through real Envoy + `tollgate stack` (Redis
  * store) and through the explain engine (cli/explain.ts, counters read from the same Redis)
  * give the same decision, status, x-tollgate-reason, deny envelope, deciding rule, shadow rule
- * and identity headers — for paths, methods, models, claims, a rate limit, a budget and a
+ * and identity headers, and the same model list — for paths, methods, models, claims, a rate limit, a budget and a
  * shadow rule (which `tollgate shadow` then reports from /metrics). Each request is explained first, then sent: explain reads the counters as the
  * live Check is about to find them.
  */
@@ -209,6 +209,27 @@ describe('e2e: explain gives the decision real Envoy gives', function () {
     expect((await same({ token: staff, method: 'DELETE', path: '/v1/files/file-1' })).rule).to.equal('no-deletes');
     expect((await same({ token: staff, path: '/v1/embeddings', body: { model: 'text-embedding-3-small', input: 'x' } })).decision).to.equal('allow');
     expect((await same({ token: staff, path: '/v2/elsewhere', body: { model: 'gpt-4o' } })).decision).to.equal('deny');
+  });
+
+  it('the model list: explain lists what the live /v1/models lists', async () => {
+    const listed = async (url: string, token?: string): Promise<string[]> => {
+      const res = await fetch(`${url}/v1/models`, token !== undefined ? { headers: { authorization: `Bearer ${token}` } } : {});
+      expect(res.status).to.equal(200);
+      return ((await res.json()) as { data: { id: string }[] }).data.map((m) => m.id).sort();
+    };
+    // The candidates are the upstream's own list, as the live sidecar filters it.
+    const all = await listed(upstream.url);
+    const withUpstreamList = new Explainer(explainer.config, { counters, candidateModels: all });
+    const lists = new Set<string>();
+    for (const groups of [['staff'], ['ml'], ['sales']]) {
+      const token = await mint({ sub: `l-${groups[0] ?? ''}`, email: 'list@acme.test', groups });
+      const live = await listed(stack.ready.envoy, token);
+      const explained = await withUpstreamList.explain({ caller: { token }, method: 'GET', path: '/v1/models' });
+      expect([...(explained.models ?? [])].sort(), groups.join()).to.deep.equal(live);
+      lists.add(JSON.stringify(live));
+    }
+    expect(lists.size, 'the three callers see three different lists').to.equal(3);
+    expect(all.some((m) => m.startsWith('o3'))).to.equal(true, 'the upstream lists a model some callers may not use');
   });
 
   it('models and claims (identity headers and the tenant project included)', async () => {
