@@ -2,9 +2,10 @@
  * `explain` tells the truth: the same requests through real Envoy + `tollgate stack` (Redis
  * store) and through the explain engine (cli/explain.ts, counters read from the same Redis)
  * give the same decision, status, x-tollgate-reason, deny envelope, deciding rule, shadow rule
- * and identity headers, and the same model list — for paths, methods, models, claims, a rate limit, a budget and a
- * shadow rule (which `tollgate shadow` then reports from /metrics). Each request is explained first, then sent: explain reads the counters as the
- * live Check is about to find them.
+ * and identity headers, and the same model list — for paths, methods, models, claims, a rate
+ * limit, a budget and a shadow rule (which `tollgate shadow` then reports from /metrics). Each
+ * request is explained first, then sent: explain reads the counters as the live Check is about
+ * to find them.
  */
 import { expect } from 'chai';
 import { parseConfig } from '../../src/config/load.js';
