@@ -32,7 +32,7 @@ interface Out {
 }
 
 /** The body a `--model` stands for: the smallest request of the path's kind. */
-function modelBody(path: string, model: string): string {
+export function modelBody(path: string, model: string): string {
   if (path.startsWith('/v1/embeddings')) return JSON.stringify({ model, input: 'explain' });
   if (path.startsWith('/v1/responses')) return JSON.stringify({ model, input: 'explain' });
   if (path.startsWith('/v1/completions')) return JSON.stringify({ model, prompt: 'explain' });

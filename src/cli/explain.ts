@@ -27,7 +27,7 @@ import { OPENAI_PRICES } from '../metering/openai-prices.js';
 import type { RuleTrace } from '../policy/rules.js';
 import { PeekStore } from '../store/peek.js';
 import type { CounterReader } from '../store/store.js';
-import { createLogger } from '../telemetry/logger.js';
+import { createLogger, type Logger } from '../telemetry/logger.js';
 
 /** Stands in for every upstream key in an explanation: keys are never resolved or shown. */
 export const REDACTED_KEY = '[redacted]';
@@ -99,6 +99,8 @@ export interface ExplainerOptions {
   /** Candidate model ids for the model list; default the rules' literal models and OpenAI's. */
   readonly candidateModels?: readonly string[];
   readonly now?: () => number;
+  /** Where the Check's audit lines go; default nowhere (a silent logger). */
+  readonly logger?: Logger;
 }
 
 /** The id every explained request carries (its audit line is never written). */
@@ -202,7 +204,7 @@ export class Explainer {
     this.flow = new CheckFlow({
       config,
       steps: checkSteps(parts),
-      logger: createLogger({ level: 'silent' }),
+      logger: opts.logger ?? createLogger({ level: 'silent' }),
       now: this.now,
     });
   }

@@ -24,6 +24,9 @@ commands:
                                                how the live Check decides one request, and why
   test --config FILE CASES.yaml [--format text|tap|junit]
                                                policy cases: exit 1 when any decision differs
+  diff OLD NEW (--cases CASES.yaml | --audit FILE) [--json]
+                                               decisions that change between two configurations; exit 1 when any
+  shadow [--url URL] [--json]                  would-be denials of shadow rules, per rule (from a running sidecar)
 `;
 
 export class UsageError extends Error {}
@@ -100,6 +103,14 @@ export async function main(argv: string[]): Promise<number | undefined> {
       case 'test': {
         const { testCommand } = await import('./policy-test.js');
         return await testCommand(rest, process.stdout, process.stderr);
+      }
+      case 'diff': {
+        const { diffCommand } = await import('./policy-diff.js');
+        return await diffCommand(rest, process.stdout, process.stderr);
+      }
+      case 'shadow': {
+        const { shadowCommand } = await import('./shadow.js');
+        return await shadowCommand(rest, process.stdout, process.stderr);
       }
       case undefined:
       case 'help':

@@ -57,7 +57,8 @@ function stringMap(where: string, v: unknown): Record<string, string> {
 }
 
 /** Parses and checks a cases file: `cases:` (or the top-level list) of {name, request, expect}. */
-export function parseCases(text: string): PolicyCase[] {
+export function parseCases(text: string, opts: { readonly expectRequired?: boolean } = {}): PolicyCase[] {
+  const expectRequired = opts.expectRequired ?? true;
   let doc: unknown;
   try {
     doc = parseYaml(text);
@@ -74,8 +75,10 @@ export function parseCases(text: string): PolicyCase[] {
     const r = raw['request'];
     const e = raw['expect'];
     if (!isMap(r)) throw new CasesError(`${at}.request must be a map`);
-    if (!isMap(e) || Object.keys(e).length === 0) throw new CasesError(`${at}.expect must be a non-empty map`);
     unknownKeys(`${at}.request`, r, REQUEST_KEYS);
+    // `tollgate diff` reads the same files: there an expectation is optional (and not checked).
+    if (e === undefined && !expectRequired) return { name, request: requestOf(`${at}.request`, r), expect: {} };
+    if (!isMap(e) || Object.keys(e).length === 0) throw new CasesError(`${at}.expect must be a non-empty map`);
     unknownKeys(`${at}.expect`, e, EXPECT_KEYS);
     return { name, request: requestOf(`${at}.request`, r), expect: expectationOf(`${at}.expect`, e) };
   });
