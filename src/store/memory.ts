@@ -8,7 +8,7 @@
  * clock cannot drive it. A Map of plain counters checked and then updated in one synchronous
  * step is exact and simpler.
  */
-import { wholeTokens, type AdmitRequest, type AdmitResult, type BudgetState, type Refusal, type SettleResult, type Store, type WindowCount, type WindowState } from './store.js';
+import { refusalOf, wholeTokens, type AdmitRequest, type AdmitResult, type BudgetState, type SettleResult, type Store, type WindowCount, type WindowState } from './store.js';
 import { type BudgetRef } from '../domain/reservation.js';
 
 interface Window {
@@ -51,12 +51,7 @@ export class MemoryStore implements Store {
       (item) =>
         roomOf(this.liveBudget(item.key, now), item.limit) < Math.max(1, wholeTokens(item.minAmount)),
     );
-    const refusedBy: Refusal | undefined =
-      fullWindow !== -1
-        ? { kind: 'window', index: fullWindow }
-        : fullBudget !== -1
-          ? { kind: 'budget', index: fullBudget }
-          : undefined;
+    const refusedBy = refusalOf(fullWindow, fullBudget);
 
     if (refusedBy === undefined) {
       for (const hit of hits) {

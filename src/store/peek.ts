@@ -8,12 +8,12 @@
  */
 import type { BudgetRef } from '../domain/reservation.js';
 import {
+  refusalOf,
   wholeTokens,
   type AdmitRequest,
   type AdmitResult,
   type BudgetState,
   type CounterReader,
-  type Refusal,
   type SettleResult,
   type Store,
   type WindowCount,
@@ -55,12 +55,7 @@ export class PeekStore implements Store {
     const fullBudget = request.budgets.findIndex(
       (item, i) => (room[i] ?? 0) < Math.max(1, wholeTokens(item.minAmount)),
     );
-    const refusedBy: Refusal | undefined =
-      fullWindow !== -1
-        ? { kind: 'window', index: fullWindow }
-        : fullBudget !== -1
-          ? { kind: 'budget', index: fullBudget }
-          : undefined;
+    const refusedBy = refusalOf(fullWindow, fullBudget);
     // As the stores answer: each window after the whole request's hits (none when refused).
     const hits = new Map<string, number>();
     if (refusedBy === undefined) for (const w of request.windows) hits.set(w.key, (hits.get(w.key) ?? 0) + 1);

@@ -95,6 +95,13 @@ export interface Refusal {
   readonly index: number;
 }
 
+/** What refused: the first full window, else the first full budget (-1: none), as every store answers. */
+export function refusalOf(fullWindow: number, fullBudget: number): Refusal | undefined {
+  if (fullWindow !== -1) return { kind: 'window', index: fullWindow };
+  if (fullBudget !== -1) return { kind: 'budget', index: fullBudget };
+  return undefined;
+}
+
 export interface AdmitResult {
   readonly allowed: boolean;
   /** One entry per window, in order: after the hit when allowed, unchanged when refused. */
