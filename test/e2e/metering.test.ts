@@ -73,6 +73,38 @@ tokenBudgets:
     },
   });
 
+  /**
+   * A slow stream the client aborts after two content chunks; returns its settlement line, which
+   * must be an estimate with output tokens.
+   */
+  async function abortAfterTwoChunks(body: {
+    stream_options?: { include_usage: boolean };
+  }): Promise<Line> {
+    const { client, subject } = await caller();
+    const controller = new AbortController();
+    const stream = await client.chat.completions.create(
+      { model: 'gpt-4o-mini', messages: HI, stream: true, ...body },
+      {
+        ...dev(13, 9, { 'x-dev-chunks': '20', 'x-dev-chunk-delay-ms': '300' }),
+        signal: controller.signal,
+      },
+    );
+    let seen = 0;
+    try {
+      for await (const chunk of stream) {
+        if (chunk.choices[0]?.delta.content) seen++;
+        if (seen === 2) controller.abort();
+      }
+    } catch (err) {
+      expect((err as Error).name).to.match(/Abort/);
+    }
+    expect(seen).to.equal(2);
+    const line = await usageLine(subject);
+    expect(line).to.deep.include({ source: 'estimated', aborted: true, status: 200 });
+    expect(line['outputTokens']).to.be.greaterThan(0);
+    return line;
+  }
+
   it('charges a non-streaming chat completion exactly its usage', async () => {
     const { client, subject } = await caller();
     const res = await client.chat.completions.create(
@@ -152,28 +184,7 @@ tokenBudgets:
   });
 
   it('charges an estimate (> 0) when the client aborts a slow stream after two chunks', async () => {
-    const { client, subject } = await caller();
-    const controller = new AbortController();
-    const stream = await client.chat.completions.create(
-      { model: 'gpt-4o-mini', messages: HI, stream: true },
-      {
-        ...dev(13, 9, { 'x-dev-chunks': '20', 'x-dev-chunk-delay-ms': '300' }),
-        signal: controller.signal,
-      },
-    );
-    let seen = 0;
-    try {
-      for await (const chunk of stream) {
-        if (chunk.choices[0]?.delta.content) seen++;
-        if (seen === 2) controller.abort();
-      }
-    } catch (err) {
-      expect((err as Error).name).to.match(/Abort/);
-    }
-    expect(seen).to.equal(2);
-    const line = await usageLine(subject);
-    expect(line).to.deep.include({ source: 'estimated', aborted: true, status: 200 });
-    expect(line['outputTokens']).to.be.greaterThan(0);
+    const line = await abortAfterTwoChunks({});
     expect(line['inputTokens']).to.be.greaterThan(0);
     expect(line['totalTokens']).to.equal(
       (line['inputTokens'] as number) + (line['outputTokens'] as number),
@@ -182,28 +193,7 @@ tokenBudgets:
   });
 
   it('charges an estimate when the client aborts a stream it asked usage for (observe filter, Envoy never waits)', async () => {
-    const { client, subject } = await caller();
-    const controller = new AbortController();
-    const stream = await client.chat.completions.create(
-      { model: 'gpt-4o-mini', messages: HI, stream: true, stream_options: { include_usage: true } },
-      {
-        ...dev(13, 9, { 'x-dev-chunks': '20', 'x-dev-chunk-delay-ms': '300' }),
-        signal: controller.signal,
-      },
-    );
-    let seen = 0;
-    try {
-      for await (const chunk of stream) {
-        if (chunk.choices[0]?.delta.content) seen++;
-        if (seen === 2) controller.abort();
-      }
-    } catch (err) {
-      expect((err as Error).name).to.match(/Abort/);
-    }
-    expect(seen).to.equal(2);
-    const line = await usageLine(subject);
-    expect(line).to.deep.include({ source: 'estimated', aborted: true, status: 200 });
-    expect(line['outputTokens']).to.be.greaterThan(0);
+    const line = await abortAfterTwoChunks({ stream_options: { include_usage: true } });
     expect(line['charged']).to.equal(line['totalTokens']);
   });
 
