@@ -4,8 +4,9 @@
  * Why not the global fetch: its first use loads undici, about 10–15 MiB of resident memory
  * held for the life of the process, for a request made once per key refresh. This getter
  * keeps what the sidecar relied on from fetch: redirects followed (at most 20, as fetch
- * does), one deadline (the caller's signal) over connect, headers and body, and it adds a
- * limit on the body read as it arrives rather than after the whole of it was buffered.
+ * does; but never from https down to http), one deadline (the caller's signal) over
+ * connect, headers and body, and it adds a limit on the body read as it arrives rather
+ * than after the whole of it was buffered.
  * No connection is kept alive: a key refresh is minutes apart.
  */
 import { get as getHttp, type IncomingMessage } from 'node:http';
@@ -71,9 +72,9 @@ function get(url: URL, init: DocumentRequest, redirects: number): Promise<Docume
         if (redirects >= MAX_REDIRECTS) return fail(new Error(`more than ${MAX_REDIRECTS} redirects`));
         let next: URL;
         try {
-          next = new URL(location, url);
-        } catch {
-          return fail(new Error(`redirect to an invalid location ${JSON.stringify(location.slice(0, 200))}`));
+          next = redirectTarget(url, location);
+        } catch (err) {
+          return fail(err);
         }
         return finish(() => resolve(get(next, init, redirects + 1)));
       }
@@ -87,6 +88,22 @@ function get(url: URL, init: DocumentRequest, redirects: number): Promise<Docume
     if (signal.aborted) onAbort();
     else signal.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/**
+ * Where a redirect from `from` leads. An https document is never fetched again over plain
+ * http: whoever sits on the path could then hand us signing keys (fetch would follow it).
+ */
+export function redirectTarget(from: URL, location: string): URL {
+  let next: URL;
+  try {
+    next = new URL(location, from);
+  } catch {
+    throw new Error(`redirect to an invalid location ${JSON.stringify(location.slice(0, 200))}`);
+  }
+  if (from.protocol === 'https:' && next.protocol !== 'https:')
+    throw new Error(`redirect from https to ${next.protocol} refused (${next.origin})`);
+  return next;
 }
 
 /** The body as UTF-8, refused as soon as it passes MAX_DOCUMENT_BYTES. */
