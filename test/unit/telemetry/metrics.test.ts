@@ -24,6 +24,14 @@ const usage = (over: Partial<UsageRecord> = {}): UsageRecord => ({
   ...over,
 });
 
+/** The labels every series of a `usage()` record carries. */
+const base = {
+  gen_ai_operation_name: 'chat',
+  gen_ai_provider_name: 'openai',
+  gen_ai_request_model: 'gpt-4o-mini',
+  tollgate_tenant: 'acme',
+};
+
 describe('telemetry/metrics', () => {
   it('gen_ai.client.token.usage follows the GenAI conventions, with the tenant and the source', async () => {
     const m = new Metrics();
@@ -31,12 +39,6 @@ describe('telemetry/metrics', () => {
     m.recordUsage(usage({ inputTokens: 10, outputTokens: 5 }));
     m.recordUsage(usage({ source: 'estimated', inputTokens: 7, outputTokens: 3 }));
     const text = await scrape(m);
-    const base = {
-      gen_ai_operation_name: 'chat',
-      gen_ai_provider_name: 'openai',
-      gen_ai_request_model: 'gpt-4o-mini',
-      tollgate_tenant: 'acme',
-    };
     const provider = { ...base, tollgate_usage_source: 'provider' };
     expect(
       value(text, 'gen_ai_client_token_usage_sum', { ...provider, gen_ai_token_type: 'input' }),
@@ -82,12 +84,6 @@ describe('telemetry/metrics', () => {
     m.recordUsage(usage({ source: 'estimated', costMicros: 12 }));
     m.recordUsage(usage());
     const text = await scrape(m);
-    const base = {
-      gen_ai_operation_name: 'chat',
-      gen_ai_provider_name: 'openai',
-      gen_ai_request_model: 'gpt-4o-mini',
-      tollgate_tenant: 'acme',
-    };
     expect(value(text, 'tollgate_cost_usd_total', { ...base, tollgate_usage_source: 'provider' })).to.be.closeTo(1.250087, 1e-9);
     expect(value(text, 'tollgate_cost_usd_total', { ...base, tollgate_usage_source: 'estimated' })).to.be.closeTo(0.000012, 1e-12);
   });
