@@ -66,7 +66,10 @@ export function priceTable(...tables: readonly (readonly PriceEntry[])[]): Price
       for (const table of compiled) {
         const best = table.find((c) => c.match(model));
         if (best === undefined) continue;
-        found = (serviceTier !== undefined ? best.entry.tiers?.[serviceTier] : undefined) ?? best.entry.price;
+        // The tier comes from the request body: only the table's own tiers, never `toString` & co.
+        const tiers = best.entry.tiers;
+        const tier = serviceTier !== undefined && tiers !== undefined && Object.hasOwn(tiers, serviceTier) ? tiers[serviceTier] : undefined;
+        found = tier ?? best.entry.price;
         break;
       }
       // Model names come from requests: bounded in number and in length.

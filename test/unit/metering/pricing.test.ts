@@ -74,6 +74,12 @@ describe('metering/pricing', () => {
       expect(table.lookup('o3', 'flex')).to.deep.equal(P('0.5', '0.5'));
       expect(table.lookup('o3', 'priority')).to.deep.equal(P('6', '6'));
     });
+    it('reads only the entry\'s own tiers: a service_tier named like an object property is the standard price', () => {
+      for (const tier of ['toString', 'constructor', '__proto__', 'hasOwnProperty', 'valueOf']) {
+        expect(table.lookup('o3', tier), tier).to.deep.equal(P('6', '6'));
+        expect(table.lookup('gpt-4o', tier), tier).to.deep.equal(P('1', '1'));
+      }
+    });
     it('answers undefined for a model no table prices', () => {
       expect(table.lookup('claude-3')).to.equal(undefined);
       expect(priceTable().lookup('gpt-4o')).to.equal(undefined);
