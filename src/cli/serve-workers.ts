@@ -57,6 +57,9 @@ export async function servePrimary(file: string, config: Config, text: string): 
         void Promise.all([metrics.text(), pool.askAll<string>({ kind: 'metrics' })]).then(
           ([own, answers]) => {
             const texts = answers.flatMap((a) => (a.ok && typeof a.value === 'string' ? [a.value] : []));
+            // A sum without a worker would read as a counter reset: a failed scrape instead.
+            if (texts.length < answers.length)
+              return sendText(res, 503, `${answers.length - texts.length} worker(s) did not answer\n`);
             sendText(res, 200, mergeExpositions([...texts, own, poolExposition(pool)]));
           },
           (err: unknown) => {
@@ -74,16 +77,23 @@ export async function servePrimary(file: string, config: Config, text: string): 
   }
   // Listened for from here: a SIGTERM during start-up stops the workers once they are up.
   const signalled = untilSignal();
-  let grpc: string;
-  try {
-    grpc = await pool.start();
-  } catch (err) {
-    logger.error({ err }, 'workers failed to start');
+  // A worker that never comes up must not make the primary deaf to SIGTERM.
+  const started = await Promise.race([
+    pool.start().then(
+      (grpc) => ({ grpc }),
+      (err: unknown) => ({ err }),
+    ),
+    signalled.then((signal) => ({ signal })),
+  ]);
+  if (!('grpc' in started)) {
+    if ('err' in started) logger.error({ err: started.err }, 'workers failed to start');
+    else logger.info({ signal: started.signal }, 'stopped during start-up');
     await pool.stop(config.server.shutdownGraceSeconds * 1000, STOP_MARGIN_MS);
     await http?.close();
     await new Promise<void>((resolve) => logger.flush(() => resolve()));
-    return 1;
+    return 'err' in started ? 1 : 0;
   }
+  const { grpc } = started;
   const watcher = reloadOnChange(file, {
     metrics,
     logger,
@@ -93,7 +103,11 @@ export async function servePrimary(file: string, config: Config, text: string): 
       }
       const answers = await pool.askAll<null>({ kind: 'reload', text: nextText });
       const failed = answers.flatMap((a) => (a.ok ? [] : [a.error]));
-      if (failed.length > 0) throw new Error(`${failed.length} of ${answers.length} workers kept the previous configuration: ${failed.join('; ')}`);
+      if (failed.length > 0) {
+        // One policy at a time: the workers that took the new text go back to the running one.
+        pool.sync();
+        throw new Error(`${failed.length} of ${answers.length} workers kept the previous configuration: ${failed.join('; ')}`);
+      }
       current = { config: next, text: nextText };
       // A worker that started meanwhile, with the previous text, gets this one too.
       pool.sync();
@@ -194,9 +208,17 @@ async function runWorker(file: string): Promise<number> {
   // Only workers load the sidecar: the primary stays small.
   const { App } = await import('../app.js');
   const app = await App.start({ config, logger, metricsAddress: null, startedMessage: 'worker started' });
+  // Reloads one after another, in the order asked: the last text asked for is the one that runs.
+  let reloads: Promise<unknown> = Promise.resolve();
+  const ask = (question: Question): Promise<unknown> => {
+    if (question.kind !== 'reload') return answer(app, file, question);
+    const next = reloads.then(() => answer(app, file, question));
+    reloads = next.catch(() => undefined);
+    return next;
+  };
   process.on('message', (m: unknown) => {
     if (!isToWorker(m) || m.t !== 'ask') return;
-    answer(app, file, m.question).then(
+    ask(m.question).then(
       (value) => send({ t: 'answer', id: m.id, ok: true, value }),
       (err: unknown) => {
         if (m.question.kind === 'reload') logger.error({ err, file }, 'reload failed; previous configuration stays');

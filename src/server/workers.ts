@@ -288,7 +288,8 @@ export class WorkerPool {
       const done = (answer: Answer<unknown>): void => {
         clearTimeout(timer);
         this.pending.delete(id);
-        if (answer.ok && question.kind === 'reload') slot.configText = question.text;
+        // A failed or late reload leaves the worker's configuration unknown: the next sync re-sends.
+        if (question.kind === 'reload') slot.configText = answer.ok ? question.text : undefined;
         resolve(answer as Answer<T>);
       };
       const timer = setTimeout(
