@@ -61,10 +61,13 @@ export function budgetSubject(budget: TokenBudgetConfig): { kind: BudgetKind; su
   return { kind: 'user', subject: budget.user ?? '' };
 }
 
-/** The name of a budget in logs, headers' messages and the budget endpoint: `tenant:marketing`. */
+/**
+ * The name of a budget in logs, headers' messages and the budget endpoint: `tenant:marketing`;
+ * a tokens-per-minute limit, which a subject may have besides its budget: `tenant:marketing/minute`.
+ */
 export function budgetName(budget: TokenBudgetConfig): string {
   const { kind, subject } = budgetSubject(budget);
-  return `${kind}:${subject}`;
+  return `${kind}:${subject}${budget.period === 'minute' ? '/minute' : ''}`;
 }
 
 /**
@@ -257,13 +260,14 @@ function exhausted(planned: readonly Planned[], answer: PlanAnswer, fit: Fit, no
   const p = planned[i];
   if (p === undefined) throw new Error('store denied an unknown budget');
   const resetMs = p.window.endMs - now;
-  const name = budgetName(p.budget);
   const left = answer.remaining[i] ?? 0;
   const perMinute = p.budget.period === 'minute';
   const amount = p.unit === 'usd' ? usd(p.item.limit) : `${p.item.limit} tokens`;
+  // The message says "per minute" in words; the name (`…/minute`) is for logs and the endpoint.
+  const { kind, subject } = budgetSubject(p.budget);
   const budget = perMinute
-    ? `${p.unit === 'usd' ? 'cost' : 'token'} rate limit ${name} (${amount} per minute)`
-    : `${p.unit === 'usd' ? 'cost' : 'token'} budget ${name} for this ${p.budget.period} (${amount})`;
+    ? `${p.unit === 'usd' ? 'cost' : 'token'} rate limit ${kind}:${subject} (${amount} per minute)`
+    : `${p.unit === 'usd' ? 'cost' : 'token'} budget ${kind}:${subject} for this ${p.budget.period} (${amount})`;
   const resetIn = formatResetDuration(resetMs);
   // A rate limit (tokens per minute) is a 429 the SDKs should retry after `retry-after`, unless
   // the request could never fit; a budget's reset may be weeks away.
@@ -280,7 +284,7 @@ function exhausted(planned: readonly Planned[], answer: PlanAnswer, fit: Fit, no
         // OpenAI's headers count tokens; a cost budget's room is in the message instead.
         ...(p.unit === 'tokens' ? tokenHeaders(p.item.limit, left, resetMs) : {}),
       },
-      rule: name,
+      rule: budgetName(p.budget),
     },
   );
 }

@@ -172,8 +172,10 @@ export function readTokenBudgets(cur: Cursor | undefined): TokenBudgetConfig[] {
     const subjectCur = kind !== undefined ? f.get(kind) : undefined;
     const subject = readString(subjectCur);
     if (kind !== undefined && subjectCur !== undefined && present.length === 1) {
+      // One budget per subject, and besides it one tokens-per-minute limit.
+      const perMinute = readString(f.get('period')) === 'minute' ? ' per minute' : '';
       subjects.push({
-        value: subject === undefined ? undefined : `${kind}\n${subject}`,
+        value: subject === undefined ? undefined : `${kind}\u0000${subject}\u0000${perMinute}`,
         cur: subjectCur,
       });
     }
@@ -191,8 +193,8 @@ export function readTokenBudgets(cur: Cursor | undefined): TokenBudgetConfig[] {
     });
   }
   checkUnique(subjects, 'budget for', (v) => {
-    const cut = v.indexOf('\n');
-    return `${v.slice(0, cut)} ${JSON.stringify(v.slice(cut + 1))}`;
+    const [kind, subject, perMinute] = v.split('\u0000');
+    return `${kind} ${JSON.stringify(subject)}${perMinute}`;
   });
   return out;
 }

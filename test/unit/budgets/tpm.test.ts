@@ -41,4 +41,26 @@ describe('budgets/tokens per minute (period: minute)', () => {
     expect(d.message).to.match(/does not fit the 50 left in your token rate limit tenant:acme \(50 tokens per minute\)\. Ask for fewer output tokens; it resets in 1m0s\.$/);
     expect(d.headers['x-should-retry']).to.equal('false');
   });
+
+  it('a subject may have a budget and, besides it, a tokens-per-minute limit: both are charged, the minute refuses first', async () => {
+    const store = new MemoryStore();
+    const limit = 2 * total(100);
+    const run = admitter(
+      [
+        new BudgetPlanner(
+          config([budget({ tenant: 'acme', maxTokens: 1_000_000 }), budget({ tenant: 'acme', maxTokens: limit, period: 'minute' })]),
+        ),
+      ],
+      store,
+    );
+    const now = T0 + 45_000;
+    for (let i = 0; i < 2; i++) {
+      const g = granted(await run.run(ctx({ maxTokens: 100, now, handoffId: `h${i}` })));
+      expect(g.reservation?.budgets.map((b) => b.key)).to.deep.equal(['tb:tenant:acme:2026-11', 'tb:tenant:acme:2026-11-15T12:00']);
+      expect(g.reservation?.names).to.deep.equal(['tenant:acme', 'tenant:acme/minute']);
+    }
+    const d = denied(await run.run(ctx({ maxTokens: 100, now, handoffId: 'h2' })));
+    expect([d.status, d.reason, d.rule]).to.deep.equal([429, 'token_rate_limited', 'tenant:acme/minute']);
+    expect(d.message).to.equal(`You exceeded your token rate limit tenant:acme (${limit} tokens per minute). It resets in 15s.`);
+  });
 });

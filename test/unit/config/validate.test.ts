@@ -250,6 +250,22 @@ store:
     );
   });
 
+  it('allows a subject one budget and one tokens-per-minute limit, not two of either', () => {
+    const both = `${MINIMAL}tokenBudgets:
+  - { tenant: acme, maxTokens: 1000000, period: month }
+  - { tenant: acme, maxTokens: 30000, period: minute }
+`;
+    expect(parseConfig(both, 'tollgate.yaml').tokenBudgets.map((b) => b.period)).to.deep.equal(['month', 'minute']);
+    expect(
+      describeProblems(`${both}  - { tenant: acme, maxTokens: 20000, period: minute }\n  - { tenant: acme, maxTokens: 9, period: day }\n`).map((p) =>
+        p.replace(/^\d+: /, ''),
+      ),
+    ).to.deep.equal([
+      'tokenBudgets[2].tenant: duplicate budget for tenant "acme" per minute (first at tokenBudgets[1].tenant, line 5)',
+      'tokenBudgets[3].tenant: duplicate budget for tenant "acme" (first at tokenBudgets[0].tenant, line 4)',
+    ]);
+  });
+
   it('keeps claim keys like __proto__ as plain data', () => {
     const cfg = parseConfig(`${MINIMAL}rateLimits:
   - name: a
