@@ -21,6 +21,10 @@ export interface DecisionSummary {
   readonly reason: string;
   readonly rule: string | null;
   readonly shadowDenied: string | null;
+  /** What `/v1/models` would list (comma-separated); not in audit lines. */
+  readonly models?: string | null;
+  /** The identity headers the upstream would get (keys redacted), as JSON; not in audit lines. */
+  readonly upstreamHeaders?: string;
 }
 
 /** One request to compare, named for the report. */
@@ -54,14 +58,29 @@ export interface DiffReport {
   readonly skipped: readonly string[];
 }
 
-const FIELDS = ['decision', 'status', 'reason', 'rule', 'shadowDenied'] as const;
+/** What an audit line records too; a change also compares what the caller would see besides. */
+const RECORDED = ['decision', 'status', 'reason', 'rule', 'shadowDenied'] as const;
+const FIELDS = [...RECORDED, 'models', 'upstreamHeaders'] as const;
 
-export function summarize(e: Explanation): DecisionSummary {
-  return { decision: e.decision, status: e.status, reason: e.reason, rule: e.rule ?? null, shadowDenied: e.shadowDenied?.rule ?? null };
+/**
+ * The decision; for an allowed request also the identity headers the upstream gets, and for a
+ * `/v1/models` request the list (compared once per such case, not on every case of the caller).
+ */
+export function summarize(e: Explanation, path?: string): DecisionSummary {
+  const headers = Object.entries(e.upstreamHeaders).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return {
+    decision: e.decision,
+    status: e.status,
+    reason: e.reason,
+    rule: e.rule ?? null,
+    shadowDenied: e.shadowDenied?.rule ?? null,
+    ...(path === '/v1/models' ? { models: e.models?.join(',') ?? null } : {}),
+    ...(e.decision === 'allow' ? { upstreamHeaders: JSON.stringify(Object.fromEntries(headers)) } : {}),
+  };
 }
 
-function differing(a: DecisionSummary, b: DecisionSummary): (keyof DecisionSummary)[] {
-  return FIELDS.filter((f) => a[f] !== b[f]);
+function differing(a: DecisionSummary, b: DecisionSummary, fields: readonly (keyof DecisionSummary)[] = FIELDS): (keyof DecisionSummary)[] {
+  return fields.filter((f) => a[f] !== b[f]);
 }
 
 /** Runs every input under both configurations and reports what changed. */
@@ -71,11 +90,11 @@ export async function diffDecisions(oldConfig: Config, newConfig: Config, inputs
   const changes: DiffChange[] = [];
   const notReproduced: NotReproduced[] = [];
   for (const input of inputs) {
-    const old = summarize(await before.explain(input.request));
-    const now = summarize(await after.explain(input.request));
+    const old = summarize(await before.explain(input.request), input.request.path);
+    const now = summarize(await after.explain(input.request), input.request.path);
     const fields = differing(old, now);
     if (fields.length > 0) changes.push({ name: input.name, fields, old, new: now });
-    if (input.recorded !== undefined && differing(input.recorded, old).length > 0) {
+    if (input.recorded !== undefined && differing(input.recorded, old, RECORDED).length > 0) {
       notReproduced.push({ name: input.name, recorded: input.recorded, replayed: old });
     }
   }
@@ -96,7 +115,7 @@ export function formatDiff(report: DiffReport): string {
   const lines: string[] = [];
   for (const c of report.changes) {
     lines.push(`CHANGED  ${c.name}`);
-    for (const f of c.fields) lines.push(`  ${f}: ${JSON.stringify(c.old[f])} -> ${JSON.stringify(c.new[f])}`);
+    for (const f of c.fields) lines.push(`  ${f}: ${JSON.stringify(c.old[f] ?? null)} -> ${JSON.stringify(c.new[f] ?? null)}`);
     lines.push(`  old: ${headline(c.old)}`, `  new: ${headline(c.new)}`);
   }
   if (report.notReproduced.length > 0) {

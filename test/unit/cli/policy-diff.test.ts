@@ -24,6 +24,7 @@ function sink(): { lines: string[]; write(s: string): void } {
 }
 
 const support = { sub: 'ann', email: 'ann@acme.test', groups: ['support'], team: 'support' };
+const SUPPORT_HEADERS = '{"authorization":"Bearer [redacted]","openai-project":"proj_support","x-tenant-id":"support","x-user-id":"ann"}';
 const product = { sub: 'bob', groups: ['product-eng', 'beta'], team: 'product-eng' };
 
 function chat(claims: Record<string, unknown> | undefined, model: string, id: string): ExplainRequest {
@@ -60,21 +61,44 @@ describe('cli/policy-diff', () => {
       expect(report.changes).to.deep.equal([
         {
           name: 'support gets model_not_allowed for a larger model',
-          fields: ['decision', 'status', 'reason', 'rule'],
+          fields: ['decision', 'status', 'reason', 'rule', 'upstreamHeaders'],
           old: { decision: 'deny', status: 403, reason: 'model_not_allowed', rule: 'other-models', shadowDenied: null },
-          new: { decision: 'allow', status: 200, reason: 'allowed', rule: 'support-small-chat', shadowDenied: null },
+          new: { decision: 'allow', status: 200, reason: 'allowed', rule: 'support-small-chat', shadowDenied: null, upstreamHeaders: SUPPORT_HEADERS },
         },
         {
           name: 'product engineers may use gpt-4.1, recorded by the trial rule',
-          fields: ['decision', 'status', 'reason', 'rule', 'shadowDenied'],
-          old: { decision: 'allow', status: 200, reason: 'allowed', rule: 'product-eng-models', shadowDenied: 'trial-no-gpt41-for-product' },
+          fields: ['decision', 'status', 'reason', 'rule', 'shadowDenied', 'upstreamHeaders'],
+          old: {
+            decision: 'allow',
+            status: 200,
+            reason: 'allowed',
+            rule: 'product-eng-models',
+            shadowDenied: 'trial-no-gpt41-for-product',
+            upstreamHeaders: '{"authorization":"Bearer [redacted]","openai-project":"proj_product","x-tenant-id":"product-eng","x-user-id":"bob"}',
+          },
           new: { decision: 'deny', status: 403, reason: 'model_not_allowed', rule: 'trial-no-gpt41-for-product', shadowDenied: null },
+        },
+        // The model list is compared on /v1/models cases: gpt-4o is now listed for support.
+        {
+          name: 'support lists only the small models',
+          fields: ['models'],
+          old: { decision: 'allow', status: 200, reason: 'allowed', rule: 'teams-may-list-models', shadowDenied: null, models: 'gpt-4o-mini', upstreamHeaders: SUPPORT_HEADERS },
+          new: {
+            decision: 'allow',
+            status: 200,
+            reason: 'allowed',
+            rule: 'teams-may-list-models',
+            shadowDenied: null,
+            models: 'gpt-4o,gpt-4o-mini',
+            upstreamHeaders: SUPPORT_HEADERS,
+          },
         },
       ]);
       const text = formatDiff(report);
       expect(text).to.include('CHANGED  support gets model_not_allowed for a larger model\n  decision: "deny" -> "allow"');
       expect(text).to.include('  old: ALLOW 200 allowed (rule product-eng-models, shadow trial-no-gpt41-for-product)\n');
-      expect(text).to.match(/9 compared, 2 changed\n$/);
+      expect(text).to.include('CHANGED  support lists only the small models\n  models: "gpt-4o-mini" -> "gpt-4o,gpt-4o-mini"');
+      expect(text).to.match(/9 compared, 3 changed\n$/);
     });
 
     it('the same configuration on both sides changes nothing', async () => {
@@ -109,7 +133,9 @@ describe('cli/policy-diff', () => {
       expect(report.changes.map((c) => [c.name, c.old.reason, c.new.reason])).to.deep.equal([
         ['line 1 (r1): POST /v1/chat/completions gpt-4o', 'model_not_allowed', 'allowed'],
         ['line 2 (r2): POST /v1/chat/completions gpt-4.1', 'allowed', 'model_not_allowed'],
+        ['line 5 (r5): GET /v1/models', 'allowed', 'allowed'],
       ]);
+      expect(report.changes[2]?.fields).to.deep.equal(['models']);
     });
 
     it('rebuilds the caller from the mapped identity fields (the groups are all kept)', async () => {
@@ -172,7 +198,7 @@ describe('cli/policy-diff', () => {
       expect(changed.code).to.equal(1);
       const report = JSON.parse(changed.out) as { compared: number; changes: { name: string }[] };
       expect(report.compared).to.equal(9);
-      expect(report.changes).to.have.length(2);
+      expect(report.changes).to.have.length(3);
       const same = await run(OLD, OLD, '--cases', cases);
       expect(same).to.deep.equal({ code: 0, out: '9 compared, 0 changed\n', err: '' });
     });
