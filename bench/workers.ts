@@ -24,6 +24,7 @@ import { AUTHZ_ONLY, tollgateConfig, UPSTREAM_KEY, UPSTREAM_KEY_ENV } from './co
 import { GHZ_VERSION, ghz, ghzArgs, ghzBinary, percentile, writeData } from './lib/ghz.js';
 import { cpuSeconds, median } from './lib/measure.js';
 import { ROOT } from './lib/paths.js';
+import { terminate } from './lib/sidecar.js';
 import { mintMany, startBenchIssuer } from './lib/tokens.js';
 
 const { values } = parseArgs({
@@ -103,13 +104,6 @@ async function startServe(dir: string, config: string): Promise<{ child: ChildPr
   }
 }
 
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await exited;
-}
-
 const uptime = (): string => loadavg().map((n) => n.toFixed(2)).join(', ');
 
 const work = await mkdtemp(join(tmpdir(), 'tollgate-bench-workers-'));
@@ -154,7 +148,7 @@ try {
           `round ${round}, ${workers} worker(s): ${Math.round(run.decisionsPerSecond)}/s p50 ${run.p50.toFixed(2)} p99 ${run.p99.toFixed(2)} ms, ${Math.round(run.cpuUs)} µs CPU/decision, ${run.cores.toFixed(2)} cores, ${run.errors} not OK`,
         );
       } finally {
-        await stop(child);
+        await terminate(child);
       }
     }
   }

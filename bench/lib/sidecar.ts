@@ -169,13 +169,18 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
         child.kill('SIGUSR2');
       }),
     async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-        await exited;
-        clearTimeout(timer);
-      }
+      await terminate(child);
       process.off('exit', killOnExit);
     },
   };
+}
+
+/** SIGTERM, then SIGKILL after 5 s; resolves once the process is gone (at once if it already is). */
+export async function terminate(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
 }
