@@ -164,7 +164,7 @@ export interface ModelPricingConfig extends PriceConfig {
 
 /** `pricing:` — what a model costs, for `maxCost` budgets and cost reporting. */
 export interface PricingConfig {
-  /** The operator's prices, consulted before the built-in table, in the file's order. */
+  /** The operator's prices, consulted before the built-in table: the most specific pattern wins, then the first listed. */
   readonly models: readonly ModelPricingConfig[];
   /** Use the dated built-in OpenAI table after `models` (default true). */
   readonly builtin: boolean;
