@@ -114,6 +114,10 @@ export function checkParts(config: Config, opts: CheckPartsOptions): CheckParts 
     ],
     store: opts.store,
     responder: new Responder(config, opts.credentials),
+    // `GET /v1/tollgate/whoami`, read from the same rules and store (counters only read).
+    ...(config.server.whoami !== false
+      ? { me: { config, allowedModels: (identity, candidates) => authorize.allowedModels(identity, candidates), counters: opts.store } }
+      : {}),
     ...(opts.onReservation !== undefined ? { onReservation: opts.onReservation } : {}),
   };
 }

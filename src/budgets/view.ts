@@ -71,7 +71,7 @@ export function selectBudgets(
 /** Reads each budget's counter for the period containing `now`. Store errors propagate. */
 export async function readBudgets(
   budgets: readonly TokenBudgetConfig[],
-  store: Store,
+  store: Pick<Store, 'readBudget'>,
   now: number,
 ): Promise<BudgetView[]> {
   return Promise.all(

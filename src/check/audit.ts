@@ -4,7 +4,7 @@
  * the upstream key and the prompt cannot reach the log, whatever a caller sends.
  * docs/observability.md is the field reference.
  */
-import type { Decision } from '../domain/decision.js';
+import { decisionKind, type Decision } from '../domain/decision.js';
 import type { InboundRequest } from '../domain/request.js';
 import type { Identity } from '../domain/identity.js';
 
@@ -66,7 +66,8 @@ export function decisionLine(
     method: request.method,
     path: request.path,
     model: c.model,
-    decision: denial ? 'deny' : 'allow',
+    // `answer`: Tollgate answered the request itself (whoami), nothing went upstream.
+    decision: decisionKind(decision),
     status: denial?.status ?? 200,
     reason: denial?.reason ?? 'allowed',
     ...authzOf(decision),

@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/schema.js';
-import type { Allowance, Decision, Denial } from '../domain/decision.js';
+import { decisionKind, type Allowance, type Decision, type Denial } from '../domain/decision.js';
 import { deny } from '../domain/denials.js';
 import { TollgateError } from '../domain/errors.js';
 import type { InboundRequest } from '../domain/request.js';
@@ -21,10 +21,12 @@ import { decisionLine, shouldWrite } from './audit.js';
 import { authenticate, type IdentityVerifier } from './authenticate.js';
 import type { AuthorizeStep } from './authorize.js';
 import { handOff } from './hand-off.js';
+import type { MeSources } from './me.js';
 import { canonicalPath } from './path.js';
 import { readRequestBody } from './read-body.js';
 import { respondStep, type Responder } from './respond.js';
 import { CheckState, type CheckStep } from './step.js';
+import { whoamiStep } from './whoami.js';
 
 /** What the steps of one configuration are made of (app.ts builds them per reload). */
 export interface CheckParts {
@@ -36,6 +38,8 @@ export interface CheckParts {
   readonly responder: Responder;
   /** Told of each reservation handed to ext_proc (settled or released once, later). */
   readonly onReservation?: (reservation: Reservation) => void;
+  /** What `GET /v1/tollgate/whoami` is answered from; absent when `server.whoami: false`. */
+  readonly me?: MeSources;
 }
 
 /** The Check, in order. app.ts and the tests build it through this one function. */
@@ -43,6 +47,7 @@ export function checkSteps(parts: CheckParts): readonly CheckStep[] {
   return [
     canonicalPath, // the one plain path, or 400 invalid_path
     authenticate(parts.verifier), // a verified token, or 401
+    whoamiStep(parts.me), // GET /v1/tollgate/whoami: answered here (200), never sent upstream
     readRequestBody, // the endpoint, and the body as the upstream reads it, or 400
     parts.authorize, // the rules, first match wins, or 403
     admitStep(parts.planners, parts.store), // rate limits and budgets in one store call, or 429 / 503
@@ -120,12 +125,12 @@ export class CheckFlow {
     const latencyMs = performance.now() - started;
     probe.trace?.end(
       {
-        'tollgate.decision': decision.deny ? 'deny' : 'allow',
+        'tollgate.decision': decisionKind(decision),
         'tollgate.reason': decision.deny?.reason ?? 'allowed',
         ...(decision.deny ? { 'http.response.status_code': decision.deny.status } : {}),
         ...(check.model !== undefined ? { 'gen_ai.request.model': check.model } : {}),
       },
-      decision.deny !== undefined,
+      decisionKind(decision) === 'deny',
     );
     this.audit(request, decision, check.model, latencyMs, probe);
     for (const observer of this.observers) observer(decision, latencyMs);
@@ -182,7 +187,7 @@ export class CheckFlow {
       stages: probe.stages,
       ...(probe.trace !== undefined ? { traceId: probe.trace.traceId } : {}),
     });
-    this.auditLog.info(line, decision.deny ? `deny ${decision.deny.reason}` : 'allow');
+    this.auditLog.info(line, decision.deny ? `${decisionKind(decision)} ${decision.deny.reason}` : 'allow');
   }
 }
 

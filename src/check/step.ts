@@ -12,6 +12,7 @@ import type { EndpointInfo } from '../request/endpoint.js';
 export type StepName =
   | 'path'
   | 'authenticate'
+  | 'whoami'
   | 'read-body'
   | 'authorize'
   | 'admit'

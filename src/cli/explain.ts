@@ -14,6 +14,7 @@ import { checkParts } from '../app.js';
 import type { IdentityVerifier } from '../check/authenticate.js';
 import type { UpstreamCredentials } from '../check/respond.js';
 import { CheckFlow, checkSteps } from '../check/flow.js';
+import { modelCandidates } from '../check/me.js';
 import type { Config, ProviderConfig } from '../config/schema.js';
 import type { Decision } from '../domain/decision.js';
 import type { Identity } from '../domain/identity.js';
@@ -23,7 +24,6 @@ import { toIdentity } from '../identity/mapping.js';
 import { Authenticator } from '../identity/verify.js';
 import { budgetKey, budgetName } from '../budgets/planner.js';
 import { periodWindow } from '../budgets/period.js';
-import { OPENAI_PRICES } from '../metering/openai-prices.js';
 import type { RuleTrace } from '../policy/rules.js';
 import { PeekStore } from '../store/peek.js';
 import type { CounterReader } from '../store/store.js';
@@ -170,13 +170,8 @@ function redactedCredentials(config: Config): UpstreamCredentials {
   return { ...(config.upstream.apiKey !== undefined ? { apiKey: REDACTED_KEY } : {}), tenants };
 }
 
-/** Model ids a model list is judged over by default: literal rule models, then OpenAI's. */
-export function defaultCandidates(config: Config): string[] {
-  const literal = (m: string): boolean => !/[*?[\]]/.test(m);
-  const fromRules = config.authorization.rules.flatMap((r) => r.match.models ?? []).filter(literal);
-  const fromPrices = OPENAI_PRICES.map((p) => p.model).filter(literal);
-  return [...new Set([...fromRules, ...fromPrices])];
-}
+/** Model ids a model list is judged over by default (check/me.ts: the rules', the prices'). */
+export const defaultCandidates = modelCandidates;
 
 export class Explainer {
   readonly config: Config;

@@ -18,6 +18,8 @@ commands:
   token --demo [--sub S] [--email E] [--groups a,b] [--tenant T] [--expires-in 1h]
                                                mint a token from the demo issuer (development only)
   logout [--profile NAME]                      revoke the login at the IdP (when it offers revocation) and delete it
+  whoami [--url BASE] [--profile NAME] [--json]
+                                               ask the gateway who you are: claims, models, rules, limits, budgets
   budget [--tenant T] [--group G] [--user U] [--url URL] [--json]
                                                used and remaining tokens of budgets (from a running sidecar)
   explain --config FILE (--claims JSON | --token JWT) [--method M] [--path P] [--model M] [--json]
@@ -91,6 +93,10 @@ export async function main(argv: string[]): Promise<number | undefined> {
       case 'logout': {
         const { logoutCommand } = await import('./login/commands.js');
         return await logoutCommand(rest, process.stdout, process.stderr);
+      }
+      case 'whoami': {
+        const { whoamiCommand } = await import('./whoami.js');
+        return await whoamiCommand(rest, process.stdout, process.stderr);
       }
       case 'budget': {
         const { budgetCommand } = await import('./budget.js');

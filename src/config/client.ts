@@ -22,6 +22,8 @@ export interface ClientProfile {
   /** RFC 8707 resource indicator: the audience the access token is for (the gateway). */
   readonly resource?: string;
   readonly token?: PrintedToken;
+  /** The gateway's base URL, as the SDKs' `baseURL` (`tollgate whoami`); `/v1` optional. */
+  readonly url?: string;
 }
 
 export interface ClientConfig {
@@ -35,7 +37,7 @@ export interface ClientConfig {
   readonly profiles: Readonly<Record<string, ClientProfile>>;
 }
 
-const PROFILE_KEYS = ['issuer', 'clientId', 'scope', 'resource', 'token'] as const;
+const PROFILE_KEYS = ['issuer', 'clientId', 'scope', 'resource', 'token', 'url'] as const;
 const TOP_KEYS = ['profile', 'profiles', ...PROFILE_KEYS] as const;
 
 /** A profile name is used as a file name in `$TOLLGATE_HOME/credentials/`. */
@@ -119,6 +121,8 @@ function readProfile(f: Fields): ClientProfile {
   }
   const token = readEnum(f.get('token'), ['access', 'id'] as const);
   if (token !== undefined) out['token'] = token;
+  const url = readHttpUrl(f.get('url'));
+  if (url !== undefined) out['url'] = url;
   return out;
 }
 

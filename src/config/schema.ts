@@ -54,6 +54,12 @@ export interface ServerConfig {
    * `store.redis`: the counters must live in one place (docs/workers.md).
    */
   readonly workers: number | 'auto';
+  /**
+   * `GET /v1/tollgate/whoami` on the Envoy listener: the caller's own identity, models, rules,
+   * limits and budgets, answered by the sidecar (`tollgate whoami`). Absent = on; `false` = the
+   * path is an ordinary request.
+   */
+  readonly whoami?: boolean;
 }
 
 /**

@@ -71,7 +71,7 @@ export function readServer(cur: Cursor | undefined, sharedStore = false): Server
     workers: 1,
   };
   if (cur === undefined) return defaults;
-  const f = readMap(cur, ['grpc', 'metrics', 'shutdownGraceSeconds', 'maxRequestBytes', 'workers'], true);
+  const f = readMap(cur, ['grpc', 'metrics', 'shutdownGraceSeconds', 'maxRequestBytes', 'workers', 'whoami'], true);
   if (f === undefined) return defaults;
   const metricsCur = f.get('metrics');
   let metrics: string | undefined = defaults.metrics;
@@ -89,6 +89,8 @@ export function readServer(cur: Cursor | undefined, sharedStore = false): Server
     // 1 KiB .. 256 MiB: gRPC messages past that are refused by grpc-js (and Envoy's buffer grows with it).
     maxRequestBytes: readInt(f.get('maxRequestBytes'), 1024, 256 * 1024 * 1024) ?? defaults.maxRequestBytes,
     workers: readWorkers(f.get('workers'), sharedStore) ?? defaults.workers,
+    // Only `false` is kept: absent and `true` both mean on.
+    ...(readBoolean(f.get('whoami')) === false ? { whoami: false } : {}),
   };
 }
 

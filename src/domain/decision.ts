@@ -5,9 +5,13 @@
 import type { ReasonCode } from './errors.js';
 import type { Identity } from './identity.js';
 
-/** A refusal, shaped once and rendered by the edge into Envoy's denied response. */
+/**
+ * A refusal, shaped once and rendered by the edge into Envoy's denied response. One kind is not
+ * a refusal: an *answer* (status 200, reason `whoami`) is a response Tollgate writes itself,
+ * which Envoy's ext_authz can only send as a "denied" local reply (see `isAnswer`).
+ */
 export interface Denial {
-  readonly status: 400 | 401 | 403 | 413 | 429 | 500 | 503;
+  readonly status: 200 | 400 | 401 | 403 | 413 | 429 | 500 | 503;
   readonly reason: ReasonCode;
   /** OpenAI envelope fields. */
   readonly type: string;
@@ -19,6 +23,19 @@ export interface Denial {
   readonly rule?: string;
   /** Claim values that made the denying rule match (authorize stage), for the audit line. */
   readonly claimsUsed?: Readonly<Record<string, string>>;
+  /** An answer's own JSON body, sent instead of the OpenAI error envelope. */
+  readonly body?: string;
+}
+
+/** A Denial that answers the request (200, Tollgate's own body) rather than refusing it. */
+export function isAnswer(denial: Denial): boolean {
+  return denial.status === 200;
+}
+
+/** `allow`, `deny`, or `answer` (Tollgate answered the request itself): logs, metrics, spans. */
+export function decisionKind(decision: Decision): 'allow' | 'deny' | 'answer' {
+  if (decision.deny === undefined) return 'allow';
+  return isAnswer(decision.deny) ? 'answer' : 'deny';
 }
 
 /** A denial that shadow mode recorded instead of enforcing (policy/rules.ts). */

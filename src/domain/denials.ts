@@ -37,6 +37,8 @@ const SHAPES: Readonly<Record<ReasonCode, Shape>> = {
   budget_exhausted: { status: 429, type: 'insufficient_quota', code: 'insufficient_quota' },
   store_unavailable: { status: 503, type: 'server_error', code: 'service_unavailable' },
   internal_error: { status: 500, type: 'server_error', code: 'internal_error' },
+  // Never an error envelope: the answer carries its own body (check/whoami.ts).
+  whoami: { status: 200, type: 'answer', code: 'whoami' },
 };
 
 /** Quote a value for an RFC 6750 auth-param (no CR/LF, quotes and backslashes escaped). */

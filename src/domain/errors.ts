@@ -32,7 +32,9 @@ export type ReasonCode =
   | 'budget_exhausted'
   // 503 / 500
   | 'store_unavailable'
-  | 'internal_error';
+  | 'internal_error'
+  // 200: not a refusal — Tollgate answers the request itself (`GET /v1/tollgate/whoami`)
+  | 'whoami';
 
 /** Base class for every failure Tollgate raises on purpose; callers switch on `code`. */
 export class TollgateError extends Error {

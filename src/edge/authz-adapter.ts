@@ -18,6 +18,9 @@ import type {
 /** gRPC status codes carried in `CheckResponse.status`; any non-zero code is a deny. */
 const GRPC_OK = 0;
 const GRPC_CODE_BY_HTTP: Readonly<Record<Denial['status'], number>> = {
+  // An answer (whoami): Envoy sends a denied_response as its local reply, whatever its status,
+  // and only a non-zero code makes it one; the status Envoy sends is the HTTP 200 below.
+  200: 9, // FAILED_PRECONDITION: "not for the upstream"
   400: 3, // INVALID_ARGUMENT
   401: 16, // UNAUTHENTICATED
   403: 7, // PERMISSION_DENIED
@@ -123,7 +126,7 @@ function deniedResponse(denial: Denial): CheckResponse {
     denied_response: {
       status: { code: denial.status },
       headers: headerOptions(headers),
-      body: envelope(denial),
+      body: denial.body ?? envelope(denial),
     },
   };
 }

@@ -77,15 +77,7 @@ export class RateLimitPlanner implements Planner {
   /** Compiles every limit's match once; build a new planner when the config changes. */
   constructor(config: Pick<Config, 'rateLimits'>, options: RateLimitOptions = {}) {
     this.onOutcome = options.onOutcome;
-    this.limits = config.rateLimits.map((limit) => {
-      const globs = limit.match.claims[limit.key];
-      return {
-        config: limit,
-        matches: compileMatch(limit.match),
-        keyFilter: globs !== undefined ? compileGlobs(globs) : undefined,
-        windowMs: UNIT_MS[limit.unit],
-      };
-    });
+    this.limits = config.rateLimits.map(compileLimit);
   }
 
   plan(ctx: PlanInput): CounterPlan {
@@ -156,6 +148,37 @@ export class RateLimitPlanner implements Planner {
     // A groups-keyed limit owns one window per group; it is one limit for metrics.
     for (const name of new Set(owners.map((o) => o.config.name))) this.onOutcome(name, result);
   }
+}
+
+function compileLimit(limit: RateLimitConfig): CompiledLimit {
+  const globs = limit.match.claims[limit.key];
+  return {
+    config: limit,
+    matches: compileMatch(limit.match),
+    keyFilter: globs !== undefined ? compileGlobs(globs) : undefined,
+    windowMs: UNIT_MS[limit.unit],
+  };
+}
+
+/** A rate limit whose claims a caller meets, with the caller's buckets (`tollgate whoami`). */
+export interface CallerLimit {
+  readonly config: RateLimitConfig;
+  readonly windowMs: number;
+  /** The store keys this caller's requests count in, as the planner would hit them. */
+  readonly buckets: readonly string[];
+}
+
+/**
+ * The limits that can count this caller's requests: those whose `match.claims` the caller
+ * meets (their path, methods and models then say which requests). Read-only: nothing is hit.
+ */
+export function limitsFor(config: Pick<Config, 'rateLimits'>, identity: Identity): CallerLimit[] {
+  return config.rateLimits.flatMap((limit) => {
+    const compiled = compileLimit(limit);
+    const claimsOnly = compileMatch({ claims: limit.match.claims });
+    if (!claimsOnly({ path: '/', method: 'GET', identity }).matched) return [];
+    return [{ config: limit, windowMs: compiled.windowMs, buckets: bucketKeys(compiled, identity) }];
+  });
 }
 
 function bucketKeys(limit: CompiledLimit, identity: Identity): string[] {

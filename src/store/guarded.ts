@@ -18,7 +18,7 @@
 import { TollgateError } from '../domain/errors.js';
 import type { OnUnavailable } from '../config/schema.js';
 import { MemoryStore } from './memory.js';
-import type { AdmitRequest, AdmitResult, BudgetState, SettleResult, Store } from './store.js';
+import type { AdmitRequest, AdmitResult, BudgetState, CounterReader, SettleResult, Store, WindowCount } from './store.js';
 import type { BudgetRef } from '../domain/reservation.js';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
@@ -159,6 +159,21 @@ export class GuardedStore implements Store {
       () => this.primary.readBudget(key, now),
       (local) => local.readBudget(key, now),
       () => ({ used: 0, reserved: 0 }),
+    );
+  }
+
+  /**
+   * A rate-limit window as it stands (`tollgate whoami`), read from the primary when it can
+   * read windows; under `local` from the local counters, under `open` as empty.
+   */
+  readWindow(key: string, now: number): Promise<WindowCount> {
+    const primary: CounterReader = this.primary;
+    const read = primary.readWindow?.bind(primary);
+    if (read === undefined) return Promise.resolve({ count: 0 });
+    return this.guard(
+      () => read(key, now),
+      (local) => (local as CounterReader).readWindow?.(key, now) ?? Promise.resolve({ count: 0 }),
+      () => ({ count: 0 }),
     );
   }
 

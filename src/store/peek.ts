@@ -87,6 +87,11 @@ export class PeekStore implements Store {
     return this.reader.readBudget(key, now);
   }
 
+  /** The reader's window count, when it can read windows (a sidecar's `/budget` cannot). */
+  readWindow(key: string, now: number): Promise<WindowCount> {
+    return this.reader.readWindow?.(key, now) ?? Promise.resolve({ count: 0 });
+  }
+
   close(): Promise<void> {
     return Promise.resolve();
   }

@@ -8,7 +8,7 @@ import type { Attributes, Histogram } from '@opentelemetry/api';
 import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import type { MetricsConfig } from '../config/schema.js';
-import type { Decision } from '../domain/decision.js';
+import { decisionKind, type Decision } from '../domain/decision.js';
 import { BoundedLabel, DEFAULT_MAX_LABEL_VALUES } from './labels.js';
 import { defineInstruments, type BreakerStateLabel, type Instruments } from './instruments.js';
 import type { StageOutcome } from './tracing.js';
@@ -142,7 +142,7 @@ export class Metrics {
       this.i.shadowDenials.add(1, { rule: this.rules.value(shadow.rule), reason: shadow.reason });
     }
     const attrs: Attributes = decision.deny
-      ? { result: 'deny', reason: decision.deny.reason }
+      ? { result: decisionKind(decision), reason: decision.deny.reason }
       : { result: 'allow', reason: 'allowed' };
     const identity = decision.allow ? decision.allow.identity : decision.identity;
     this.i.decisions.add(1, { ...attrs, ...this.userLabel(identity?.user) });

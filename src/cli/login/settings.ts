@@ -86,6 +86,15 @@ export function resolveSettings(flags: LoginFlags, config: ClientConfig): LoginS
 }
 
 /**
+ * The gateway's base URL for `tollgate whoami`: `--url`, `TOLLGATE_URL`, the profile's `url`,
+ * the client config's top-level `url`; undefined when none says.
+ */
+export function gatewayUrl(flag: string | undefined, config: ClientConfig, profile: string): string | undefined {
+  const entry: ClientProfile = Object.hasOwn(config.profiles, profile) ? (config.profiles[profile] ?? {}) : {};
+  return flag ?? env('TOLLGATE_URL') ?? entry.url ?? config.defaults.url;
+}
+
+/**
  * Plain http is allowed only for an issuer on this machine (a test or development IdP): tokens
  * and refresh tokens must never cross a network in the clear.
  */
