@@ -44,6 +44,13 @@ profiles:
     });
   });
 
+  it('reads the gateway URL of `tollgate whoami`, top-level and per profile, and refuses one that is not http(s)', () => {
+    const cfg = parseClientConfig('url: https://ai.example.com/v1\nprofiles:\n  dev: { url: "http://127.0.0.1:10000" }\n');
+    expect(cfg.defaults).to.deep.equal({ url: 'https://ai.example.com/v1' });
+    expect(cfg.profiles).to.deep.equal({ dev: { url: 'http://127.0.0.1:10000' } });
+    expect(problems('url: ftp://ai.example.com\n')).to.deep.equal(['1: url: expected an http(s) URL, got scheme "ftp:"']);
+  });
+
   it('accepts an empty file and an empty profile', () => {
     expect(parseClientConfig('')).to.deep.equal({ defaults: {}, profiles: {} });
     expect(parseClientConfig('profiles:\n  work:\n').profiles).to.deep.equal({ work: {} });
