@@ -10,6 +10,7 @@
 import { expect } from 'chai';
 import OpenAI from 'openai';
 import { parse, stringify } from 'yaml';
+import type { MeView } from '../../src/check/me.js';
 import { parseConfig } from '../../src/config/load.js';
 import { renderBootstrap } from '../../src/stack/bootstrap.js';
 import { startEnvoy, type RunningEnvoy } from '../../src/stack/envoy.js';
@@ -226,5 +227,20 @@ describe('e2e: the filters Envoy Gateway builds from k8s/overlays/envoy-gateway'
     await new Promise((r) => setTimeout(r, 500));
     expect(usage().slice(before)).to.have.length(1);
     expect(settled).to.have.length(1);
+  });
+
+  it('sends the whoami answer through the ext_proc filter unchanged, to the SDK itself, and nothing upstream', async () => {
+    const client = new OpenAI({ baseURL: `${envoy?.url}/v1`, apiKey: token, maxRetries: 0 });
+    const received = devs.upstream.received.length;
+    const before = usage().length;
+    // The SDK's own client reaches it under its base URL.
+    const view = await client.get<MeView>('/tollgate/whoami');
+    expect(view.identity).to.include({ user: 'ann', subject: 'ann', provider: 'main-idp' });
+    const { response } = await client.get('/tollgate/whoami').withResponse();
+    expect(response.status).to.equal(200);
+    expect(response.headers.get('x-tollgate-reason')).to.equal('whoami');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(devs.upstream.received.length).to.equal(received);
+    expect(usage().length).to.equal(before);
   });
 });

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
+import { WHOAMI_PATH } from '../../src/check/whoami.js';
 import { deny } from '../../src/domain/denials.js';
 import type { Decision } from '../../src/domain/decision.js';
 import type { InboundRequest } from '../../src/domain/request.js';
@@ -23,6 +24,7 @@ import { onStopAll, stopAllAfter, type Spawned } from '../helpers/processes.js';
 import { deploymentArgs, startProductionEnvoy } from '../helpers/production-envoy.js';
 
 const policy = parseConfig(readRepoFile('k8s/base/tollgate.yaml'));
+const WHOAMI_BODY = JSON.stringify({ identity: { user: 'alice@example.com' }, models: ['gpt-4o-mini'] });
 const identityHeaders = Object.keys(policy.identityHeaders);
 
 function validate(args: readonly string[]): string {
@@ -134,6 +136,9 @@ describe('Envoy bootstraps', function () {
     function decide(req: InboundRequest): Promise<Decision> {
       if (req.headers['authorization'] !== `Bearer ${token}`)
         return Promise.resolve({ deny: deny('missing_token', 'No token.') });
+      // The sidecar's whoami answer (check/whoami.ts): a "denied" reply with HTTP 200.
+      if (req.path === WHOAMI_PATH)
+        return Promise.resolve({ deny: { ...deny('whoami', 'whoami'), headers: { 'cache-control': 'no-store' }, body: WHOAMI_BODY } });
       const identity = {
         provider: 'corporate-idp',
         issuer: 'https://auth.example.com',
@@ -247,6 +252,19 @@ describe('Envoy bootstraps', function () {
           'level',
           'msg',
         );
+    });
+
+    it("sends the sidecar's 200 whoami answer unchanged, past its local replies, and nothing to OpenAI", async () => {
+      const before = upstream.requests.length;
+      const res = await fetch(`${ingressUrl}${WHOAMI_PATH}`, { headers: { authorization: `Bearer ${token}` } });
+      expect(res.status).to.equal(200);
+      expect(res.headers.get('content-type')).to.equal('application/json');
+      expect(res.headers.get('x-tollgate-reason')).to.equal('whoami');
+      expect(res.headers.get('cache-control')).to.equal('no-store');
+      expect(await res.text()).to.equal(WHOAMI_BODY);
+      const refused = await fetch(`${ingressUrl}${WHOAMI_PATH}`);
+      expect(refused.status).to.equal(401);
+      expect(upstream.requests.length).to.equal(before);
     });
   });
 });
