@@ -245,6 +245,7 @@ export function auditInputs(text: string, oldConfig: Config): { inputs: DiffInpu
       return;
     }
     if (!isMap(line) || line['audit'] !== 'decision') return; // other log lines: settlements, info
+    if (line['decision'] === 'answer') return; // a whoami ask: answered, not judged; nothing to replay
     const method = str(line['method']);
     const path = str(line['path']);
     const recorded = recordedOf(line);

@@ -123,11 +123,14 @@ describe('cli/policy-diff', () => {
         chat(support, 'gpt-4o-mini', 'r3'),
         chat(undefined, 'gpt-4o-mini', 'r4'),
         { caller: { claims: support }, method: 'GET', path: '/v1/models', headers: { 'x-request-id': 'r5' } },
+        // A whoami ask is answered, not judged: its line is no decision to replay.
+        { caller: { claims: support }, method: 'GET', path: '/v1/tollgate/whoami', headers: { 'x-request-id': 'r6' } },
       ]);
+      expect(audit).to.include('"decision":"answer"');
       const text = `${audit}not json\n{"level":"info","msg":"listening"}\n`;
       const { inputs, skipped } = auditInputs(text, oldConfig);
       expect(inputs).to.have.length(5);
-      expect(skipped).to.deep.equal(['line 6: not JSON']);
+      expect(skipped).to.deep.equal(['line 7: not JSON']);
       const report = await diffDecisions(oldConfig, newConfig, inputs, skipped);
       expect(report.notReproduced).to.deep.equal([]);
       expect(report.changes.map((c) => [c.name, c.old.reason, c.new.reason])).to.deep.equal([
