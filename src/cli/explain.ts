@@ -16,7 +16,7 @@ import type { UpstreamCredentials } from '../check/respond.js';
 import { CheckFlow, checkSteps } from '../check/flow.js';
 import { modelCandidates } from '../check/me.js';
 import type { Config, ProviderConfig } from '../config/schema.js';
-import type { Decision } from '../domain/decision.js';
+import { isAnswer, type Decision } from '../domain/decision.js';
 import type { Identity } from '../domain/identity.js';
 import type { InboundRequest } from '../domain/request.js';
 import { toCheckResponse } from '../edge/authz-adapter.js';
@@ -68,8 +68,9 @@ export interface LimitLine {
 }
 
 export interface Explanation {
-  readonly decision: 'allow' | 'deny';
-  /** HTTP status the caller would see from Tollgate: 200 stands for "passed upstream". */
+  /** `answer`: Tollgate answers the request itself (`GET /v1/tollgate/whoami`, status 200). */
+  readonly decision: 'allow' | 'deny' | 'answer';
+  /** HTTP status the caller would see from Tollgate: 200 for an allow stands for "passed upstream". */
   readonly status: number;
   /** `allowed`, or the `x-tollgate-reason` of the denial. */
   readonly reason: string;
@@ -281,7 +282,7 @@ function outcome(decision: Decision): Pick<Explanation, 'decision' | 'status' | 
   const headers: Record<string, string> = {};
   for (const h of denied?.headers ?? []) headers[h.header.key] = h.header.value ?? '';
   return {
-    decision: 'deny',
+    decision: isAnswer(denial) ? 'answer' : 'deny',
     status: denial.status,
     reason: denial.reason,
     ...(denial.rule !== undefined ? { rule: denial.rule } : {}),

@@ -16,7 +16,7 @@ import { parseCases } from './policy-test.js';
 
 /** The part of an explanation a diff compares. */
 export interface DecisionSummary {
-  readonly decision: 'allow' | 'deny';
+  readonly decision: 'allow' | 'deny' | 'answer';
   readonly status: number;
   readonly reason: string;
   readonly rule: string | null;

@@ -13,7 +13,7 @@ import { callerFrom } from './explain-command.js';
 
 /** What a case expects; every key is optional and only the given ones are checked. */
 export interface CaseExpectation {
-  readonly decision?: 'allow' | 'deny';
+  readonly decision?: 'allow' | 'deny' | 'answer';
   readonly status?: number;
   readonly reason?: string;
   readonly rule?: string;
@@ -118,7 +118,7 @@ function requestOf(at: string, r: Record<string, unknown>): ExplainRequest {
 
 function expectationOf(at: string, e: Record<string, unknown>): CaseExpectation {
   const d = e['decision'];
-  if (d !== undefined && d !== 'allow' && d !== 'deny') throw new CasesError(`${at}.decision must be allow or deny`);
+  if (d !== undefined && d !== 'allow' && d !== 'deny' && d !== 'answer') throw new CasesError(`${at}.decision must be allow, deny or answer`);
   for (const k of ['reason', 'rule'] as const) {
     if (e[k] !== undefined && typeof e[k] !== 'string') throw new CasesError(`${at}.${k} must be a string`);
   }

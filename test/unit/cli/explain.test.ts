@@ -57,6 +57,16 @@ describe('cli/explain: the live Check, explained', () => {
     expect(a.limits.map((l) => l.remaining)).to.deep.equal(b.limits.map((l) => l.remaining));
   });
 
+  it('GET /v1/tollgate/whoami: the answer the sidecar would give, with the counters it would read', async () => {
+    const e = await explainer.explain({ caller: { claims: { sub: 'bob', groups: ['product-eng'], team: 'product-eng' } }, method: 'GET', path: '/v1/tollgate/whoami' });
+    expect(e).to.include({ decision: 'answer', status: 200, reason: 'whoami' });
+    const view = e.response?.body as { identity: { user: string }; rateLimits: { name: string }[]; budgets: { name: string }[] };
+    expect(view.identity.user).to.equal('bob');
+    expect(view.rateLimits.map((l) => l.name)).to.include('per-user');
+    expect(view.budgets.map((b) => b.name)).to.deep.equal(['tenant:product-eng']);
+    expect(e.limits).to.deep.equal([]);
+  });
+
   it('no caller: the live 401', async () => {
     const e = await explainer.explain({ caller: { anonymous: true }, method: 'GET', path: '/v1/models' });
     expect(e).to.include({ decision: 'deny', status: 401, reason: 'missing_token' });

@@ -58,7 +58,7 @@ cases:
     bad('cases: []', /non-empty list/);
     bad('- request: {}\n  expect: {}', /cases\[0\]\.expect must be a non-empty map/);
     bad('- request: { pth: /v1 }\n  expect: { decision: allow }', /cases\[0\]\.request: unknown key "pth"/);
-    bad('- request: {}\n  expect: { decision: maybe }', /decision must be allow or deny/);
+    bad('- request: {}\n  expect: { decision: maybe }', /decision must be allow, deny or answer/);
     bad('- request: { model: a, body: {} }\n  expect: { decision: allow }', /model or body, not both/);
     bad('- request: {}\n  expect: { verdict: allow }', /unknown key "verdict"/);
     bad(': : :', /not YAML/);
