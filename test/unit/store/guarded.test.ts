@@ -2,13 +2,13 @@ import { expect } from 'chai';
 import { TollgateError } from '../../../src/domain/errors.js';
 import { GuardedStore, type BreakerState } from '../../../src/store/guarded.js';
 import { MemoryStore } from '../../../src/store/memory.js';
-import type { Store } from '../../../src/store/store.js';
+import type { CounterReader, Store } from '../../../src/store/store.js';
 import { hitWindows, reserve } from './admit-helpers.js';
 
 type Mode = 'ok' | 'fail' | 'hang';
 
 /** A primary store that works (backed by memory), fails at once, or never answers. */
-function fakePrimary(): { store: Store; setMode(m: Mode): void; calls(): number } {
+function fakePrimary(): { store: Store & CounterReader; setMode(m: Mode): void; calls(): number } {
   const inner = new MemoryStore();
   let mode: Mode = 'ok';
   let calls = 0;
@@ -20,11 +20,12 @@ function fakePrimary(): { store: Store; setMode(m: Mode): void; calls(): number 
       if (mode === 'hang') return new Promise<R>(() => undefined);
       return fn(...args);
     };
-  const store: Store = {
+  const store: Store & CounterReader = {
     admit: wrap(inner.admit.bind(inner)),
     settle: wrap(inner.settle.bind(inner)),
     release: wrap(inner.release.bind(inner)),
     readBudget: wrap(inner.readBudget.bind(inner)),
+    readWindow: wrap(inner.readWindow.bind(inner)),
     close: () => inner.close(),
   };
   return { store, setMode: (m) => (mode = m), calls: () => calls };
@@ -46,6 +47,24 @@ describe('GuardedStore', () => {
     expect((await hitWindows(g, HIT, 0)).windows[0]?.remaining).to.equal(1);
     expect((await hitWindows(g, HIT, 0)).degraded).to.equal(undefined);
     expect(g.stats()).to.deep.equal({ state: 'closed', errors: 0, timeouts: 0, fallbacks: 0 });
+  });
+
+  it('reads a window from the primary without hitting it; a failure follows the policy', async () => {
+    const p = fakePrimary();
+    const closed = new GuardedStore(p.store, { ...options, onUnavailable: 'closed' });
+    await hitWindows(closed, HIT, 0);
+    expect(await closed.readWindow('k', 1000)).to.deep.equal({ count: 1, resetMs: 59_000 });
+    expect(await closed.readWindow('k', 1000)).to.deep.equal({ count: 1, resetMs: 59_000 });
+    p.setMode('fail');
+    const err: unknown = await closed.readWindow('k', 1000).then(() => undefined, (e: unknown) => e);
+    expect((err as TollgateError).code).to.equal('store_unavailable');
+    const open = new GuardedStore(p.store, { ...options, onUnavailable: 'open' });
+    expect(await open.readWindow('k', 1000)).to.deep.equal({ count: 0 });
+    // A primary that cannot read windows (none of ours): nothing to read, nothing called.
+    const plain: Store = { admit: (r, n) => p.store.admit(r, n), settle: (...a) => p.store.settle(...a), release: (...a) => p.store.release(...a), readBudget: (k, n) => p.store.readBudget(k, n), close: () => p.store.close() };
+    const calls = p.calls();
+    expect(await new GuardedStore(plain, { ...options, onUnavailable: 'closed' }).readWindow('k', 0)).to.deep.equal({ count: 0 });
+    expect(p.calls()).to.equal(calls);
   });
 
   it('closed: a failure becomes TollgateError(store_unavailable)', async () => {
