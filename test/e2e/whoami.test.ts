@@ -14,7 +14,7 @@ import { expect } from 'chai';
 import OpenAI from 'openai';
 import type { MeView } from '../../src/check/me.js';
 import type { BudgetView } from '../../src/budgets/view.js';
-import { baseConfig, withStack } from '../helpers/e2e.js';
+import { baseConfig, withDevs, withSharedRedis, withStack } from '../helpers/e2e.js';
 import { ROOT, SOURCE_CLI } from '../helpers/stack.js';
 
 const exec = promisify(execFile);
@@ -257,5 +257,50 @@ describe('e2e: whoami through real Envoy', function () {
       expect(refused.stderr).to.include('the gateway refused the token of profile other (bad_audience');
       expect(whoamiAtUpstream()).to.equal(0);
     });
+  });
+});
+
+describe('e2e: whoami with two replicas on one Redis', function () {
+  this.timeout(90_000);
+  const devs = withDevs();
+  const shared = withSharedRedis(devs, (redis) =>
+    baseConfig({
+      issuer: devs.issuer,
+      extra: `${EXTRA.replace(/authorization:[\s\S]*?rateLimits:/, 'rateLimits:')}store:\n  redis: { url: ${redis.url()}, timeoutMs: 2000, onUnavailable: closed, keyPrefix: "who:" }\n`,
+    }),
+  );
+
+  it('shows on one replica what was counted on the other, and reading moves nothing in Redis', async () => {
+    const [a, b] = shared.stacks;
+    const alice = await devs.issuer.mint(ALICE);
+    const sdk = new OpenAI({ baseURL: `${a?.ready.envoy}/v1`, apiKey: alice, maxRetries: 0 });
+    for (let i = 0; i < 2; i++) await sdk.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+    const ask = async () => {
+      const res = await fetch(`${b?.ready.envoy}/v1/tollgate/whoami`, { headers: { authorization: `Bearer ${alice}` } });
+      expect(res.status).to.equal(200);
+      return (await res.json()) as MeView;
+    };
+    let view = await ask();
+    const deadline = Date.now() + 15_000;
+    while ((view.budgets[0]?.reserved ?? 1) !== 0 || (view.budgets[0]?.used ?? 0) === 0) {
+      if (Date.now() > deadline) throw new Error('the two calls did not settle');
+      await new Promise((r) => setTimeout(r, 50));
+      view = await ask();
+    }
+    expect(view.rateLimits.find((l) => l.name === 'per-user')?.buckets[0]).to.include({ key: 'rl:per-user:alice%40myorg.com', count: 2, remaining: 48 });
+    const used = await shared.inspect.get('who:rl:per-user:alice%40myorg.com');
+    const ttl = await shared.inspect.pttl('who:rl:per-user:alice%40myorg.com');
+    const budgetUsed = view.budgets[0]?.used;
+    expect(budgetUsed).to.equal(devs.upstream.reported.reduce((n, u) => n + u.totalTokens, 0));
+    const again = await ask();
+    // With Redis a window's end is read as now + PTTL: the same instant, give or take the clock.
+    const buckets = (v: MeView) => v.rateLimits.flatMap((l) => l.buckets.map((k) => ({ ...k, resetsAt: Math.round(Date.parse(k.resetsAt ?? '') / 1000) })));
+    const b1 = buckets(view);
+    const b2 = buckets(again);
+    expect(b2.map((k) => [k.key, k.count, k.remaining])).to.deep.equal(b1.map((k) => [k.key, k.count, k.remaining]));
+    b2.forEach((k, i) => expect(Math.abs(k.resetsAt - (b1[i]?.resetsAt ?? 0))).to.be.at.most(1));
+    expect(again.budgets).to.deep.equal(view.budgets);
+    expect(await shared.inspect.get('who:rl:per-user:alice%40myorg.com')).to.equal(used).and.equal('2');
+    expect(await shared.inspect.pttl('who:rl:per-user:alice%40myorg.com')).to.be.at.most(ttl);
   });
 });
