@@ -57,6 +57,15 @@ export async function tokenCommand(rest: string[], out: Out, err: Out): Promise<
   return 0;
 }
 
+/** A demo token with the demo's claims, or undefined when `tollgate demo` never ran here. */
+export async function demoTokenIfAny(): Promise<string | undefined> {
+  try {
+    return await demoToken({});
+  } catch {
+    return undefined;
+  }
+}
+
 async function demoToken(values: {
   sub?: string | undefined;
   email?: string | undefined;

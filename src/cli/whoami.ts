@@ -9,6 +9,8 @@ import { ConfigError } from '../config/problems.js';
 import type { MeBucket, MeRateLimit, MeRule, MeView } from '../check/me.js';
 import { WHOAMI_PATH } from '../check/whoami.js';
 import { formatBudgetTable, humanDuration } from './budget.js';
+import { demoTokenIfAny } from './token.js';
+import { configured } from './login/commands.js';
 import { LoginError, profileFlag } from './login/oidc.js';
 import { freshToken } from './login/session.js';
 import { SettingsError, gatewayUrl, loadClientConfig, profileName } from './login/settings.js';
@@ -102,7 +104,12 @@ async function ask(flagUrl: string | undefined, flagProfile: string | undefined,
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new WhoamiError(`the gateway URL must be an http(s) URL, got ${JSON.stringify(base)}`, 2);
   }
-  const token = await freshToken(profile, (line) => err.write(`${line}\n`));
+  let token = await freshToken(profile, (line) => err.write(`${line}\n`));
+  // As `tollgate token`: with no login configured at all and no profile named, the demo's token.
+  if (token === undefined && flagProfile === undefined && !configured(config)) {
+    token = await demoTokenIfAny();
+    if (token !== undefined) err.write('tollgate: no login configured: asking with a demo token (`tollgate token --demo`)\n');
+  }
   if (token === undefined) throw new WhoamiError(`profile ${profile} is not logged in: run \`tollgate login${profileFlag(profile)}\``);
   let res: Response;
   try {

@@ -14,8 +14,10 @@ import { expect } from 'chai';
 import OpenAI from 'openai';
 import type { MeView } from '../../src/check/me.js';
 import type { BudgetView } from '../../src/budgets/view.js';
-import { baseConfig, withDevs, withSharedRedis, withStack } from '../helpers/e2e.js';
-import { ROOT, SOURCE_CLI } from '../helpers/stack.js';
+import { DevIssuer } from '../../src/dev/issuer.js';
+import { DEMO_AUDIENCE } from '../../src/dev/demo-config.js';
+import { baseConfig, UPSTREAM_ENV, withDevs, withSharedRedis, withStack } from '../helpers/e2e.js';
+import { ROOT, SOURCE_CLI, startStack, type StackProcess } from '../helpers/stack.js';
 
 const exec = promisify(execFile);
 
@@ -302,5 +304,34 @@ describe('e2e: whoami with two replicas on one Redis', function () {
     expect(again.budgets).to.deep.equal(view.budgets);
     expect(await shared.inspect.get('who:rl:per-user:alice%40myorg.com')).to.equal(used).and.equal('2');
     expect(await shared.inspect.pttl('who:rl:per-user:alice%40myorg.com')).to.be.at.most(ttl);
+  });
+});
+
+describe('e2e: tollgate whoami after `tollgate demo`, with no login configured', function () {
+  this.timeout(60_000);
+  const devs = withDevs();
+  let home = '';
+  let demoIssuer: DevIssuer | undefined;
+  let stack: StackProcess | undefined;
+
+  before(async () => {
+    home = await mkdtemp(join(tmpdir(), 'tollgate-whoami-demo-'));
+    // The demo issuer keeps its keys in TOLLGATE_HOME, as `tollgate demo` does.
+    demoIssuer = await DevIssuer.start({ statePath: join(home, 'dev-issuer.json'), audience: DEMO_AUDIENCE });
+    stack = await startStack({ config: baseConfig({ issuer: demoIssuer, provider: `audiences: [${DEMO_AUDIENCE}]` }), upstream: devs.upstream.url, env: UPSTREAM_ENV });
+  });
+  after(async () => {
+    await stack?.stop();
+    await demoIssuer?.close();
+    await rm(home, { recursive: true, force: true });
+  });
+
+  it('asks with the demo token, as `tollgate token` would print it, and says so', async () => {
+    const env = { ...process.env, TOLLGATE_HOME: home, TOLLGATE_CONFIG: join(home, 'none.yaml'), TOLLGATE_ISSUER: '', TOLLGATE_CLIENT_ID: '', TOLLGATE_PROFILE: '', TOLLGATE_URL: stack?.ready.envoy ?? '' };
+    const { stdout, stderr } = await exec(process.execPath, [...SOURCE_CLI, 'whoami', '--json'], { cwd: ROOT, env });
+    expect(stderr).to.include('no login configured: asking with a demo token');
+    const view = JSON.parse(stdout) as MeView;
+    expect(view.identity).to.include({ user: 'dev@example.com', tenant: 'demo' });
+    expect(view.identity.groups).to.deep.equal(['ml-team']);
   });
 });

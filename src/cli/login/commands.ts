@@ -142,7 +142,7 @@ export async function loginToken(profile: string | undefined, out: Out, err: Out
 }
 
 /** Whether the environment or the client config names an issuer for the current profile. */
-function configured(config: ClientConfig): boolean {
+export function configured(config: ClientConfig): boolean {
   try {
     resolveSettings({}, config);
     return true;
