@@ -73,6 +73,10 @@ const client = new OpenAI({ baseURL: '${envoyUrl}/v1', apiKey: process.env.TOKEN
 const r = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hello' }] });
 console.log(r.choices[0].message.content, r.usage);
 
+Who you are to the gateway, your limits and budgets with what is left:
+
+npx tollgate whoami --url ${envoyUrl}
+
 Press Ctrl-C to stop.
 `;
 }
