@@ -182,7 +182,7 @@ export function formatWhoami(view: MeView, now: number, url?: URL): string {
   lines.push(`  token    expires ${id.expiresAt} (in ${humanDuration(Date.parse(id.expiresAt) - now)})`);
   const claims = Object.entries(view.claims).filter(([k]) => !['iss', 'sub'].includes(k));
   if (claims.length > 0) {
-    lines.push('', 'Claims the rules read:');
+    lines.push('', 'Token claims Tollgate reads (the rules\' and the basics):');
     for (const [k, v] of claims) lines.push(`  ${k}: ${JSON.stringify(v)}`);
   }
   lines.push('', `Models you may use (${view.models.length}): ${view.models.length > 0 ? view.models.join(', ') : '(none)'}`);
