@@ -23,6 +23,7 @@ import { createStore, type CreatedStore } from './store/index.js';
 import { startGrpcServer } from './server/grpc.js';
 import { startMetricsServer, type MetricsServer } from './server/metrics-http.js';
 import { budgetAnswer, budgetRoute, type BudgetAnswer, type BudgetRouteDeps } from './budgets/view.js';
+import { countersAnswer, countersRoute, type CountersRouteDeps } from './server/counters.js';
 import { InFlight, retryUntilReady, splitGrace, within } from './server/lifecycle.js';
 import { Metrics } from './telemetry/metrics.js';
 import type { Logger } from './telemetry/logger.js';
@@ -169,6 +170,10 @@ function budgetDeps(live: Live): BudgetRouteDeps {
   return { config: () => live.current.check.config, store: () => live.current.store.store };
 }
 
+function countersDeps(live: Live): CountersRouteDeps {
+  return { config: () => live.current.check.config, counters: () => live.current.store.counters };
+}
+
 export class App {
   private readonly live: Live;
   readonly logger: Logger;
@@ -225,9 +230,11 @@ export class App {
       pendingWork: () => (recent.pending() ? 1 : 0),
     });
     const metricsAddress = opts.metricsAddress === undefined ? opts.config.server.metrics : opts.metricsAddress;
-    const budget = budgetRoute(budgetDeps(live));
     const metricsServer = metricsAddress
-      ? await startMetricsServer(metricsAddress, metrics, { '/budget': budget })
+      ? await startMetricsServer(metricsAddress, metrics, {
+          '/budget': budgetRoute(budgetDeps(live)),
+          '/counters': countersRoute(countersDeps(live)),
+        })
       : undefined;
     // Health reports SERVING only once every provider's keys were fetched; keep trying until then.
     const keyRetry = retryUntilReady({
@@ -318,6 +325,11 @@ export class App {
   /** What `GET <url>` (`/budget?…`) answers, without HTTP: a cluster worker hands it to the primary. */
   budget(url: string): Promise<BudgetAnswer> {
     return budgetAnswer(budgetDeps(this.live), url);
+  }
+
+  /** What `GET <url>` (`/counters?…`) answers, without HTTP: a cluster worker hands it to the primary. */
+  counters(url: string): Promise<BudgetAnswer> {
+    return countersAnswer(countersDeps(this.live), url);
   }
 
   /** Swap in a new configuration; requests already deciding finish on the old one. */

@@ -18,11 +18,20 @@ interface Out {
   write(chunk: string): unknown;
 }
 
+/**
+ * A route of the metrics listener (`/budget`, `/counters`) from the listener's base URL; the
+ * ready line's `…/metrics` URL is accepted too. Throws when `base` is not a URL.
+ */
+export function listenerUrl(base: string, route: string): URL {
+  const url = new URL(base);
+  url.pathname = url.pathname.replace(/\/(metrics)?\/?$/, '') + route;
+  url.search = '';
+  return url;
+}
+
 /** The /budget URL for a metrics listener base (the ready line's `/metrics` URL is accepted). */
 export function budgetUrl(base: string, filter: { tenant?: string[]; group?: string[]; user?: string[] }): URL {
-  const url = new URL(base);
-  url.pathname = url.pathname.replace(/\/(metrics)?\/?$/, '') + '/budget';
-  url.search = '';
+  const url = listenerUrl(base, '/budget');
   for (const kind of ['tenant', 'group', 'user'] as const) {
     for (const v of filter[kind] ?? []) url.searchParams.append(kind, v);
   }

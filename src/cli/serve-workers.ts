@@ -1,7 +1,7 @@
 /**
  * `tollgate serve` with `server.workers > 1` (docs/workers.md). The primary forks the workers
  * (server/workers.ts), serves the one HTTP endpoint (`/metrics` merged over every worker,
- * `/budget` answered by one, `/healthz`), watches the configuration file and hands each valid
+ * `/budget` and `/counters` answered by one, `/healthz`), watches the configuration file and hands each valid
  * change to every worker, and on SIGTERM/SIGINT has every worker drain. Each worker is the
  * whole sidecar of one process (App) on the shared gRPC port, without an HTTP listener.
  */
@@ -41,6 +41,13 @@ function sendText(res: ServerResponse, status: number, text: string): void {
   res.writeHead(status, { 'content-type': 'text/plain' }).end(text);
 }
 
+/** Sends one worker's answer to a `/budget` or `/counters` question (503 when none answered). */
+function askOneWorker(pool: WorkerPool, res: ServerResponse, question: Question): void {
+  void pool.askOne<BudgetAnswer>(question).then((a) =>
+    sendBudget(res, a.ok ? a.value : { status: 503, body: { error: `no worker answered: ${a.error}` } }),
+  );
+}
+
 /** The primary: forks, supervises and stops the workers; never serves a Check itself. */
 export async function servePrimary(file: string, config: Config, text: string): Promise<number> {
   const logger = createLogger({ level: config.logging.level });
@@ -68,11 +75,9 @@ export async function servePrimary(file: string, config: Config, text: string): 
           },
         );
       },
-      '/budget': (req, res) => {
-        void pool.askOne<BudgetAnswer>({ kind: 'budget', url: req.url ?? '/budget' }).then((a) =>
-          sendBudget(res, a.ok ? a.value : { status: 503, body: { error: `no worker answered: ${a.error}` } }),
-        );
-      },
+      // Read from the store by one worker: with Redis the same value whichever answers.
+      '/budget': (req, res) => askOneWorker(pool, res, { kind: 'budget', url: req.url ?? '/budget' }),
+      '/counters': (req, res) => askOneWorker(pool, res, { kind: 'counters', url: req.url ?? '/counters' }),
     });
   }
   // Listened for from here: a SIGTERM during start-up stops the workers once they are up.
@@ -163,6 +168,8 @@ async function answer(app: App, file: string, question: Question): Promise<unkno
       return app.metrics.text();
     case 'budget':
       return app.budget(question.url);
+    case 'counters':
+      return app.counters(question.url);
     case 'reload':
       await app.reload(parseConfig(question.text, file));
       return null;

@@ -1,6 +1,7 @@
 /**
  * The metrics HTTP listener: `GET /metrics` (Prometheus text), `GET /healthz`, and any extra
- * read-only routes the app mounts beside them (`GET /budget`, budgets/view.ts).
+ * read-only routes the app mounts beside them (`GET /budget`, budgets/view.ts; `GET /counters`,
+ * server/counters.ts).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
