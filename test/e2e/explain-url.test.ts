@@ -1,0 +1,130 @@
+/**
+ * `tollgate explain --url` end to end: real Envoy + `tollgate stack` (memory store) + the openai
+ * SDK fill part of a rate limit and a budget; the real CLI (a child process) then reads the
+ * sidecar's counters from `GET /counters` and shows exactly them, and the decision it gives is
+ * the one the next live request gets: allowed while there is room, then refused by the full
+ * rate limit and by the budget with the same status, reason and OpenAI envelope.
+ */
+import { execFile } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { expect } from 'chai';
+import OpenAI from 'openai';
+import { budgetKey } from '../../src/budgets/planner.js';
+import { periodWindow } from '../../src/budgets/period.js';
+import type { Explanation, LimitLine } from '../../src/cli/explain.js';
+import { bucketKey } from '../../src/limits/rate-limit.js';
+import { baseConfig, withStack } from '../helpers/e2e.js';
+import { eventually } from '../helpers/serve.js';
+import { ROOT, SOURCE_CLI } from '../helpers/stack.js';
+
+const run = promisify(execFile);
+
+const LIMITS = `
+identityHeaders: { x-tenant-id: tenant }
+rateLimits:
+  - name: three-a-day
+    match: { path: /v1/chat/completions }
+    requestsPerUnit: 3
+    unit: day
+tokenBudgets:
+  - { tenant: acme, maxTokens: 1000, period: month }
+`;
+/** What the upstream reports for each request (the SDK's per-request headers fix it). */
+const USAGE = { 'x-dev-prompt-tokens': '100', 'x-dev-completion-tokens': '50' };
+
+/** "try again in 23h59m59.949s" made time-free: the CLI and the live request run ms apart. */
+function untimed(body: unknown): unknown {
+  return JSON.parse(JSON.stringify(body).replace(/in (\d+h)?(\d+m)?[\d.]+s\b/g, 'in <time>')) as unknown;
+}
+
+describe('e2e: tollgate explain --url reads a running sidecar’s counters', function () {
+  this.timeout(90_000);
+  const e2e = withStack((issuer) => baseConfig({ issuer, extra: LIMITS }));
+
+  const claims = (email: string) => ({ sub: email, email, tenant_id: 'acme' });
+  const client = async (email: string) =>
+    new OpenAI({ baseURL: `${e2e.stack.ready.envoy}/v1`, apiKey: await e2e.issuer.mint(claims(email)), maxRetries: 0, timeout: 20_000 });
+  const body = (maxTokens: number) => ({ model: 'gpt-4o-mini', messages: [{ role: 'user' as const, content: 'hello' }], max_tokens: maxTokens });
+
+  /** The real CLI: `tollgate explain --url <the ready line's metrics URL> --json`. */
+  async function explain(email: string, maxTokens: number): Promise<Explanation> {
+    const file = join(e2e.stack.dir, `body-${email}-${maxTokens}.json`);
+    await writeFile(file, JSON.stringify(body(maxTokens)));
+    const args = ['explain', '--config', e2e.stack.configPath, '--claims', JSON.stringify(claims(email)), '--body', file];
+    const { stdout, stderr } = await run(process.execPath, [...SOURCE_CLI, ...args, '--url', e2e.stack.ready.metrics ?? '', '--json'], { cwd: ROOT });
+    expect(stderr).to.equal('');
+    return JSON.parse(stdout) as Explanation;
+  }
+
+  /** One live chat completion through Envoy with the SDK: 'allowed', or the refusal as Envoy sent it. */
+  async function live(email: string, maxTokens: number): Promise<{ status: number; reason: string | null; error?: unknown }> {
+    const sdk = await client(email);
+    try {
+      await sdk.chat.completions.create(body(maxTokens), { headers: USAGE });
+      return { status: 200, reason: null };
+    } catch (err) {
+      if (!(err instanceof OpenAI.APIError) || err.status === undefined) throw err;
+      return { status: err.status, reason: err.headers?.get('x-tollgate-reason') ?? null, error: err.error };
+    }
+  }
+
+  const settled = (n: number) =>
+    eventually(() => (e2e.stack.logLines().filter((l) => l['audit'] === 'usage').length >= n ? true : undefined), `${n} settlements`);
+  const line = (e: Explanation, kind: LimitLine['kind']): LimitLine | undefined => e.limits.find((l) => l.kind === kind);
+  const budget = budgetKey({ tenant: 'acme', maxTokens: 1000, period: 'month', timeZone: 'UTC' }, periodWindow('month', 'UTC', Date.now()));
+
+  it('shows the counters the traffic left, and the next live request gets the decision explained', async () => {
+    // Two requests by ann: 2 of her 3 a day, and 2 × 150 tokens of the tenant's 1000.
+    expect((await live('ann@acme.test', 50)).status).to.equal(200);
+    expect((await live('ann@acme.test', 50)).status).to.equal(200);
+    await settled(2);
+
+    const third = await explain('ann@acme.test', 50);
+    expect(third).to.include({ decision: 'allow', status: 200, reason: 'allowed' });
+    expect(line(third, 'rate-limit')).to.include({ key: bucketKey('three-a-day', 'ann@acme.test'), limit: 3, current: 2, remaining: 0, refused: false });
+    expect(line(third, 'budget')).to.include({ key: budget, limit: 1000, current: 300, reserved: 0, refused: false });
+    // The same counters as the sidecar's own /budget.
+    const view = (await (await fetch(e2e.stack.ready.metrics?.replace(/\/metrics$/, '/budget?tenant=acme') ?? '')).json()) as { budgets: { used: number; reserved: number }[] };
+    expect(view.budgets[0]).to.include({ used: 300, reserved: 0 });
+    expect(await live('ann@acme.test', 50)).to.deep.equal({ status: 200, reason: null });
+    await settled(3);
+
+    // Her window is full now: explain says so, and Envoy refuses the fourth identically.
+    const fourth = await explain('ann@acme.test', 50);
+    expect(fourth).to.include({ decision: 'deny', status: 429, reason: 'rate_limited', rule: 'three-a-day' });
+    expect(line(fourth, 'rate-limit')).to.include({ current: 3, refused: true });
+    expect(line(fourth, 'budget')).to.include({ current: 450, reserved: 0 });
+    const refused = await live('ann@acme.test', 50);
+    expect([refused.status, refused.reason]).to.deep.equal([fourth.status, fourth.reason]);
+    expect(untimed({ error: refused.error })).to.deep.equal(untimed(fourth.response?.body));
+  });
+
+  it('the budget the traffic filled refuses a request too large for the room left, live as explained', async () => {
+    // 450 of 1000 used: bob (his own rate-limit bucket) asks for more output than the 550 left.
+    const tooLarge = await explain('bob@acme.test', 600);
+    expect(tooLarge).to.include({ decision: 'deny', status: 429, reason: 'budget_exhausted' });
+    expect(line(tooLarge, 'rate-limit')).to.include({ current: 0, refused: false });
+    expect(line(tooLarge, 'budget')).to.include({ current: 450, refused: true });
+    const refused = await live('bob@acme.test', 600);
+    expect([refused.status, refused.reason]).to.deep.equal([429, 'budget_exhausted']);
+    expect(untimed({ error: refused.error })).to.deep.equal(untimed(tooLarge.response?.body));
+
+    const fits = await explain('bob@acme.test', 100);
+    expect(fits).to.include({ decision: 'allow' });
+    expect(line(fits, 'budget')?.remaining).to.equal(550 - (line(fits, 'budget')?.wouldReserve ?? 0));
+    expect((await live('bob@acme.test', 100)).status).to.equal(200);
+  });
+
+  it('a sidecar that is not there: one clear line, exit 1, no stack trace', async () => {
+    const args = ['explain', '--config', e2e.stack.configPath, '--claims', JSON.stringify(claims('ann@acme.test')), '--url', 'http://127.0.0.1:1'];
+    const failed = await run(process.execPath, [...SOURCE_CLI, ...args], { cwd: ROOT }).then(
+      () => undefined,
+      (err: { code?: number; stdout?: string; stderr?: string }) => err,
+    );
+    expect(failed?.code).to.equal(1);
+    expect(failed?.stdout).to.equal('');
+    expect(failed?.stderr).to.match(/^tollgate explain: cannot reach http:\/\/127\.0\.0\.1:1 \([^)]*\); is the sidecar running with server\.metrics set\?\n$/);
+  });
+});
