@@ -27,7 +27,8 @@ const HELP = `usage: tollgate explain --config FILE (--claims JSON | --token JWT
   --body             the request body from FILE
   --store            read current counters from this Redis (nothing is counted)
   --url              read current counters from this running sidecar's metrics listener
-                     (GET /counters; e.g. http://127.0.0.1:9464, a .../metrics URL works too)
+                     (GET /counters; e.g. http://127.0.0.1:9464, a .../metrics URL works too;
+                     its server.metricsToken, if any, from TOLLGATE_METRICS_TOKEN)
   --json             the explanation as JSON
 `;
 

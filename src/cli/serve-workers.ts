@@ -12,7 +12,8 @@ import { sendBudget, type BudgetAnswer } from '../budgets/view.js';
 import { parseConfig } from '../config/load.js';
 import { ConfigError } from '../config/problems.js';
 import type { Config } from '../config/schema.js';
-import { startMetricsServer, type MetricsServer } from '../server/metrics-http.js';
+import { requireToken, startMetricsServer, type MetricsServer } from '../server/metrics-http.js';
+import { resolveMetricsToken } from '../config/secrets.js';
 import {
   WORKER_SLOT_ENV,
   WorkerPool,
@@ -54,6 +55,9 @@ export async function servePrimary(file: string, config: Config, text: string): 
   guardProcess(logger);
   const count = workerCount(config.server.workers);
   let current = { config, text };
+  // The primary answers HTTP, so it holds the token the data routes need (re-read on reload).
+  let metricsToken = await resolveMetricsToken(config);
+  const token = (): string | undefined => metricsToken;
   const pool = new WorkerPool({ count, logger, configText: () => current.text });
   // The primary's own series: configuration reloads (counted once here, not once per worker).
   const metrics = new Metrics(config.metrics);
@@ -76,8 +80,8 @@ export async function servePrimary(file: string, config: Config, text: string): 
         );
       },
       // Read from the store by one worker: with Redis the same value whichever answers.
-      '/budget': (req, res) => askOneWorker(pool, res, { kind: 'budget', url: req.url ?? '/budget' }),
-      '/counters': (req, res) => askOneWorker(pool, res, { kind: 'counters', url: req.url ?? '/counters' }),
+      '/budget': requireToken(token, (req, res) => askOneWorker(pool, res, { kind: 'budget', url: req.url ?? '/budget' })),
+      '/counters': requireToken(token, (req, res) => askOneWorker(pool, res, { kind: 'counters', url: req.url ?? '/counters' })),
     });
   }
   // Listened for from here: a SIGTERM during start-up stops the workers once they are up.
@@ -106,6 +110,7 @@ export async function servePrimary(file: string, config: Config, text: string): 
       if (workerCount(next.server.workers) !== count) {
         logger.warn({ running: count, configured: next.server.workers }, 'server.workers changes take effect on restart');
       }
+      const nextToken = await resolveMetricsToken(next);
       const answers = await pool.askAll<null>({ kind: 'reload', text: nextText });
       const failed = answers.flatMap((a) => (a.ok ? [] : [a.error]));
       if (failed.length > 0) {
@@ -114,6 +119,7 @@ export async function servePrimary(file: string, config: Config, text: string): 
         throw new Error(`${failed.length} of ${answers.length} workers kept the previous configuration: ${failed.join('; ')}`);
       }
       current = { config: next, text: nextText };
+      metricsToken = nextToken;
       // A worker that started meanwhile, with the previous text, gets this one too.
       pool.sync();
       metrics.configure(next.metrics);

@@ -6,7 +6,7 @@
 import type { CountersBody } from '../server/counters.js';
 import { MAX_COUNTER_KEYS } from '../server/counters.js';
 import type { BudgetState, CounterReader, CounterValues, WindowCount } from '../store/store.js';
-import { listenerUrl } from './budget.js';
+import { listenerHeaders, listenerUrl, unauthorizedText } from './budget.js';
 
 /** The sidecar could not be reached or did not answer as `/counters` does. */
 export class SidecarError extends Error {}
@@ -77,7 +77,7 @@ export class SidecarCounters implements CounterReader {
 
   private async get(url: URL): Promise<Response> {
     try {
-      return await fetch(url, { signal: AbortSignal.timeout(this.timeoutMs), redirect: 'error' });
+      return await fetch(url, { signal: AbortSignal.timeout(this.timeoutMs), redirect: 'error', headers: listenerHeaders() });
     } catch (err) {
       throw new SidecarError(`cannot reach ${url.origin} (${causeOf(err)}); is the sidecar running with server.metrics set?`);
     }
@@ -85,6 +85,10 @@ export class SidecarCounters implements CounterReader {
 
   private async counters(url: URL): Promise<CountersBody> {
     const res = await this.get(url);
+    if (res.status === 401) {
+      await res.body?.cancel();
+      throw new SidecarError(unauthorizedText(url.origin));
+    }
     let text: string;
     try {
       text = await res.text();

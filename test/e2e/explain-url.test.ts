@@ -3,7 +3,8 @@
  * SDK fill part of a rate limit and a budget; the real CLI (a child process) then reads the
  * sidecar's counters from `GET /counters` and shows exactly them, and the decision it gives is
  * the one the next live request gets: allowed while there is room, then refused by the full
- * rate limit and by the budget with the same status, reason and OpenAI envelope.
+ * rate limit and by the budget with the same status, reason and OpenAI envelope. The sidecar
+ * has a `server.metricsToken`, which the CLI sends from TOLLGATE_METRICS_TOKEN.
  */
 import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
@@ -20,6 +21,7 @@ import { eventually } from '../helpers/serve.js';
 import { ROOT, SOURCE_CLI } from '../helpers/stack.js';
 
 const run = promisify(execFile);
+const TOKEN = 'e2e-metrics-token-0123456789';
 
 const LIMITS = `
 identityHeaders: { x-tenant-id: tenant }
@@ -41,7 +43,10 @@ function untimed(body: unknown): unknown {
 
 describe('e2e: tollgate explain --url reads a running sidecar’s counters', function () {
   this.timeout(90_000);
-  const e2e = withStack((issuer) => baseConfig({ issuer, extra: LIMITS }));
+  const e2e = withStack((issuer) => baseConfig({ issuer, extra: LIMITS, server: 'metricsToken: { env: TEST_METRICS_TOKEN }' }), {
+    env: { TEST_METRICS_TOKEN: TOKEN },
+  });
+  const withToken = { ...process.env, TOLLGATE_METRICS_TOKEN: TOKEN };
 
   const claims = (email: string) => ({ sub: email, email, tenant_id: 'acme' });
   const client = async (email: string) =>
@@ -53,7 +58,7 @@ describe('e2e: tollgate explain --url reads a running sidecar’s counters', fun
     const file = join(e2e.stack.dir, `body-${email}-${maxTokens}.json`);
     await writeFile(file, JSON.stringify(body(maxTokens)));
     const args = ['explain', '--config', e2e.stack.configPath, '--claims', JSON.stringify(claims(email)), '--body', file];
-    const { stdout, stderr } = await run(process.execPath, [...SOURCE_CLI, ...args, '--url', e2e.stack.ready.metrics ?? '', '--json'], { cwd: ROOT });
+    const { stdout, stderr } = await run(process.execPath, [...SOURCE_CLI, ...args, '--url', e2e.stack.ready.metrics ?? '', '--json'], { cwd: ROOT, env: withToken });
     expect(stderr).to.equal('');
     return JSON.parse(stdout) as Explanation;
   }
@@ -86,7 +91,9 @@ describe('e2e: tollgate explain --url reads a running sidecar’s counters', fun
     expect(line(third, 'rate-limit')).to.include({ key: bucketKey('three-a-day', 'ann@acme.test'), limit: 3, current: 2, remaining: 0, refused: false });
     expect(line(third, 'budget')).to.include({ key: budget, limit: 1000, current: 300, reserved: 0, refused: false });
     // The same counters as the sidecar's own /budget.
-    const view = (await (await fetch(e2e.stack.ready.metrics?.replace(/\/metrics$/, '/budget?tenant=acme') ?? '')).json()) as { budgets: { used: number; reserved: number }[] };
+    const budgetUrl = e2e.stack.ready.metrics?.replace(/\/metrics$/, '/budget?tenant=acme') ?? '';
+    expect((await fetch(budgetUrl)).status, 'without the token').to.equal(401);
+    const view = (await (await fetch(budgetUrl, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as { budgets: { used: number; reserved: number }[] };
     expect(view.budgets[0]).to.include({ used: 300, reserved: 0 });
     expect(await live('ann@acme.test', 50)).to.deep.equal({ status: 200, reason: null });
     await settled(3);
@@ -117,14 +124,25 @@ describe('e2e: tollgate explain --url reads a running sidecar’s counters', fun
     expect((await live('bob@acme.test', 100)).status).to.equal(200);
   });
 
-  it('a sidecar that is not there: one clear line, exit 1, no stack trace', async () => {
-    const args = ['explain', '--config', e2e.stack.configPath, '--claims', JSON.stringify(claims('ann@acme.test')), '--url', 'http://127.0.0.1:1'];
-    const failed = await run(process.execPath, [...SOURCE_CLI, ...args], { cwd: ROOT }).then(
-      () => undefined,
-      (err: { code?: number; stdout?: string; stderr?: string }) => err,
+  it('a sidecar that is not there, or a missing token: one clear line, exit 1, no stack trace', async () => {
+    const fails = async (url: string, env: NodeJS.ProcessEnv) => {
+      const args = ['explain', '--config', e2e.stack.configPath, '--claims', JSON.stringify(claims('carl@acme.test')), '--model', 'gpt-4o-mini', '--url', url];
+      const failed = await run(process.execPath, [...SOURCE_CLI, ...args], { cwd: ROOT, env }).then(
+        () => undefined,
+        (err: { code?: number; stdout?: string; stderr?: string }) => err,
+      );
+      expect(failed?.code).to.equal(1);
+      expect(failed?.stdout).to.equal('');
+      return failed?.stderr;
+    };
+    expect(await fails('http://127.0.0.1:1', withToken)).to.match(
+      /^tollgate explain: cannot reach http:\/\/127\.0\.0\.1:1 \([^)]*\); is the sidecar running with server\.metrics set\?\n$/,
     );
-    expect(failed?.code).to.equal(1);
-    expect(failed?.stdout).to.equal('');
-    expect(failed?.stderr).to.match(/^tollgate explain: cannot reach http:\/\/127\.0\.0\.1:1 \([^)]*\); is the sidecar running with server\.metrics set\?\n$/);
+    const origin = new URL(e2e.stack.ready.metrics ?? '').origin;
+    const env = { ...process.env };
+    delete env['TOLLGATE_METRICS_TOKEN'];
+    expect(await fails(e2e.stack.ready.metrics ?? '', env)).to.equal(
+      `tollgate explain: cannot read the counters: ${origin} wants its server.metricsToken: set TOLLGATE_METRICS_TOKEN to it (it is not set)\n`,
+    );
   });
 });

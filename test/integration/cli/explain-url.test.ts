@@ -14,7 +14,8 @@ import { parseConfig } from '../../../src/config/load.js';
 import type { Config } from '../../../src/config/schema.js';
 import { bucketKey } from '../../../src/limits/rate-limit.js';
 import { countersRoute, MAX_COUNTER_KEYS } from '../../../src/server/counters.js';
-import { startMetricsServer, type MetricsServer } from '../../../src/server/metrics-http.js';
+import { budgetCommand, METRICS_TOKEN_ENV } from '../../../src/cli/budget.js';
+import { requireToken, startMetricsServer, type MetricsServer } from '../../../src/server/metrics-http.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import { Metrics } from '../../../src/telemetry/metrics.js';
 
@@ -33,6 +34,8 @@ describe('cli/explain --url: counters from a running sidecar', function () {
   let metrics: Metrics;
   let server: MetricsServer;
   let older: MetricsServer;
+  let guarded: MetricsServer;
+  let token: string | undefined = 'f00dfeedf00dfeedf00dfeed';
   let budget: string;
   const window = bucketKey('per-user', 'bob');
 
@@ -60,11 +63,18 @@ describe('cli/explain --url: counters from a running sidecar', function () {
     });
     // A listener that serves /budget but predates /counters.
     older = await startMetricsServer('127.0.0.1:0', metrics, { '/budget': budgetRoute({ config: () => cfg, store: () => store }) });
+    // server.metricsToken set: the data routes need it, /metrics and /healthz do not.
+    guarded = await startMetricsServer('127.0.0.1:0', metrics, {
+      '/budget': requireToken(() => token, budgetRoute({ config: () => cfg, store: () => store })),
+      '/counters': requireToken(() => token, countersRoute({ config: () => cfg, counters: () => store })),
+    });
   });
 
   after(async () => {
     await server?.close();
     await older?.close();
+    await guarded?.close();
+    delete process.env[METRICS_TOKEN_ENV];
     await metrics?.shutdown();
   });
 
@@ -121,6 +131,39 @@ describe('cli/explain --url: counters from a running sidecar', function () {
     const bad = capture();
     expect(await explainCommand(['--config', OKTA, ...BOB, '--url', 'not a url'], capture(), bad)).to.equal(1);
     expect(bad.text).to.equal('tollgate explain: --url is not a URL: "not a url"\n');
+  });
+
+  it('server.metricsToken: /budget and /counters need the bearer token, /metrics and /healthz do not; the CLIs send TOLLGATE_METRICS_TOKEN', async () => {
+    const base = guarded.url.replace(/\/metrics$/, '');
+    const counters = `${base}/counters?window=${encodeURIComponent(window)}`;
+    for (const path of ['/metrics', '/healthz']) expect((await fetch(`${base}${path}`)).status, path).to.equal(200);
+    for (const url of [counters, `${base}/budget`]) {
+      const none = await fetch(url);
+      expect(none.status, url).to.equal(401);
+      expect(none.headers.get('www-authenticate')).to.equal('Bearer realm="tollgate-metrics"');
+      expect(await none.json()).to.deep.equal({ error: 'this route needs Authorization: Bearer <server.metricsToken>' });
+      expect((await fetch(url, { headers: { authorization: 'Bearer f00dfeedf00dfeedf00dfeeX' } })).status, url).to.equal(401);
+      expect((await fetch(url, { headers: { authorization: 'Basic f00dfeedf00dfeedf00dfeed' } })).status, url).to.equal(401);
+      expect((await fetch(url, { headers: { authorization: 'Bearer f00dfeedf00dfeedf00dfeed' } })).status, url).to.equal(200);
+    }
+
+    delete process.env[METRICS_TOKEN_ENV];
+    const refused = capture();
+    expect(await explainCommand(['--config', OKTA, ...BOB, '--url', base], capture(), refused)).to.equal(1);
+    expect(refused.text).to.include(`${base} wants its server.metricsToken: set TOLLGATE_METRICS_TOKEN to it (it is not set)`);
+    const budgetRefused = capture();
+    expect(await budgetCommand(['--url', base], capture(), budgetRefused)).to.equal(1);
+    expect(budgetRefused.text).to.include('wants its server.metricsToken');
+
+    process.env[METRICS_TOKEN_ENV] = 'f00dfeedf00dfeedf00dfeed';
+    const out = capture();
+    expect(await explainCommand(['--config', OKTA, ...BOB, '--url', base, '--json'], out, capture())).to.equal(0);
+    expect((JSON.parse(out.text) as Explanation).limits.find((l) => l.kind === 'rate-limit')?.current).to.equal(7);
+    expect(await budgetCommand(['--url', base, '--json'], capture(), capture())).to.equal(0);
+
+    // Read per request: a reload that drops the token opens the routes at once.
+    token = undefined;
+    expect((await fetch(counters)).status).to.equal(200);
   });
 
   it('--store and --url together are a usage error', async () => {
