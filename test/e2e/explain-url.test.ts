@@ -16,12 +16,16 @@ import { budgetKey } from '../../src/budgets/planner.js';
 import { periodWindow } from '../../src/budgets/period.js';
 import type { Explanation, LimitLine } from '../../src/cli/explain.js';
 import { bucketKey } from '../../src/limits/rate-limit.js';
-import { baseConfig, withStack } from '../helpers/e2e.js';
-import { eventually } from '../helpers/serve.js';
+import type { RunningEnvoy } from '../../src/stack/envoy.js';
+import { baseConfig, withDevs, withStack } from '../helpers/e2e.js';
+import { RedisServer } from '../helpers/redis-server.js';
+import { eventually, startEnvoyFor, startServe, type ServeProcess } from '../helpers/serve.js';
 import { ROOT, SOURCE_CLI } from '../helpers/stack.js';
 
 const run = promisify(execFile);
 const TOKEN = 'e2e-metrics-token-0123456789';
+/** The CLI's environment: the sidecar's server.metricsToken in TOLLGATE_METRICS_TOKEN. */
+const withToken = { ...process.env, TOLLGATE_METRICS_TOKEN: TOKEN };
 
 const LIMITS = `
 identityHeaders: { x-tenant-id: tenant }
@@ -46,7 +50,6 @@ describe('e2e: tollgate explain --url reads a running sidecar’s counters', fun
   const e2e = withStack((issuer) => baseConfig({ issuer, extra: LIMITS, server: 'metricsToken: { env: TEST_METRICS_TOKEN }' }), {
     env: { TEST_METRICS_TOKEN: TOKEN },
   });
-  const withToken = { ...process.env, TOLLGATE_METRICS_TOKEN: TOKEN };
 
   const claims = (email: string) => ({ sub: email, email, tenant_id: 'acme' });
   const client = async (email: string) =>
@@ -144,5 +147,70 @@ describe('e2e: tollgate explain --url reads a running sidecar’s counters', fun
     expect(await fails(e2e.stack.ready.metrics ?? '', env)).to.equal(
       `tollgate explain: cannot read the counters: ${origin} wants its server.metricsToken: set TOLLGATE_METRICS_TOKEN to it (it is not set)\n`,
     );
+  });
+});
+
+describe('e2e: tollgate explain --url with server.workers: 2 and Redis', function () {
+  this.timeout(120_000);
+  const devs = withDevs();
+  let redis: RedisServer | undefined;
+  let serve: ServeProcess | undefined;
+  let envoy: { envoy: RunningEnvoy } | undefined;
+
+  before(async () => {
+    redis = await RedisServer.start();
+    const config = baseConfig({
+      issuer: devs.issuer,
+      server: 'workers: 2, metricsToken: { env: TEST_METRICS_TOKEN }',
+      extra: `rateLimits:
+  - { name: two-a-day, match: { path: /v1/chat/completions }, requestsPerUnit: 2, unit: day }
+tokenBudgets:
+  - { tenant: acme, maxTokens: 100000, period: day }
+store:
+  redis: { url: ${redis.url()}, timeoutMs: 2000, onUnavailable: closed, keyPrefix: "explain-workers:" }
+`,
+    });
+    serve = await startServe({ config, env: { TEST_UPSTREAM_KEY: 'sk-test', TEST_METRICS_TOKEN: TOKEN }, timeoutMs: 60_000 });
+    envoy = await startEnvoyFor(config, Number(serve.grpc.split(':').pop()), devs.upstream.url, { concurrency: 2 });
+  });
+
+  after(async () => {
+    await envoy?.envoy.stop();
+    await serve?.stop('SIGKILL');
+    await redis?.stop();
+  });
+
+  it('the primary has a worker read the shared counters; explain and the next live request agree', async () => {
+    const sidecar = serve as ServeProcess;
+    const claims = { sub: 'dan', email: 'dan@acme.test', tenant_id: 'acme' };
+    const sdk = new OpenAI({ baseURL: `${envoy?.envoy.url}/v1`, apiKey: await devs.issuer.mint(claims), maxRetries: 0, timeout: 20_000 });
+    const chat = { model: 'gpt-4o-mini', messages: [{ role: 'user' as const, content: 'hello' }], max_tokens: 50 };
+    for (let i = 0; i < 2; i++) await sdk.chat.completions.create(chat, { headers: USAGE });
+    await eventually(() => (sidecar.logLines().filter((l) => l['audit'] === 'usage').length >= 2 ? true : undefined), 'two settlements');
+
+    // Asked several times, so both workers answer: always the shared value.
+    const window = bucketKey('two-a-day', 'dan@acme.test');
+    const tb = budgetKey({ tenant: 'acme', maxTokens: 1, period: 'day', timeZone: 'UTC' }, periodWindow('day', 'UTC', Date.now()));
+    const url = `${sidecar.metricsUrl?.replace(/\/metrics$/, '') ?? ''}/counters?window=${encodeURIComponent(window)}&budget=${tb}`;
+    for (let i = 0; i < 4; i++) {
+      const res = await fetch(url, { headers: { authorization: `Bearer ${TOKEN}` } });
+      expect(res.status).to.equal(200);
+      const body = (await res.json()) as { windows: { count: number }[]; budgets: { used: number; reserved: number }[] };
+      expect([body.windows[0]?.count, body.budgets[0]?.used, body.budgets[0]?.reserved]).to.deep.equal([2, 300, 0]);
+    }
+    expect((await fetch(url)).status, 'the primary wants the token too').to.equal(401);
+
+    const file = join(sidecar.dir, 'body.json');
+    await writeFile(file, JSON.stringify(chat));
+    const args = ['explain', '--config', join(sidecar.dir, 'tollgate.yaml'), '--claims', JSON.stringify(claims), '--body', file, '--url', sidecar.metricsUrl ?? '', '--json'];
+    const { stdout } = await run(process.execPath, [...SOURCE_CLI, ...args], { cwd: ROOT, env: withToken });
+    const explained = JSON.parse(stdout) as Explanation;
+    expect(explained).to.include({ decision: 'deny', status: 429, reason: 'rate_limited', rule: 'two-a-day' });
+    expect(explained.limits.find((l) => l.kind === 'budget')).to.include({ key: tb, current: 300, reserved: 0 });
+    let refused: unknown;
+    await sdk.chat.completions.create(chat, { headers: USAGE }).catch((err: unknown) => (refused = err));
+    if (!(refused instanceof OpenAI.APIError)) throw new Error(`the third request was not refused: ${String(refused)}`);
+    expect([refused.status, refused.headers?.get('x-tollgate-reason')]).to.deep.equal([429, 'rate_limited']);
+    expect(untimed({ error: refused.error })).to.deep.equal(untimed(explained.response?.body));
   });
 });
