@@ -118,7 +118,7 @@ export function budgetKeyRefusal(config: Pick<Config, 'tokenBudgets'>, key: stri
 }
 
 /** Rejects after `ms`, so a store that hangs answers 503 instead of holding the request. */
-function within<T>(work: Promise<T>, ms: number): Promise<T> {
+function beforeDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
@@ -156,7 +156,7 @@ export async function countersAnswer(deps: CountersRouteDeps, url: string): Prom
       Promise.all(windows.map((key) => store.readWindow(key, now))),
       Promise.all(budgets.map((key) => store.readBudget(key, now))),
     ]);
-    const [w, b] = await within(read, deps.deadlineMs ?? COUNTERS_DEADLINE_MS);
+    const [w, b] = await beforeDeadline(read, deps.deadlineMs ?? COUNTERS_DEADLINE_MS);
     const body: CountersBody = {
       windows: windows.map((key, i) => {
         const c = w[i] ?? { count: 0 };
