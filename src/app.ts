@@ -5,7 +5,7 @@
  * started with, and every callback reads the generation in force when it runs.
  */
 import type { Config } from './config/schema.js';
-import { resolveSecret } from './config/secrets.js';
+import { resolveMetricsToken, resolveSecret } from './config/secrets.js';
 import { BudgetLedger } from './budgets/ledger.js';
 import { exchangeFactory } from './response/flow.js';
 import { BASE_PROCESSING_MODE } from './response/mode.js';
@@ -21,8 +21,9 @@ import type { PolicyObserver } from './policy/rules.js';
 import type { Store } from './store/store.js';
 import { createStore, type CreatedStore } from './store/index.js';
 import { startGrpcServer } from './server/grpc.js';
-import { startMetricsServer, type MetricsServer } from './server/metrics-http.js';
+import { requireToken, startMetricsServer, type MetricsServer } from './server/metrics-http.js';
 import { budgetAnswer, budgetRoute, type BudgetAnswer, type BudgetRouteDeps } from './budgets/view.js';
+import { countersAnswer, countersRoute, type CountersRouteDeps } from './server/counters.js';
 import { InFlight, retryUntilReady, splitGrace, within } from './server/lifecycle.js';
 import { Metrics } from './telemetry/metrics.js';
 import type { Logger } from './telemetry/logger.js';
@@ -142,6 +143,8 @@ interface Generation {
   readonly tracing: Tracing;
   /** When the last allow was, for shutdown; made once and handed on. */
   readonly recent: RecentAllows;
+  /** `server.metricsToken` as read for this generation: `/budget` and `/counters` need it. */
+  readonly metricsToken: string | undefined;
 }
 
 /** What stop() must wait for or shut down besides the servers. */
@@ -171,6 +174,10 @@ class Live {
 /** `/budget` reads the live configuration and store. */
 function budgetDeps(live: Live): BudgetRouteDeps {
   return { config: () => live.current.check.config, store: () => live.current.store.store };
+}
+
+function countersDeps(live: Live): CountersRouteDeps {
+  return { config: () => live.current.check.config, counters: () => live.current.store.counters };
 }
 
 export class App {
@@ -229,9 +236,11 @@ export class App {
       pendingWork: () => (recent.pending() ? 1 : 0),
     });
     const metricsAddress = opts.metricsAddress === undefined ? opts.config.server.metrics : opts.metricsAddress;
-    const budget = budgetRoute(budgetDeps(live));
     const metricsServer = metricsAddress
-      ? await startMetricsServer(metricsAddress, metrics, { '/budget': budget })
+      ? await startMetricsServer(metricsAddress, metrics, {
+          '/budget': requireToken(() => live.current.metricsToken, budgetRoute(budgetDeps(live))),
+          '/counters': requireToken(() => live.current.metricsToken, countersRoute(countersDeps(live))),
+        })
       : undefined;
     // Health reports SERVING only once every provider's keys were fetched; keep trying until then.
     const keyRetry = retryUntilReady({
@@ -255,6 +264,8 @@ export class App {
     recent: RecentAllows | undefined = previous?.recent,
   ): Promise<Generation> {
     if (tracing === undefined || recent === undefined) throw new Error('App.build needs the shared tracing');
+    // Read first: a token that cannot be read (or is too weak) refuses the start or the reload.
+    const metricsToken = await resolveMetricsToken(config);
     const authKey = JSON.stringify(config.authentication);
     const authReused = previous !== undefined && previous.authKey === authKey;
     const authenticator = authReused ? previous.authenticator : new Authenticator(config.authentication, { logger });
@@ -294,7 +305,7 @@ export class App {
     check.onDecision((decision) => {
       if (decision.allow !== undefined) recent.mark();
     });
-    return { check, authenticator, authKey, store, storeKey, ledger, authorize, tracing, recent };
+    return { check, authenticator, authKey, store, storeKey, ledger, authorize, tracing, recent, metricsToken };
   }
 
   get config(): Config {
@@ -322,6 +333,11 @@ export class App {
   /** What `GET <url>` (`/budget?…`) answers, without HTTP: a cluster worker hands it to the primary. */
   budget(url: string): Promise<BudgetAnswer> {
     return budgetAnswer(budgetDeps(this.live), url);
+  }
+
+  /** What `GET <url>` (`/counters?…`) answers, without HTTP: a cluster worker hands it to the primary. */
+  counters(url: string): Promise<BudgetAnswer> {
+    return countersAnswer(countersDeps(this.live), url);
   }
 
   /** Swap in a new configuration; requests already deciding finish on the old one. */

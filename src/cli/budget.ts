@@ -9,20 +9,44 @@ import type { BudgetView } from '../budgets/view.js';
 
 export const DEFAULT_BUDGET_URL = 'http://127.0.0.1:9464';
 
+/** The environment variable the CLI reads `server.metricsToken` from (never a flag: flags show in `ps`). */
+export const METRICS_TOKEN_ENV = 'TOLLGATE_METRICS_TOKEN';
+
+/** The request headers for the listener's `/budget` and `/counters`: the token when one is set. */
+export function listenerHeaders(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const token = env[METRICS_TOKEN_ENV]?.trim();
+  return token !== undefined && token !== '' ? { authorization: `Bearer ${token}` } : {};
+}
+
+/** What a 401 from the listener means, in one line. */
+export function unauthorizedText(origin: string): string {
+  return `${origin} wants its server.metricsToken: set ${METRICS_TOKEN_ENV} to it (${process.env[METRICS_TOKEN_ENV] !== undefined ? 'the one set was refused' : 'it is not set'})`;
+}
+
 const HELP = `usage: tollgate budget [--tenant T] [--group G] [--user U] [--url URL] [--json]
   --url   the sidecar's metrics listener (default ${DEFAULT_BUDGET_URL}; a .../metrics URL works too)
   --json  print the endpoint's JSON instead of a table
+The sidecar's server.metricsToken, when it has one, is read from ${METRICS_TOKEN_ENV}.
 `;
 
 interface Out {
   write(chunk: string): unknown;
 }
 
+/**
+ * A route of the metrics listener (`/budget`, `/counters`) from the listener's base URL; the
+ * ready line's `…/metrics` URL is accepted too. Throws when `base` is not a URL.
+ */
+export function listenerUrl(base: string, route: string): URL {
+  const url = new URL(base);
+  url.pathname = url.pathname.replace(/\/(metrics)?\/?$/, '') + route;
+  url.search = '';
+  return url;
+}
+
 /** The /budget URL for a metrics listener base (the ready line's `/metrics` URL is accepted). */
 export function budgetUrl(base: string, filter: { tenant?: string[]; group?: string[]; user?: string[] }): URL {
-  const url = new URL(base);
-  url.pathname = url.pathname.replace(/\/(metrics)?\/?$/, '') + '/budget';
-  url.search = '';
+  const url = listenerUrl(base, '/budget');
   for (const kind of ['tenant', 'group', 'user'] as const) {
     for (const v of filter[kind] ?? []) url.searchParams.append(kind, v);
   }
@@ -114,12 +138,16 @@ export async function budgetCommand(args: string[], stdout: Out, stderr: Out): P
   let status: number;
   let text: string;
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+    const res = await fetch(url, { signal: AbortSignal.timeout(10_000), headers: listenerHeaders() });
     status = res.status;
     text = await res.text();
   } catch (err) {
     const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err);
     stderr.write(`tollgate budget: cannot reach ${url.origin} (${cause}); is the sidecar running with server.metrics set?\n`);
+    return 1;
+  }
+  if (status === 401) {
+    stderr.write(`tollgate budget: ${unauthorizedText(url.origin)}\n`);
     return 1;
   }
   let body: { budgets?: BudgetView[]; error?: string };

@@ -1,6 +1,6 @@
 /**
  * `tollgate explain --config FILE (--claims JSON | --token JWT [--insecure-decode])
- *  [--provider NAME] [--method M] [--path P] [--model M | --body FILE] [--store redis://…] [--json]`:
+ *  [--provider NAME] [--method M] [--path P] [--model M | --body FILE] [--store redis://… | --url URL] [--json]`:
  * one request through the live Check (cli/explain.ts), told back: the decision, the rule and
  * why each earlier rule did not match, the limits and budgets with their keys and counters,
  * the identity headers the upstream would get and the models `/v1/models` would list.
@@ -13,10 +13,12 @@ import { loadConfigFile, errorText } from '../config/load.js';
 import type { RuleTrace } from '../policy/rules.js';
 import { readCaFileSync } from '../config/secrets.js';
 import { RedisStore } from '../store/redis.js';
+import type { CounterReader } from '../store/store.js';
+import { SidecarCounters } from './sidecar-counters.js';
 import { ExplainError, Explainer, type Caller, type Explanation, type ExplainRequest } from './explain.js';
 
 const HELP = `usage: tollgate explain --config FILE (--claims JSON | --token JWT [--insecure-decode])
-         [--provider NAME] [--method M] [--path P] [--model M | --body FILE] [--store redis://...] [--json]
+         [--provider NAME] [--method M] [--path P] [--model M | --body FILE] [--store redis://... | --url URL] [--json]
   --claims           the caller's token claims as JSON (signature not checked; the provider's mapping applies)
   --token            a token, verified against the configuration's providers
   --insecure-decode  decode --token WITHOUT verifying it (warns)
@@ -24,6 +26,9 @@ const HELP = `usage: tollgate explain --config FILE (--claims JSON | --token JWT
   --model            the body is a one-message chat request for this model
   --body             the request body from FILE
   --store            read current counters from this Redis (nothing is counted)
+  --url              read current counters from this running sidecar's metrics listener
+                     (GET /counters; e.g. http://127.0.0.1:9464, a .../metrics URL works too;
+                     its server.metricsToken, if any, from TOLLGATE_METRICS_TOKEN)
   --json             the explanation as JSON
 `;
 
@@ -73,6 +78,7 @@ export async function explainCommand(args: string[], stdout: Out, stderr: Out): 
         model: { type: 'string' },
         body: { type: 'string' },
         store: { type: 'string' },
+        url: { type: 'string' },
         json: { type: 'boolean' },
       },
       strict: true,
@@ -86,6 +92,10 @@ export async function explainCommand(args: string[], stdout: Out, stderr: Out): 
   const config = str('config');
   if (config === undefined) {
     stderr.write(`tollgate explain: --config FILE is required\n\n${HELP}`);
+    return 2;
+  }
+  if (str('store') !== undefined && str('url') !== undefined) {
+    stderr.write(`tollgate explain: give --store or --url, not both (--url reads the counters from a running sidecar, whatever its store)\n\n${HELP}`);
     return 2;
   }
   let redis: RedisStore | undefined;
@@ -104,7 +114,14 @@ export async function explainCommand(args: string[], stdout: Out, stderr: Out): 
       redis = new RedisStore({ url: store, timeoutMs: 2000, keyPrefix: cfg.store.redis?.keyPrefix ?? 'tollgate:', ...(ca !== undefined ? { ca } : {}) });
       await redis.ready(2000);
     }
-    const explainer = new Explainer(cfg, redis !== undefined ? { counters: redis } : {});
+    let counters: CounterReader | undefined = redis;
+    const url = str('url');
+    if (url !== undefined) {
+      const sidecar = new SidecarCounters(url);
+      await sidecar.ready();
+      counters = sidecar;
+    }
+    const explainer = new Explainer(cfg, counters !== undefined ? { counters } : {});
     const request: ExplainRequest = {
       caller: callerFrom({
         ...(str('claims') !== undefined ? { claims: str('claims') } : {}),

@@ -15,6 +15,7 @@ import type { IdentityVerifier } from '../check/authenticate.js';
 import type { UpstreamCredentials } from '../check/respond.js';
 import { CheckFlow, checkSteps } from '../check/flow.js';
 import { modelCandidates } from '../check/me.js';
+import { errorText } from '../config/load.js';
 import type { Config, ProviderConfig } from '../config/schema.js';
 import { isAnswer, type Decision } from '../domain/decision.js';
 import type { Identity } from '../domain/identity.js';
@@ -213,7 +214,13 @@ export class Explainer {
     if ('token' in req.caller && req.caller.insecureDecode === true) {
       warnings.push('the token was DECODED WITHOUT VERIFYING its signature (--insecure-decode): Tollgate itself would verify it');
     }
+    this.store.readFailure = undefined;
     const decision = await this.flow.decide(inbound(req));
+    // The live Check would have counters to read: a reader that failed explains nothing.
+    if (this.store.readFailure !== undefined) {
+      const cause = this.store.readFailure;
+      throw new ExplainError(`cannot read the counters: ${errorText(cause)}`, { cause });
+    }
     const traces = this.traces;
     const admission = this.store.admissions.length > admissionsBefore ? this.store.admissions.at(-1) : undefined;
     const identity = decision.allow !== undefined ? decision.allow.identity : decision.identity;

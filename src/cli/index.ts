@@ -22,8 +22,10 @@ commands:
                                                ask the gateway who you are: claims, models, rules, limits, budgets
   budget [--tenant T] [--group G] [--user U] [--url URL] [--json]
                                                used and remaining tokens of budgets (from a running sidecar)
-  explain --config FILE (--claims JSON | --token JWT) [--method M] [--path P] [--model M] [--json]
+  explain --config FILE (--claims JSON | --token JWT) [--method M] [--path P] [--model M]
+          [--store redis://... | --url URL] [--json]
                                                how the live Check decides one request, and why
+                                               (counters from Redis, or from a running sidecar)
   test --config FILE CASES.yaml [--format text|tap|junit]
                                                policy cases: exit 1 when any decision differs
   diff OLD NEW (--cases CASES.yaml | --audit FILE) [--json]

@@ -1,7 +1,7 @@
 /**
  * `tollgate serve` with `server.workers > 1` (docs/workers.md). The primary forks the workers
  * (server/workers.ts), serves the one HTTP endpoint (`/metrics` merged over every worker,
- * `/budget` answered by one, `/healthz`), watches the configuration file and hands each valid
+ * `/budget` and `/counters` answered by one, `/healthz`), watches the configuration file and hands each valid
  * change to every worker, and on SIGTERM/SIGINT has every worker drain. Each worker is the
  * whole sidecar of one process (App) on the shared gRPC port, without an HTTP listener.
  */
@@ -12,7 +12,8 @@ import { sendBudget, type BudgetAnswer } from '../budgets/view.js';
 import { parseConfig } from '../config/load.js';
 import { ConfigError } from '../config/problems.js';
 import type { Config } from '../config/schema.js';
-import { startMetricsServer, type MetricsServer } from '../server/metrics-http.js';
+import { requireToken, startMetricsServer, type MetricsServer } from '../server/metrics-http.js';
+import { resolveMetricsToken } from '../config/secrets.js';
 import {
   WORKER_SLOT_ENV,
   WorkerPool,
@@ -41,12 +42,22 @@ function sendText(res: ServerResponse, status: number, text: string): void {
   res.writeHead(status, { 'content-type': 'text/plain' }).end(text);
 }
 
+/** Sends one worker's answer to a `/budget` or `/counters` question (503 when none answered). */
+function askOneWorker(pool: WorkerPool, res: ServerResponse, question: Question): void {
+  void pool.askOne<BudgetAnswer>(question).then((a) =>
+    sendBudget(res, a.ok ? a.value : { status: 503, body: { error: `no worker answered: ${a.error}` } }),
+  );
+}
+
 /** The primary: forks, supervises and stops the workers; never serves a Check itself. */
 export async function servePrimary(file: string, config: Config, text: string): Promise<number> {
   const logger = createLogger({ level: config.logging.level });
   guardProcess(logger);
   const count = workerCount(config.server.workers);
   let current = { config, text };
+  // The primary answers HTTP, so it holds the token the data routes need (re-read on reload).
+  let metricsToken = await resolveMetricsToken(config);
+  const token = (): string | undefined => metricsToken;
   const pool = new WorkerPool({ count, logger, configText: () => current.text });
   // The primary's own series: configuration reloads (counted once here, not once per worker).
   const metrics = new Metrics(config.metrics);
@@ -68,11 +79,9 @@ export async function servePrimary(file: string, config: Config, text: string): 
           },
         );
       },
-      '/budget': (req, res) => {
-        void pool.askOne<BudgetAnswer>({ kind: 'budget', url: req.url ?? '/budget' }).then((a) =>
-          sendBudget(res, a.ok ? a.value : { status: 503, body: { error: `no worker answered: ${a.error}` } }),
-        );
-      },
+      // Read from the store by one worker: with Redis the same value whichever answers.
+      '/budget': requireToken(token, (req, res) => askOneWorker(pool, res, { kind: 'budget', url: req.url ?? '/budget' })),
+      '/counters': requireToken(token, (req, res) => askOneWorker(pool, res, { kind: 'counters', url: req.url ?? '/counters' })),
     });
   }
   // Listened for from here: a SIGTERM during start-up stops the workers once they are up.
@@ -101,6 +110,7 @@ export async function servePrimary(file: string, config: Config, text: string): 
       if (workerCount(next.server.workers) !== count) {
         logger.warn({ running: count, configured: next.server.workers }, 'server.workers changes take effect on restart');
       }
+      const nextToken = await resolveMetricsToken(next);
       const answers = await pool.askAll<null>({ kind: 'reload', text: nextText });
       const failed = answers.flatMap((a) => (a.ok ? [] : [a.error]));
       if (failed.length > 0) {
@@ -109,6 +119,7 @@ export async function servePrimary(file: string, config: Config, text: string): 
         throw new Error(`${failed.length} of ${answers.length} workers kept the previous configuration: ${failed.join('; ')}`);
       }
       current = { config: next, text: nextText };
+      metricsToken = nextToken;
       // A worker that started meanwhile, with the previous text, gets this one too.
       pool.sync();
       metrics.configure(next.metrics);
@@ -163,6 +174,8 @@ async function answer(app: App, file: string, question: Question): Promise<unkno
       return app.metrics.text();
     case 'budget':
       return app.budget(question.url);
+    case 'counters':
+      return app.counters(question.url);
     case 'reload':
       await app.reload(parseConfig(question.text, file));
       return null;

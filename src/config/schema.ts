@@ -41,6 +41,11 @@ export interface ServerConfig {
   readonly grpc: string;
   /** host:port of the metrics HTTP listener; absent = disabled. */
   readonly metrics?: string;
+  /**
+   * A bearer secret the listener's per-subject routes (`/budget`, `/counters`) require; absent =
+   * they are open to whoever reaches the port. `/metrics` and `/healthz` never need it.
+   */
+  readonly metricsToken?: SecretRef;
   /** Seconds to let in-flight calls finish on SIGTERM before forcing shutdown. */
   readonly shutdownGraceSeconds: number;
   /**

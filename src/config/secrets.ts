@@ -107,3 +107,21 @@ export async function resolveUpstreamSecrets(config: Config): Promise<UpstreamSe
   if (problems.length > 0) throw new ConfigError(problems);
   return { ...(apiKey !== undefined ? { apiKey } : {}), tenants };
 }
+
+/** The shortest `server.metricsToken` accepted: 16 characters (`openssl rand -hex 32` gives 64). */
+export const MIN_METRICS_TOKEN_LENGTH = 16;
+
+/**
+ * `server.metricsToken`, read now (start-up and each reload), or undefined when not configured.
+ * ConfigError when it cannot be read, is shorter than MIN_METRICS_TOKEN_LENGTH, or holds a
+ * character a bearer token may not (RFC 6750 `b64token`: it travels in an HTTP header).
+ */
+export async function resolveMetricsToken(config: Pick<Config, 'server'>): Promise<string | undefined> {
+  const ref = config.server.metricsToken;
+  if (ref === undefined) return undefined;
+  const path = 'server.metricsToken';
+  const token = await resolveSecret(ref, path);
+  if (!/^[A-Za-z0-9\-._~+/]+=*$/.test(token)) fail('the token may hold only A-Z a-z 0-9 - . _ ~ + / (and = at its end)', path);
+  if (token.length < MIN_METRICS_TOKEN_LENGTH) fail(`the token is shorter than ${MIN_METRICS_TOKEN_LENGTH} characters (e.g. \`openssl rand -hex 32\`)`, path);
+  return token;
+}

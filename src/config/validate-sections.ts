@@ -71,7 +71,7 @@ export function readServer(cur: Cursor | undefined, sharedStore = false): Server
     workers: 1,
   };
   if (cur === undefined) return defaults;
-  const f = readMap(cur, ['grpc', 'metrics', 'shutdownGraceSeconds', 'maxRequestBytes', 'workers', 'whoami'], true);
+  const f = readMap(cur, ['grpc', 'metrics', 'metricsToken', 'shutdownGraceSeconds', 'maxRequestBytes', 'workers', 'whoami'], true);
   if (f === undefined) return defaults;
   const metricsCur = f.get('metrics');
   let metrics: string | undefined = defaults.metrics;
@@ -81,9 +81,12 @@ export function readServer(cur: Cursor | undefined, sharedStore = false): Server
       isNull(metricsCur) || (isScalar(metricsCur.node) && metricsCur.node.value === false);
     metrics = disabled ? undefined : readHostPort(metricsCur);
   }
+  const tokenCur = f.get('metricsToken');
+  const metricsToken = tokenCur === undefined ? undefined : readSecretRef(tokenCur);
   return {
     grpc: readHostPort(f.get('grpc')) ?? defaults.grpc,
     ...(metrics !== undefined ? { metrics } : {}),
+    ...(metricsToken !== undefined ? { metricsToken } : {}),
     shutdownGraceSeconds:
       readInt(f.get('shutdownGraceSeconds'), 0, 3600) ?? defaults.shutdownGraceSeconds,
     // 1 KiB .. 256 MiB: gRPC messages past that are refused by grpc-js (and Envoy's buffer grows with it).

@@ -10,7 +10,8 @@
  * per choice, default 12, never more than the request's own `max_completion_tokens` /
  * `max_tokens` / `max_output_tokens`, times `n`, or `max(n, best_of)` for completions, as a
  * real model bills), `x-dev-chunks`
- * sets the number of content chunks, `x-dev-chunk-delay-ms` slows a stream, `x-dev-status`
+ * sets the number of content chunks, `x-dev-chunk-delay-ms` slows a stream, `x-dev-headers-delay-ms` holds the response headers back (a slow first
+ * token; nothing is answered when the client is gone by then), `x-dev-status`
  * answers with that error status, `x-dev-gzip: 1` gzips the body, `x-dev-reset-after-chunks: N`
  * cuts a stream's connection after N content chunks (an upstream reset mid-stream),
  * `x-dev-cached-tokens` / `x-dev-reasoning-tokens` report that many of the prompt tokens as
@@ -74,6 +75,8 @@ interface Controls {
   readonly reasoningTokens: number;
   readonly chunks: number;
   readonly delayMs: number;
+  /** Milliseconds before the response headers (a slow first token). */
+  readonly headersDelayMs: number;
   readonly status?: number;
   readonly gzip: boolean;
   readonly resetAfterChunks?: number;
@@ -113,6 +116,7 @@ function controls(headers: Record<string, string>, body: Record<string, unknown>
     reasoningTokens: Math.min(num(headers['x-dev-reasoning-tokens'], 0), completionTokens),
     chunks: Math.max(1, num(headers['x-dev-chunks'], 4)),
     delayMs: num(headers['x-dev-chunk-delay-ms'], 0),
+    headersDelayMs: num(headers['x-dev-headers-delay-ms'], 0),
     ...(status >= 400 ? { status } : {}),
     gzip: headers['x-dev-gzip'] === '1',
     ...(headers['x-dev-reset-after-chunks'] !== undefined
@@ -209,6 +213,8 @@ export class DevUpstream {
       }
     }
     const c = controls(headers, body, path);
+    if (c.headersDelayMs > 0) await sleep(c.headersDelayMs);
+    if (res.destroyed) return;
     if (c.status !== undefined) {
       return this.json(res, c.status, errorBody(`dev upstream was asked to fail with ${c.status}`), c.gzip);
     }

@@ -150,7 +150,14 @@ export function serveProcessStream(
     first = false;
     if (msg.observability_mode === true) overridable = false;
     const config = msg.protocol_config;
-    if (config === undefined) return;
+    if (config === undefined) {
+      // Envoy 1.40 sends no protocol_config in observability mode (the `observe` stream filter),
+      // so nothing says whether a body follows: assume it does. The response headers are then
+      // never taken for the last message (which settled the stream on the prompt estimate
+      // before its first chunk); the body's end_of_stream or the stream's end settles it.
+      if (msg.observability_mode === true) mode = { ...mode, responseBody: 'streamed' };
+      return;
+    }
     const requestBody = bodyModeOf(config.request_body_mode);
     const responseBody = bodyModeOf(config.response_body_mode);
     if (requestBody !== undefined && responseBody !== undefined) mode = { ...mode, requestBody, responseBody };

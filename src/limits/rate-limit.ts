@@ -38,7 +38,7 @@ export const UNIT_MS: Readonly<Record<RateUnit, number>> = {
 };
 
 /** Longest encoded bucket value kept verbatim; longer ones are hashed to bound key size. */
-const MAX_VALUE_LENGTH = 128;
+export const MAX_VALUE_LENGTH = 128;
 
 /** Per matching limit and request: admitted, refused by this limit, or store unavailable. */
 export type RateLimitResult = 'allowed' | 'limited' | 'unavailable';

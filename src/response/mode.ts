@@ -47,10 +47,12 @@ export const STREAM_EDIT_PROCESSING_MODE: ProcessingModeSpec = Object.freeze({
 
 /**
  * The filter for streams nothing needs to edit (`observe`), in observability mode: Envoy sends
- * the response headers and every chunk and never waits for an answer.
+ * the request headers, the response headers and every chunk and never waits for an answer. The
+ * request headers open the stream when the request starts, so a client that gives up before the
+ * first byte ends a stream Tollgate sees (and charges the prompt estimate on) instead of none.
  */
 export const STREAM_OBSERVE_PROCESSING_MODE: ProcessingModeSpec = Object.freeze({
-  requestHeaders: 'skip',
+  requestHeaders: 'send',
   responseHeaders: 'send',
   requestBody: 'none',
   responseBody: 'streamed',

@@ -3,7 +3,7 @@
  * each run the whole sidecar on the one gRPC port (grpc-js listens through `net`, so the
  * cluster shares one listening socket and the primary hands each new connection to the next
  * worker in turn), restarts a worker that dies (with backoff), asks them questions over IPC
- * (their metrics, a budget, a reload) and stops them all on shutdown. The primary itself never
+ * (their metrics, a budget or counters, a reload) and stops them all on shutdown. The primary itself never
  * serves a Check. docs/workers.md.
  */
 import cluster, { type Worker } from 'node:cluster';
@@ -27,6 +27,7 @@ export type ToWorker =
 export type Question =
   | { readonly kind: 'metrics' }
   | { readonly kind: 'budget'; readonly url: string }
+  | { readonly kind: 'counters'; readonly url: string }
   | { readonly kind: 'reload'; readonly text: string };
 
 /** Worker → primary. */

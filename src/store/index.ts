@@ -11,7 +11,7 @@ import { readCaFileSync, resolveSecretSync } from '../config/secrets.js';
 import { GuardedStore, type GuardedStoreOptions } from './guarded.js';
 import { MemoryStore } from './memory.js';
 import type { RedisStore } from './redis.js';
-import type { Store } from './store.js';
+import type { CounterSource, Store } from './store.js';
 
 export type { Store } from './store.js';
 export { GuardedStore, type BreakerState } from './guarded.js';
@@ -20,6 +20,11 @@ export type { RedisStore } from './redis.js';
 
 export interface CreatedStore {
   readonly store: Store;
+  /**
+   * The counters themselves (the memory or Redis store, without the guard's fallbacks), for
+   * `GET /counters`: a read that fails says so rather than show the local or an empty counter.
+   */
+  readonly counters: CounterSource;
   /** Present with `store.redis`: breaker state and counters for metrics. */
   readonly guarded?: GuardedStore;
   /** Present with `store.redis`: the client, e.g. to await `ready()` at start-up. */
@@ -34,7 +39,10 @@ export async function createStore(
   > = {},
 ): Promise<CreatedStore> {
   const r = config.redis;
-  if (r === undefined) return { store: new MemoryStore() };
+  if (r === undefined) {
+    const memory = new MemoryStore();
+    return { store: memory, counters: memory };
+  }
   const { RedisStore } = await import('./redis.js');
   // Secrets are read now, at start-up (and on a reload that changes `store:`).
   const url = r.url === undefined ? undefined : typeof r.url === 'string' ? r.url : resolveSecretSync(r.url, 'store.redis.url').trim();
@@ -60,5 +68,5 @@ export async function createStore(
     timeoutMs: r.timeoutMs,
     onUnavailable: r.onUnavailable,
   });
-  return { store: guarded, guarded, redis };
+  return { store: guarded, counters: redis, guarded, redis };
 }

@@ -2,7 +2,7 @@
  * A store that counts nothing: `tollgate explain` runs the live Check against it, so an
  * explanation shows what admission would say (and with which keys) without using a rate-limit
  * window or reserving a token. It reads the counters as they stand (`CounterReader`: the
- * memory or Redis store, or a sidecar's `/budget`) and answers `admit` by the same rule the
+ * memory or Redis store, or a running sidecar's `GET /counters`) and answers `admit` by the same rule the
  * stores apply (store.ts): every window needs room and every budget `max(1, minAmount)`, or
  * nothing is taken; the answer reads as if the request had been admitted.
  */
@@ -33,18 +33,25 @@ export class PeekStore implements Store {
   private readonly reader: CounterReader;
   /** Every admission asked of this store, in order (an explanation has at most one). */
   readonly admissions: PeekedAdmission[] = [];
+  /**
+   * Why the counters could not be read, when they could not: the Check turns it into a 503
+   * (as it would a store outage), but an explanation is then of the reader, not the request.
+   */
+  readFailure: unknown;
 
   constructor(reader: CounterReader) {
     this.reader = reader;
   }
 
   async admit(request: AdmitRequest, now: number): Promise<AdmitResult> {
-    const { reader } = this;
-    const readWindow = reader.readWindow?.bind(reader);
-    const windows: (WindowCount | undefined)[] = readWindow
-      ? await Promise.all(request.windows.map((w) => readWindow(w.key, now)))
-      : request.windows.map(() => undefined);
-    const budgets = await Promise.all(request.budgets.map((b) => reader.readBudget(b.key, now)));
+    let counters: Awaited<ReturnType<PeekStore['read']>>;
+    try {
+      counters = await this.read(request, now);
+    } catch (err) {
+      this.readFailure = err;
+      throw err;
+    }
+    const { windows, budgets } = counters;
     const pending = new Map<string, number>();
     const fullWindow = request.windows.findIndex((hit, i) => {
       const before = pending.get(hit.key) ?? 0;
@@ -73,6 +80,26 @@ export class PeekStore implements Store {
         : { allowed: false, windows: windowStates, reserved, remaining, refusedBy };
     this.admissions.push({ request, windows, budgets, result });
     return result;
+  }
+
+  /** The counters before this request: in one read when the reader can, else key by key. */
+  private async read(
+    request: AdmitRequest,
+    now: number,
+  ): Promise<{ windows: readonly (WindowCount | undefined)[]; budgets: readonly BudgetState[] }> {
+    const { reader } = this;
+    const windowKeys = request.windows.map((w) => w.key);
+    const budgetKeys = request.budgets.map((b) => b.key);
+    if (reader.readMany !== undefined) {
+      if (windowKeys.length === 0 && budgetKeys.length === 0) return { windows: [], budgets: [] };
+      return reader.readMany(windowKeys, budgetKeys, now);
+    }
+    const readWindow = reader.readWindow?.bind(reader);
+    const windows = readWindow
+      ? await Promise.all(windowKeys.map((key) => readWindow(key, now)))
+      : windowKeys.map(() => undefined);
+    const budgets = await Promise.all(budgetKeys.map((key) => reader.readBudget(key, now)));
+    return { windows, budgets };
   }
 
   settle(items: readonly BudgetRef[]): Promise<SettleResult> {

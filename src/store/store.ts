@@ -155,7 +155,21 @@ export interface CounterReader {
   readBudget(key: string, now: number): Promise<BudgetState>;
   /** Absent where windows cannot be read (a sidecar's `/budget` shows only budgets). */
   readWindow?(key: string, now: number): Promise<WindowCount>;
+  /**
+   * Every window and budget of one admission in one read, where one call is cheaper than one
+   * per key (a running sidecar's `GET /counters`); answers in the order asked.
+   */
+  readMany?(windowKeys: readonly string[], budgetKeys: readonly string[], now: number): Promise<CounterValues>;
 }
+
+/** Counters read together: one entry per key asked, in order. */
+export interface CounterValues {
+  readonly windows: readonly WindowCount[];
+  readonly budgets: readonly BudgetState[];
+}
+
+/** A store's own counters, read as they stand (the memory and Redis stores, not the guard). */
+export type CounterSource = Required<Pick<CounterReader, 'readBudget' | 'readWindow'>>;
 
 /** How long a budget key outlives its period, so late settlements and reads still find it. */
 export const BUDGET_KEY_GRACE_MS = 24 * 60 * 60 * 1000;

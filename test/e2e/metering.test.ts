@@ -79,6 +79,7 @@ tokenBudgets:
    */
   async function abortAfterTwoChunks(body: {
     stream_options?: { include_usage: boolean };
+    max_completion_tokens?: number;
   }): Promise<Line> {
     const { client, subject } = await caller();
     const controller = new AbortController();
@@ -160,28 +161,39 @@ tokenBudgets:
     });
   });
 
-  it('passes the usage chunk to a client that asked for it, and charges it', async () => {
-    const { client, subject } = await caller();
-    const stream = await client.chat.completions.create(
-      { model: 'gpt-4o-mini', messages: HI, stream: true, stream_options: { include_usage: true } },
-      dev(5, 30),
-    );
-    const usage = [];
-    for await (const chunk of stream)
-      if (chunk.usage) usage.push({ choices: chunk.choices.length, ...chunk.usage });
-    expect(usage).to.have.length(1);
-    expect(usage[0]).to.deep.include({
-      choices: 0,
-      prompt_tokens: 5,
-      completion_tokens: 30,
-      total_tokens: 35,
+  for (const [filter, limit] of [
+    ['edit', {}],
+    // Its own output limit leaves nothing to edit: the `observe` filter, which Envoy never waits for.
+    ['observe', { max_completion_tokens: 100 }],
+  ] as const)
+    it(`passes the usage chunk to a client that asked for it, and charges it (${filter} filter)`, async () => {
+      const { client, subject } = await caller();
+      const stream = await client.chat.completions.create(
+        {
+          model: 'gpt-4o-mini',
+          messages: HI,
+          stream: true,
+          stream_options: { include_usage: true },
+          ...limit,
+        },
+        dev(5, 30, { 'x-dev-chunks': '6', 'x-dev-chunk-delay-ms': '20' }),
+      );
+      const usage = [];
+      for await (const chunk of stream)
+        if (chunk.usage) usage.push({ choices: chunk.choices.length, ...chunk.usage });
+      expect(usage).to.have.length(1);
+      expect(usage[0]).to.deep.include({
+        choices: 0,
+        prompt_tokens: 5,
+        completion_tokens: 30,
+        total_tokens: 35,
+      });
+      expect(await usageLine(subject)).to.deep.include({
+        totalTokens: 35,
+        source: 'provider',
+        charged: 35,
+      });
     });
-    expect(await usageLine(subject)).to.deep.include({
-      totalTokens: 35,
-      source: 'provider',
-      charged: 35,
-    });
-  });
 
   it('charges an estimate (> 0) when the client aborts a slow stream after two chunks', async () => {
     const line = await abortAfterTwoChunks({});
@@ -193,9 +205,39 @@ tokenBudgets:
   });
 
   it('charges an estimate when the client aborts a stream it asked usage for (observe filter, Envoy never waits)', async () => {
-    const line = await abortAfterTwoChunks({ stream_options: { include_usage: true } });
+    // The client asked for usage and set its own limit: nothing to edit, so the `observe` filter.
+    const line = await abortAfterTwoChunks({
+      stream_options: { include_usage: true },
+      max_completion_tokens: 50,
+    });
     expect(line['charged']).to.equal(line['totalTokens']);
   });
+
+  for (const [filter, body] of [
+    ['edit', {}],
+    ['observe', { stream_options: { include_usage: true }, max_completion_tokens: 50 }],
+  ] as const) {
+    it(`charges the prompt estimate when the client aborts a stream before its first byte (${filter} filter)`, async () => {
+      const { client, subject } = await caller();
+      const controller = new AbortController();
+      const request = client.chat.completions.create(
+        { model: 'gpt-4o-mini', messages: HI, stream: true, ...body },
+        { ...dev(13, 9, { 'x-dev-headers-delay-ms': '1500' }), signal: controller.signal },
+      );
+      setTimeout(() => controller.abort(), 300);
+      const err = await request.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(String(err), 'the client gave up before the response').to.match(/abort/i);
+      // Nothing reached the client, yet the prompt was sent upstream: its estimate is charged now, not
+      // left reserved until the TTL (an observe-mode stream ends after Envoy's deferred close, <= 5 s).
+      const line = await usageLine(subject);
+      expect(line).to.deep.include({ source: 'estimated', aborted: true, outputTokens: 0 });
+      expect(line['inputTokens']).to.be.greaterThan(0);
+      expect(line['charged']).to.equal(line['totalTokens']);
+    });
+  }
 
   it('charges an estimate when the upstream resets the stream mid-way', async () => {
     const { client, subject } = await caller();

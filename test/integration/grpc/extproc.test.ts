@@ -356,6 +356,36 @@ describe('ext_proc over gRPC', () => {
     expect(seen).to.deep.equal(['headers']);
     expect(answers).to.deep.equal([]);
   });
+
+  it('in observability mode without protocol_config, reads the body after the response headers (Envoy 1.40 sends none there)', async () => {
+    const seen: string[] = [];
+    let outcome: string | undefined;
+    factory = () => ({
+      responseHeaders: () => void seen.push('response headers'),
+      responseBody: (chunk: Buffer) => void seen.push(`body ${chunk.toString()}`),
+      end: (o) => void (outcome = o),
+    });
+    const s = open(client);
+    s.call.on('data', () => seen.push('an answer'));
+    s.call.write({ request_headers: headers({ ':path': '/v1/chat/completions' }), observability_mode: true });
+    s.call.write({ response_headers: headers({ ':status': '200' }), observability_mode: true });
+    s.call.write({ response_body: { body: Buffer.from('data: 1'), end_of_stream: false }, observability_mode: true });
+    s.call.write({ response_body: { body: Buffer.from('data: 2'), end_of_stream: true }, observability_mode: true });
+    expect(await s.status).to.equal(null);
+    expect(seen).to.deep.equal(['response headers', 'body data: 1', 'body data: 2']);
+    expect(outcome).to.equal('complete');
+  });
+
+  it('in observability mode, a stream Envoy ends before the response body ends is aborted', async () => {
+    let outcome: string | undefined;
+    factory = () => ({ end: (o) => void (outcome = o) });
+    const s = open(client);
+    s.call.write({ request_headers: headers({ ':path': '/v1/chat/completions' }), observability_mode: true });
+    s.call.write({ response_headers: headers({ ':status': '200' }), observability_mode: true });
+    s.call.end();
+    expect(await s.status).to.equal(null);
+    expect(outcome).to.equal('aborted');
+  });
 });
 
 // grpc-js's forceShutdown alone leaves them running (with channelz off it knows no sessions).

@@ -68,6 +68,7 @@ describe('config/load: valid files', () => {
     expect(cfg.server).to.deep.equal({
       grpc: '127.0.0.1:0',
       metrics: '[::1]:9464',
+      metricsToken: { file: '/run/secrets/tollgate-metrics-token' },
       shutdownGraceSeconds: 5,
       maxRequestBytes: 2097152,
       workers: 2,

@@ -4,12 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../../src/config/load.js';
 import {
+  resolveMetricsToken,
   resolveSecret,
   resolveSecretSync,
   resolveUpstreamSecrets,
 } from '../../../src/config/secrets.js';
 import { ConfigError } from '../../../src/config/problems.js';
-import { MINIMAL } from './helpers.js';
+import { MINIMAL, describeProblems } from './helpers.js';
 
 async function rejection(p: Promise<unknown>): Promise<ConfigError> {
   const err = await p.then(
@@ -27,6 +28,7 @@ describe('config/secrets', () => {
     'TOLLGATE_TEST_EMPTY',
     'TOLLGATE_TEST_UNSET',
     'TOLLGATE_TEST_TENANT',
+    'TOLLGATE_TEST_METRICS',
   ];
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'tollgate-secrets-'));
@@ -85,6 +87,32 @@ describe('config/secrets', () => {
     expect(err.problems[0]?.message).to.contain('contains a line break');
     expect(err.message).to.not.contain('sk-one');
     expect(() => resolveSecretSync({ file: join(dir, 'nope') })).to.throw(ConfigError, 'ENOENT');
+  });
+
+  it('server.metricsToken: a secret reference, read at start-up, 16+ characters a bearer token may hold', async () => {
+    expect(await resolveMetricsToken(parseConfig(MINIMAL))).to.equal(undefined);
+    const cfg = parseConfig(`${MINIMAL}server: { metricsToken: { env: TOLLGATE_TEST_METRICS } }\n`);
+    expect(cfg.server.metricsToken).to.deep.equal({ env: 'TOLLGATE_TEST_METRICS' });
+    process.env['TOLLGATE_TEST_METRICS'] = 'c2VjcmV0LXRva2VuLTE2Kw==';
+    expect(await resolveMetricsToken(cfg)).to.equal('c2VjcmV0LXRva2VuLTE2Kw==');
+    const file = join(dir, 'metrics-token');
+    await writeFile(file, `${'ab12'.repeat(16)}\n`);
+    expect(await resolveMetricsToken(parseConfig(`${MINIMAL}server: { metricsToken: { file: ${JSON.stringify(file)} } }\n`))).to.equal('ab12'.repeat(16));
+    for (const [value, message] of [
+      ['short-token', 'shorter than 16 characters'],
+      ['a token with spaces in it', 'may hold only'],
+      ['tok"en-that-is-long-enough', 'may hold only'],
+    ] as const) {
+      process.env['TOLLGATE_TEST_METRICS'] = value;
+      const err = await rejection(resolveMetricsToken(cfg));
+      expect(err.problems[0]?.path).to.equal('server.metricsToken');
+      expect(err.problems[0]?.message).to.include(message);
+      expect(err.message).to.not.include(value);
+    }
+    delete process.env['TOLLGATE_TEST_METRICS'];
+    expect((await rejection(resolveMetricsToken(cfg))).problems[0]?.message).to.equal('environment variable TOLLGATE_TEST_METRICS is not set');
+    // Written in the file itself, a token would be refused: like every secret, it is a reference.
+    expect(describeProblems(`${MINIMAL}server: { metricsToken: hunter2hunter2hunter2 }\n`)[0]).to.match(/^3: server\.metricsToken: /);
   });
 
   it('resolves every upstream key of a config and reports all failures at once', async () => {
