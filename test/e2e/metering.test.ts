@@ -7,6 +7,7 @@
 import { expect } from 'chai';
 import OpenAI from 'openai';
 import { baseConfig, withStack } from '../helpers/e2e.js';
+import { extProcStats } from '../helpers/stack.js';
 
 const HI = [{ role: 'user' as const, content: 'hi' }];
 const TENANT = 'metering';
@@ -193,6 +194,45 @@ tokenBudgets:
         source: 'provider',
         charged: 35,
       });
+    });
+
+  // Streams of legacy completions and of the Responses API through both stream filters. The
+  // proof of the route is Envoy's: the `observe` filter (observability mode) never waits for an
+  // answer, so it receives none; the `edit` filter receives one per message it sends.
+  for (const [filter, endpoint, limit] of [
+    ['edit', 'completions', {}],
+    ['observe', 'completions', { max_tokens: 50, stream_options: { include_usage: true } }],
+    ['edit', 'responses', {}],
+    ['observe', 'responses', { max_output_tokens: 50 }],
+  ] as const)
+    it(`charges a ${endpoint} stream its reported usage (${filter} filter)`, async () => {
+      const { client, subject } = await caller();
+      const before = await extProcStats(e2e.stack);
+      const reported = e2e.upstream.reported.length;
+      // Completions default to 16 output tokens (written when no limit is given): stay below.
+      const opts = dev(6, 11, { 'x-dev-chunks': '5' });
+      let text = '';
+      if (endpoint === 'completions') {
+        const stream = await client.completions.create({ model: 'gpt-4o-mini', prompt: 'hi', stream: true, ...limit }, opts);
+        for await (const chunk of stream) text += chunk.choices[0]?.text ?? '';
+      } else {
+        const stream = await client.responses.create({ model: 'gpt-4o-mini', input: 'hi', stream: true, ...limit }, opts);
+        for await (const event of stream) if (event.type === 'response.output_text.delta') text += event.delta;
+      }
+      expect(text).to.match(/^Hello/);
+      expect(e2e.upstream.reported.slice(reported).map((r) => r.totalTokens)).to.deep.equal([17]);
+      expect(await usageLine(subject)).to.deep.include({
+        inputTokens: 6,
+        outputTokens: 11,
+        totalTokens: 17,
+        source: 'provider',
+        charged: 17,
+      });
+      const after = await extProcStats(e2e.stack);
+      expect(after['streams_started'], 'one ext_proc stream').to.equal((before['streams_started'] ?? 0) + 1);
+      const answered = (after['stream_msgs_received'] ?? 0) - (before['stream_msgs_received'] ?? 0);
+      if (filter === 'observe') expect(answered, 'observability mode: Envoy took no answer').to.equal(0);
+      else expect(answered, 'the edit filter waits for answers').to.be.greaterThan(0);
     });
 
   it('charges an estimate (> 0) when the client aborts a slow stream after two chunks', async () => {
