@@ -1,7 +1,8 @@
 /**
  * A local OpenAI-compatible upstream for `tollgate demo` and the tests. It answers chat
  * completions and legacy completions (JSON and SSE, with usage when asked), the Responses API
- * (JSON and SSE events, usage in `response.completed`), embeddings and the model list, and records every request it received so tests can check
+ * (JSON and SSE events, usage in `response.completed`; `background: true` without `stream` is
+ * answered `queued`, without usage), embeddings and the model list, and records every request it received so tests can check
  * what really reached the upstream. With `tls` it serves HTTPS and records every handshake (SNI,
  * ALPN, or why it failed), so TLS tests can prove what a client sent and what it refused.
  *
@@ -242,6 +243,9 @@ export class DevUpstream {
         return this.json(res, 200, embeddings(model, body, c), c.gzip);
       case '/v1/responses':
         if (body['stream'] === true) return this.sseStream(res, path, body, model, c, report);
+        // A background response is queued: the model runs later and its usage is read with
+        // `GET /v1/responses/{id}`, never reported in this answer.
+        if (body['background'] === true) return this.json(res, 200, queuedResponse(model), c.gzip);
         report();
         return this.json(res, 200, responsesResult(model, c), c.gzip);
       default:
@@ -414,6 +418,10 @@ function embeddings(model: string, body: Record<string, unknown>, c: Controls): 
     data: Array.from({ length: count }, (_, index) => ({ object: 'embedding', index, embedding: [0.1, 0.2, 0.3] })),
     usage: { prompt_tokens: c.promptTokens, total_tokens: c.promptTokens },
   };
+}
+
+function queuedResponse(model: string): unknown {
+  return { id: `resp_dev${Date.now()}`, object: 'response', created_at: Math.floor(Date.now() / 1000), status: 'queued', background: true, model, output: [], usage: null };
 }
 
 function responsesResult(model: string, c: Controls): unknown {

@@ -214,6 +214,19 @@ function nonNegativeInt(value: unknown): number | undefined {
   return Math.min(Math.ceil(value), Number.MAX_SAFE_INTEGER);
 }
 
+/**
+ * The output a background Responses request (`background: true`) may produce out of sight:
+ * the provider runs it after its answer (`queued`) and after a client that left a stream, and
+ * its usage is read later with `GET /v1/responses/{id}`, which is not metered. That output is
+ * bounded only by the limit the upstream is sent: `written` (the limit ext_proc writes, when
+ * it writes one), else the request's own `max_output_tokens`. Undefined for any other request,
+ * or when no limit bounds it (then no budget applies and nothing was reserved for it).
+ */
+export function backgroundOutput(path: string, body: unknown, written: number | undefined): number | undefined {
+  if (endpointForPath(path) !== 'responses' || !isObject(body) || body['background'] !== true) return undefined;
+  return written ?? nonNegativeInt(body['max_output_tokens']);
+}
+
 /** OpenAI's default `max_tokens` for legacy completions (openai.md §6). */
 export const COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
 

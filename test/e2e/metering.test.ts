@@ -235,6 +235,42 @@ tokenBudgets:
       else expect(answered, 'the edit filter waits for answers').to.be.greaterThan(0);
     });
 
+  // A background response runs at the provider after the answer (or after the client left),
+  // out of sight: its usage never reaches the gateway (`GET /v1/responses/{id}` is not metered).
+  // Its output is charged at the limit the upstream was sent, so it cannot be had for free.
+  it('charges a background Responses request its whole output limit (no usage arrives)', async () => {
+    const { client, subject } = await caller();
+    const queued = await client.responses.create(
+      { model: 'gpt-4o-mini', input: 'hi', background: true, max_output_tokens: 300 },
+      dev(9, 250),
+    );
+    expect(queued.status).to.equal('queued');
+    const line = await usageLine(subject);
+    expect(line).to.deep.include({ source: 'estimated', outputTokens: 300, aborted: false });
+    expect(line['inputTokens']).to.be.greaterThan(0);
+    expect(line['charged']).to.equal(line['totalTokens']);
+  });
+
+  it('charges a background Responses stream the client leaves its whole output limit', async () => {
+    const { client, subject } = await caller();
+    const controller = new AbortController();
+    const stream = await client.responses.create(
+      { model: 'gpt-4o-mini', input: 'hi', background: true, stream: true },
+      { ...dev(9, 250, { 'x-dev-chunks': '20', 'x-dev-chunk-delay-ms': '200' }), signal: controller.signal },
+    );
+    let seen = 0;
+    try {
+      for await (const event of stream) if (event.type === 'response.output_text.delta' && ++seen === 2) controller.abort();
+    } catch (err) {
+      expect((err as Error).name).to.match(/Abort/);
+    }
+    // No limit of its own: the one the budget wrote (metering.defaultMaxOutputTokens) is what it may still produce.
+    const sent = JSON.parse(e2e.upstream.requests('/v1/responses').at(-1)!.body) as Record<string, unknown>;
+    expect(sent['max_output_tokens']).to.be.a('number');
+    const line = await usageLine(subject);
+    expect(line).to.deep.include({ source: 'estimated', aborted: true, outputTokens: sent['max_output_tokens'] });
+  });
+
   it('charges an estimate (> 0) when the client aborts a slow stream after two chunks', async () => {
     const line = await abortAfterTwoChunks({});
     expect(line['inputTokens']).to.be.greaterThan(0);
