@@ -12,6 +12,7 @@
  * we cannot read estimates to 0 prompt tokens.
  */
 import { endpointForPath } from '../request/endpoint.js';
+import { MAX_GENERATIONS } from '../request/body.js';
 import { BudgetedCounter } from './tokenizer.js';
 
 /** Counts the tokens of one text field. */
@@ -40,8 +41,8 @@ const IMAGE_TOKENS = 765;
 const IMAGE_LOW_TOKENS = 85;
 /** Audio and files have no cheap size rule; reserve a margin and settle to real usage. */
 const OTHER_PART_TOKENS = 1000;
-/** The API refuses `n` above 128; a larger value must not inflate the reservation. */
-const MAX_CHOICES = 128;
+/** The Check refuses `n` / `best_of` above this (request/body.ts); kept here as a bound too. */
+const MAX_CHOICES = MAX_GENERATIONS;
 
 type Obj = Record<string, unknown>;
 
