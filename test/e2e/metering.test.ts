@@ -66,6 +66,19 @@ tokenBudgets:
     }
   }
 
+  /**
+   * Proves which stream filter metered the request since `before` (Envoy's ext_proc counters):
+   * the `observe` filter (observability mode) receives no answer, the `edit` filter one per
+   * message it sends.
+   */
+  async function expectFilter(filter: 'edit' | 'observe', before: Record<string, number>): Promise<void> {
+    const after = await extProcStats(e2e.stack);
+    expect(after['streams_started'], 'one ext_proc stream').to.equal((before['streams_started'] ?? 0) + 1);
+    const answered = (after['stream_msgs_received'] ?? 0) - (before['stream_msgs_received'] ?? 0);
+    if (filter === 'observe') expect(answered, 'observability mode: Envoy took no answer').to.equal(0);
+    else expect(answered, 'the edit filter waits for answers').to.be.greaterThan(0);
+  }
+
   const dev = (prompt: number, completion: number, extra: Record<string, string> = {}) => ({
     headers: {
       'x-dev-prompt-tokens': String(prompt),
@@ -169,6 +182,7 @@ tokenBudgets:
   ] as const)
     it(`passes the usage chunk to a client that asked for it, and charges it (${filter} filter)`, async () => {
       const { client, subject } = await caller();
+      const before = await extProcStats(e2e.stack);
       const stream = await client.chat.completions.create(
         {
           model: 'gpt-4o-mini',
@@ -194,6 +208,7 @@ tokenBudgets:
         source: 'provider',
         charged: 35,
       });
+      await expectFilter(filter, before);
     });
 
   // Streams of legacy completions and of the Responses API through both stream filters. The
@@ -228,11 +243,7 @@ tokenBudgets:
         source: 'provider',
         charged: 17,
       });
-      const after = await extProcStats(e2e.stack);
-      expect(after['streams_started'], 'one ext_proc stream').to.equal((before['streams_started'] ?? 0) + 1);
-      const answered = (after['stream_msgs_received'] ?? 0) - (before['stream_msgs_received'] ?? 0);
-      if (filter === 'observe') expect(answered, 'observability mode: Envoy took no answer').to.equal(0);
-      else expect(answered, 'the edit filter waits for answers').to.be.greaterThan(0);
+      await expectFilter(filter, before);
     });
 
   // A background response runs at the provider after the answer (or after the client left),
@@ -295,6 +306,7 @@ tokenBudgets:
   ] as const) {
     it(`charges the prompt estimate when the client aborts a stream before its first byte (${filter} filter)`, async () => {
       const { client, subject } = await caller();
+      const before = await extProcStats(e2e.stack);
       const controller = new AbortController();
       const request = client.chat.completions.create(
         { model: 'gpt-4o-mini', messages: HI, stream: true, ...body },
@@ -312,6 +324,7 @@ tokenBudgets:
       expect(line).to.deep.include({ source: 'estimated', aborted: true, outputTokens: 0 });
       expect(line['inputTokens']).to.be.greaterThan(0);
       expect(line['charged']).to.equal(line['totalTokens']);
+      await expectFilter(filter, before);
     });
   }
 
