@@ -9,6 +9,7 @@ import type { Reservation } from '../domain/reservation.js';
 import { encodeHandoff, MAX_GROUPS_BYTES } from '../handoff/handoff.js';
 import { encodeClaimList } from '../identity/claims.js';
 import { injectsUsage } from '../metering/request-rewrite.js';
+import { backgroundOutput } from '../metering/estimate.js';
 import { isModelList } from '../request/endpoint.js';
 import { STREAM_PROFILE_KEY, streamProfile } from '../handoff/stream-profile.js';
 import type { CheckStep } from './step.js';
@@ -32,6 +33,7 @@ export function handOff(rules: RuleClaims, onReservation?: (reservation: Reserva
       // Only a model list is filtered by rules on the response side; nothing else needs claims.
       const claims = isModelList(request.method, request.path) ? rules.ruleClaims(caller) : {};
       const injectUsage = injectsUsage(request.path, check.body);
+      const background = backgroundOutput(request.path, check.body, outputLimit);
       const metadata = encodeHandoff(
         {
           id: check.handoffId,
@@ -45,6 +47,7 @@ export function handOff(rules: RuleClaims, onReservation?: (reservation: Reserva
           ...(price !== undefined ? { price } : {}),
           ...(outputLimit !== undefined ? { outputLimit } : {}),
           injectUsage,
+          ...(background !== undefined ? { backgroundOutput: background } : {}),
           admittedAt: check.now,
         },
         // The identity headers' encoding: a `,` inside a group name cannot split it.

@@ -1,7 +1,8 @@
 /**
  * A local OpenAI-compatible upstream for `tollgate demo` and the tests. It answers chat
- * completions (JSON and SSE, with usage when asked), legacy completions, embeddings, the
- * Responses API and the model list, and records every request it received so tests can check
+ * completions and legacy completions (JSON and SSE, with usage when asked), the Responses API
+ * (JSON and SSE events, usage in `response.completed`; `background: true` without `stream` is
+ * answered `queued`, without usage), embeddings and the model list, and records every request it received so tests can check
  * what really reached the upstream. With `tls` it serves HTTPS and records every handshake (SNI,
  * ALPN, or why it failed), so TLS tests can prove what a client sent and what it refused.
  *
@@ -230,16 +231,21 @@ export class DevUpstream {
     };
     switch (path) {
       case '/v1/chat/completions':
-        if (body['stream'] === true) return this.chatStream(res, body, model, c, report);
+        if (body['stream'] === true) return this.sseStream(res, path, body, model, c, report);
         report();
         return this.json(res, 200, chatCompletion(model, c), c.gzip);
       case '/v1/completions':
+        if (body['stream'] === true) return this.sseStream(res, path, body, model, c, report);
         report();
         return this.json(res, 200, textCompletion(model, c), c.gzip);
       case '/v1/embeddings':
         report(0);
         return this.json(res, 200, embeddings(model, body, c), c.gzip);
       case '/v1/responses':
+        if (body['stream'] === true) return this.sseStream(res, path, body, model, c, report);
+        // A background response is queued: the model runs later and its usage is read with
+        // `GET /v1/responses/{id}`, never reported in this answer.
+        if (body['background'] === true) return this.json(res, 200, queuedResponse(model), c.gzip);
         report();
         return this.json(res, 200, responsesResult(model, c), c.gzip);
       default:
@@ -257,8 +263,14 @@ export class DevUpstream {
     res.end(out);
   }
 
-  private async chatStream(
+  /**
+   * One SSE stream in the shape of `path`: chat and legacy completions send chunks (the usage
+   * chunk only when `stream_options.include_usage` is true) and `data: [DONE]`; the Responses
+   * API sends named events and its usage in the terminal `response.completed`.
+   */
+  private async sseStream(
     res: ServerResponse,
+    path: string,
     body: Record<string, unknown>,
     model: string,
     c: Controls,
@@ -278,10 +290,8 @@ export class DevUpstream {
         await new Promise<void>((r) => gz.flush(() => r()));
       } else res.write(text);
     };
-    const id = `chatcmpl-dev${Date.now()}`;
-    const base = { id, object: 'chat.completion.chunk', created: Math.floor(Date.now() / 1000), model };
-    const extra = includeUsage ? { usage: null } : {};
-    await write(`data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }], ...extra })}\n\n`);
+    const shape = streamShape(path, model, includeUsage);
+    await write(shape.first());
     for (const [i, piece] of contentFor(c.chunks).entries()) {
       if (c.delayMs > 0) await sleep(c.delayMs);
       if (i === c.resetAfterChunks) {
@@ -289,17 +299,78 @@ export class DevUpstream {
         return;
       }
       if (res.destroyed) return;
-      await write(`data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: { content: piece }, finish_reason: null }], ...extra })}\n\n`);
+      await write(shape.piece(piece));
     }
-    await write(`data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }], ...extra })}\n\n`);
-    if (includeUsage && !res.destroyed) {
+    await write(shape.finish());
+    if (shape.reportsUsage && !res.destroyed) {
       report();
-      await write(`data: ${JSON.stringify({ ...base, choices: [], usage: usageOf(c) })}\n\n`);
+      await write(shape.usage(c));
     }
-    await write('data: [DONE]\n\n');
+    if (shape.done) await write('data: [DONE]\n\n');
     if (gz) gz.end();
     else res.end();
   }
+}
+
+interface StreamShape {
+  first(): string;
+  piece(text: string): string;
+  finish(): string;
+  /** The stream ends with usage (the Responses API always, chat/completions when asked). */
+  readonly reportsUsage: boolean;
+  usage(c: Controls): string;
+  /** It ends with `data: [DONE]` (chat and completions). */
+  readonly done: boolean;
+}
+
+function data(value: unknown): string {
+  return `data: ${JSON.stringify(value)}\n\n`;
+}
+
+function streamShape(path: string, model: string, includeUsage: boolean): StreamShape {
+  const created = Math.floor(Date.now() / 1000);
+  if (path === '/v1/responses') {
+    const id = `resp_dev${Date.now()}`;
+    let seq = 0;
+    const event = (type: string, payload: Record<string, unknown>) =>
+      `event: ${type}\n${data({ type, sequence_number: seq++, ...payload })}`;
+    const response = (status: string, extra: Record<string, unknown> = {}) => ({ id, object: 'response', created_at: created, status, model, output: [], usage: null, ...extra });
+    let text = '';
+    return {
+      first: () => event('response.created', { response: response('in_progress') }),
+      piece: (delta) => {
+        text += delta;
+        return event('response.output_text.delta', { item_id: 'msg_dev', output_index: 0, content_index: 0, delta });
+      },
+      finish: () => event('response.output_text.done', { item_id: 'msg_dev', output_index: 0, content_index: 0, text }),
+      reportsUsage: true,
+      usage: (c) => {
+        const { usage } = responsesResult(model, c) as { usage: unknown };
+        return event('response.completed', { response: response('completed', { usage }) });
+      },
+      done: false,
+    };
+  }
+  const completions = path === '/v1/completions';
+  const base = completions
+    ? { id: `cmpl-dev${Date.now()}`, object: 'text_completion', created, model }
+    : { id: `chatcmpl-dev${Date.now()}`, object: 'chat.completion.chunk', created, model };
+  const extra = includeUsage ? { usage: null } : {};
+  const choice = (delta: Record<string, unknown>, text: string, finish: string | null) =>
+    completions ? { index: 0, text, finish_reason: finish, logprobs: null } : { index: 0, delta, finish_reason: finish };
+  return {
+    first: () => data({ ...base, choices: [choice({ role: 'assistant', content: '' }, '', null)], ...extra }),
+    piece: (text) => data({ ...base, choices: [choice({ content: text }, text, null)], ...extra }),
+    finish: () => data({ ...base, choices: [choice({}, '', 'stop')], ...extra }),
+    reportsUsage: includeUsage,
+    usage: (c) =>
+      data({
+        ...base,
+        choices: [],
+        usage: completions ? { prompt_tokens: c.promptTokens, completion_tokens: c.completionTokens, total_tokens: c.promptTokens + c.completionTokens } : usageOf(c),
+      }),
+    done: true,
+  };
 }
 
 function errorBody(message: string): unknown {
@@ -347,6 +418,10 @@ function embeddings(model: string, body: Record<string, unknown>, c: Controls): 
     data: Array.from({ length: count }, (_, index) => ({ object: 'embedding', index, embedding: [0.1, 0.2, 0.3] })),
     usage: { prompt_tokens: c.promptTokens, total_tokens: c.promptTokens },
   };
+}
+
+function queuedResponse(model: string): unknown {
+  return { id: `resp_dev${Date.now()}`, object: 'response', created_at: Math.floor(Date.now() / 1000), status: 'queued', background: true, model, output: [], usage: null };
 }
 
 function responsesResult(model: string, c: Controls): unknown {

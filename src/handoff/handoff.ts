@@ -43,6 +43,11 @@ export interface Handoff {
   readonly outputLimit?: number;
   /** The request streams chat/completions without asking for usage: ext_proc injects it. */
   readonly injectUsage: boolean;
+  /**
+   * A background Responses request: the output it may produce out of sight (its output
+   * limit, metering/estimate.ts backgroundOutput), charged when no usage arrives.
+   */
+  readonly backgroundOutput?: number;
   /** Epoch ms of the Check. */
   readonly admittedAt: number;
 }
@@ -66,6 +71,8 @@ interface Details {
   ol?: number;
   /** injectUsage */
   iu?: true;
+  /** backgroundOutput */
+  bo?: number;
   /**
    * reservation: [budget key, period end ms, amount reserved, budget name] per budget, with a
    * fifth `usd` for a cost budget's counter (the amount in micro-dollars)
@@ -86,6 +93,7 @@ export function encodeHandoff(handoff: Handoff, groups: string): Record<string, 
   const details: Details = { m: handoff.method, p: handoff.path, at: handoff.admittedAt, pe: handoff.promptEstimate };
   if (handoff.outputLimit !== undefined) details.ol = handoff.outputLimit;
   if (handoff.injectUsage) details.iu = true;
+  if (handoff.backgroundOutput !== undefined) details.bo = handoff.backgroundOutput;
   if (reservation !== undefined && reservation.budgets.length > 0) {
     details.r = reservation.budgets.map((b, i) => {
       const entry: [string, number, number, string] = [b.key, b.expiresAtMs, reservation.reserved[i] ?? 0, reservation.names[i] ?? ''];
@@ -154,6 +162,7 @@ export function decodeHandoff(metadata: Readonly<Record<string, unknown>>): Hand
     ...(price !== undefined ? { price } : {}),
     ...(isCount(d['ol']) ? { outputLimit: d['ol'] } : {}),
     injectUsage: d['iu'] === true,
+    ...(isCount(d['bo']) ? { backgroundOutput: d['bo'] } : {}),
     admittedAt: at,
   };
 }

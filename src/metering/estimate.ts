@@ -12,6 +12,7 @@
  * we cannot read estimates to 0 prompt tokens.
  */
 import { endpointForPath } from '../request/endpoint.js';
+import { MAX_GENERATIONS } from '../request/body.js';
 import { BudgetedCounter } from './tokenizer.js';
 
 /** Counts the tokens of one text field. */
@@ -40,8 +41,8 @@ const IMAGE_TOKENS = 765;
 const IMAGE_LOW_TOKENS = 85;
 /** Audio and files have no cheap size rule; reserve a margin and settle to real usage. */
 const OTHER_PART_TOKENS = 1000;
-/** The API refuses `n` above 128; a larger value must not inflate the reservation. */
-const MAX_CHOICES = 128;
+/** The Check refuses `n` / `best_of` above this (request/body.ts); kept here as a bound too. */
+const MAX_CHOICES = MAX_GENERATIONS;
 
 type Obj = Record<string, unknown>;
 
@@ -212,6 +213,19 @@ export function quickPromptEstimate(path: string, body: unknown): number {
 function nonNegativeInt(value: unknown): number | undefined {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) return undefined;
   return Math.min(Math.ceil(value), Number.MAX_SAFE_INTEGER);
+}
+
+/**
+ * The output a background Responses request (`background: true`) may produce out of sight:
+ * the provider runs it after its answer (`queued`) and after a client that left a stream, and
+ * its usage is read later with `GET /v1/responses/{id}`, which is not metered. That output is
+ * bounded only by the limit the upstream is sent: `written` (the limit ext_proc writes, when
+ * it writes one), else the request's own `max_output_tokens`. Undefined for any other request,
+ * or when no limit bounds it (then no budget applies and nothing was reserved for it).
+ */
+export function backgroundOutput(path: string, body: unknown, written: number | undefined): number | undefined {
+  if (endpointForPath(path) !== 'responses' || !isObject(body) || body['background'] !== true) return undefined;
+  return written ?? nonNegativeInt(body['max_output_tokens']);
 }
 
 /** OpenAI's default `max_tokens` for legacy completions (openai.md §6). */

@@ -30,6 +30,11 @@ export interface MeterOptions {
   countPrompt?: () => number;
   /** The response's content-encoding header; compressed bodies are observed, never rewritten. */
   contentEncoding?: string;
+  /**
+   * The output a background request may produce out of sight (estimate.ts backgroundOutput):
+   * without usage, at least this much output is charged, whatever passed by.
+   */
+  backgroundOutput?: number;
 }
 
 /** Largest non-streaming body buffered for parsing; beyond it the meter estimates instead. */
@@ -129,6 +134,7 @@ export class ResponseMeter {
       } catch {
         output = 0;
       }
+      output = Math.max(output, this.opts.backgroundOutput ?? 0);
       const input = promptTokens(this.opts);
       this.result = {
         inputTokens: input,

@@ -50,6 +50,13 @@ const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 /** Fields of a metered body that size its reservation: integers when present. */
 const COUNT_FIELDS = ['n', 'best_of', 'max_tokens', 'max_completion_tokens', 'max_output_tokens'];
 
+/**
+ * The most generations (`n`, `best_of`) a request may ask for: OpenAI's own maximum, and the
+ * most a reservation counts (metering/estimate.ts). An upstream that honoured more would
+ * produce output no reservation made room for, so more is refused here.
+ */
+export const MAX_GENERATIONS = 128;
+
 function invalid(message: string): BodyResult {
   return { ok: false, denial: deny('invalid_body', message) };
 }
@@ -65,6 +72,10 @@ function sizingProblem(body: Readonly<Record<string, unknown>>): string | undefi
     if (value === undefined || value === null) continue;
     if (typeof value !== 'number' || !Number.isInteger(value) || value < 0)
       return `"${field}" must be a non-negative integer`;
+  }
+  for (const field of ['n', 'best_of']) {
+    const value = body[field];
+    if (typeof value === 'number' && value > MAX_GENERATIONS) return `"${field}" must be at most ${MAX_GENERATIONS}`;
   }
   const stream = body['stream'];
   if (stream !== undefined && stream !== null && typeof stream !== 'boolean')

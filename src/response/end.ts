@@ -1,7 +1,8 @@
 /**
  * Phase `end`: the hand-off is settled with the ledger exactly once — the provider's usage, an
  * estimate when the response was cut short (client abort, upstream reset), or the prompt alone
- * when the client left before any response; never lost.
+ * when the client left before any response (and a background request's whole output limit,
+ * which the provider produces anyway); never lost.
  */
 import { promptTokens } from '../metering/meter.js';
 import type { Usage } from '../metering/usage.js';
@@ -32,5 +33,7 @@ export async function end(x: ExchangeState, outcome: 'complete' | 'aborted'): Pr
 
 function promptOnly(x: ExchangeState, handoff: Handoff): Usage {
   const input = promptTokens({ promptEstimate: handoff.promptEstimate, countPrompt: () => countPrompt(x) });
-  return { inputTokens: input, outputTokens: 0, totalTokens: input, source: 'estimated' };
+  // A background request runs on at the provider whether or not its caller waits.
+  const output = handoff.backgroundOutput ?? 0;
+  return { inputTokens: input, outputTokens: output, totalTokens: input + output, source: 'estimated' };
 }

@@ -71,6 +71,7 @@ export async function responseHeaders(
       clientWantsUsage: x.clientWantsUsage,
       promptEstimate: handoff.promptEstimate,
       countPrompt: () => countPrompt(x),
+      ...(handoff.backgroundOutput !== undefined ? { backgroundOutput: handoff.backgroundOutput } : {}),
       ...(encoding !== undefined ? { contentEncoding: encoding } : {}),
     });
     if (endOfStream) return;

@@ -7,6 +7,7 @@
 import { expect } from 'chai';
 import OpenAI from 'openai';
 import { baseConfig, withStack } from '../helpers/e2e.js';
+import { extProcStats } from '../helpers/stack.js';
 
 const HI = [{ role: 'user' as const, content: 'hi' }];
 const TENANT = 'metering';
@@ -63,6 +64,19 @@ tokenBudgets:
       if (Date.now() > deadline) throw new Error(`no usage line for ${subject}`);
       await new Promise((r) => setTimeout(r, 50));
     }
+  }
+
+  /**
+   * Proves which stream filter metered the request since `before` (Envoy's ext_proc counters):
+   * the `observe` filter (observability mode) receives no answer, the `edit` filter one per
+   * message it sends.
+   */
+  async function expectFilter(filter: 'edit' | 'observe', before: Record<string, number>): Promise<void> {
+    const after = await extProcStats(e2e.stack);
+    expect(after['streams_started'], 'one ext_proc stream').to.equal((before['streams_started'] ?? 0) + 1);
+    const answered = (after['stream_msgs_received'] ?? 0) - (before['stream_msgs_received'] ?? 0);
+    if (filter === 'observe') expect(answered, 'observability mode: Envoy took no answer').to.equal(0);
+    else expect(answered, 'the edit filter waits for answers').to.be.greaterThan(0);
   }
 
   const dev = (prompt: number, completion: number, extra: Record<string, string> = {}) => ({
@@ -168,6 +182,7 @@ tokenBudgets:
   ] as const)
     it(`passes the usage chunk to a client that asked for it, and charges it (${filter} filter)`, async () => {
       const { client, subject } = await caller();
+      const before = await extProcStats(e2e.stack);
       const stream = await client.chat.completions.create(
         {
           model: 'gpt-4o-mini',
@@ -193,7 +208,79 @@ tokenBudgets:
         source: 'provider',
         charged: 35,
       });
+      await expectFilter(filter, before);
     });
+
+  // Streams of legacy completions and of the Responses API through both stream filters. The
+  // proof of the route is Envoy's: the `observe` filter (observability mode) never waits for an
+  // answer, so it receives none; the `edit` filter receives one per message it sends.
+  for (const [filter, endpoint, limit] of [
+    ['edit', 'completions', {}],
+    ['observe', 'completions', { max_tokens: 50, stream_options: { include_usage: true } }],
+    ['edit', 'responses', {}],
+    ['observe', 'responses', { max_output_tokens: 50 }],
+  ] as const)
+    it(`charges a ${endpoint} stream its reported usage (${filter} filter)`, async () => {
+      const { client, subject } = await caller();
+      const before = await extProcStats(e2e.stack);
+      const reported = e2e.upstream.reported.length;
+      // Completions default to 16 output tokens (written when no limit is given): stay below.
+      const opts = dev(6, 11, { 'x-dev-chunks': '5' });
+      let text = '';
+      if (endpoint === 'completions') {
+        const stream = await client.completions.create({ model: 'gpt-4o-mini', prompt: 'hi', stream: true, ...limit }, opts);
+        for await (const chunk of stream) text += chunk.choices[0]?.text ?? '';
+      } else {
+        const stream = await client.responses.create({ model: 'gpt-4o-mini', input: 'hi', stream: true, ...limit }, opts);
+        for await (const event of stream) if (event.type === 'response.output_text.delta') text += event.delta;
+      }
+      expect(text).to.match(/^Hello/);
+      expect(e2e.upstream.reported.slice(reported).map((r) => r.totalTokens)).to.deep.equal([17]);
+      expect(await usageLine(subject)).to.deep.include({
+        inputTokens: 6,
+        outputTokens: 11,
+        totalTokens: 17,
+        source: 'provider',
+        charged: 17,
+      });
+      await expectFilter(filter, before);
+    });
+
+  // A background response runs at the provider after the answer (or after the client left),
+  // out of sight: its usage never reaches the gateway (`GET /v1/responses/{id}` is not metered).
+  // Its output is charged at the limit the upstream was sent, so it cannot be had for free.
+  it('charges a background Responses request its whole output limit (no usage arrives)', async () => {
+    const { client, subject } = await caller();
+    const queued = await client.responses.create(
+      { model: 'gpt-4o-mini', input: 'hi', background: true, max_output_tokens: 300 },
+      dev(9, 250),
+    );
+    expect(queued.status).to.equal('queued');
+    const line = await usageLine(subject);
+    expect(line).to.deep.include({ source: 'estimated', outputTokens: 300, aborted: false });
+    expect(line['inputTokens']).to.be.greaterThan(0);
+    expect(line['charged']).to.equal(line['totalTokens']);
+  });
+
+  it('charges a background Responses stream the client leaves its whole output limit', async () => {
+    const { client, subject } = await caller();
+    const controller = new AbortController();
+    const stream = await client.responses.create(
+      { model: 'gpt-4o-mini', input: 'hi', background: true, stream: true },
+      { ...dev(9, 250, { 'x-dev-chunks': '20', 'x-dev-chunk-delay-ms': '200' }), signal: controller.signal },
+    );
+    let seen = 0;
+    try {
+      for await (const event of stream) if (event.type === 'response.output_text.delta' && ++seen === 2) controller.abort();
+    } catch (err) {
+      expect((err as Error).name).to.match(/Abort/);
+    }
+    // No limit of its own: the one the budget wrote (metering.defaultMaxOutputTokens) is what it may still produce.
+    const sent = JSON.parse(e2e.upstream.requests('/v1/responses').at(-1)!.body) as Record<string, unknown>;
+    expect(sent['max_output_tokens']).to.be.a('number');
+    const line = await usageLine(subject);
+    expect(line).to.deep.include({ source: 'estimated', aborted: true, outputTokens: sent['max_output_tokens'] });
+  });
 
   it('charges an estimate (> 0) when the client aborts a slow stream after two chunks', async () => {
     const line = await abortAfterTwoChunks({});
@@ -219,6 +306,7 @@ tokenBudgets:
   ] as const) {
     it(`charges the prompt estimate when the client aborts a stream before its first byte (${filter} filter)`, async () => {
       const { client, subject } = await caller();
+      const before = await extProcStats(e2e.stack);
       const controller = new AbortController();
       const request = client.chat.completions.create(
         { model: 'gpt-4o-mini', messages: HI, stream: true, ...body },
@@ -236,6 +324,7 @@ tokenBudgets:
       expect(line).to.deep.include({ source: 'estimated', aborted: true, outputTokens: 0 });
       expect(line['inputTokens']).to.be.greaterThan(0);
       expect(line['charged']).to.equal(line['totalTokens']);
+      await expectFilter(filter, before);
     });
   }
 

@@ -228,6 +228,10 @@ describe('e2e: security — one canonical request, no way around the rules', fun
         ['trailing space', chatBody('gpt-4o '), {}, 'invalid_model'],
         ['no model', '{"messages":[]}', {}, 'invalid_model'],
         ['n as a string', '{"model":"gpt-4o-mini","messages":[],"n":"5"}', {}, 'invalid_body'],
+        // The reservation counts at most 128 generations; an upstream that honours more would
+        // overshoot it (OpenAI refuses them, compatible servers may not).
+        ['n above 128', '{"model":"gpt-4o-mini","messages":[],"n":129,"max_completion_tokens":10}', {}, 'invalid_body'],
+        ['best_of above 128', '{"model":"gpt-4o-mini","messages":[],"best_of":200}', {}, 'invalid_body'],
       ];
       for (const [name, body, headers, reason] of cases) {
         const res = await send('alice', 'POST', CHAT, body, headers);

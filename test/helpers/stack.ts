@@ -110,3 +110,36 @@ export async function startStack(opts: {
     },
   };
 }
+
+/**
+ * The admin URL of the Envoy a stack started (its child process, found by its
+ * `--admin-address-path`; Linux /proc), for tests that read Envoy's own counters.
+ */
+export async function envoyAdminUrl(stack: StackProcess): Promise<string> {
+  const { readdir, readFile } = await import('node:fs/promises');
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid !== stack.proc.pid) continue;
+      const args = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+      const at = args.indexOf('--admin-address-path');
+      if (at >= 0) return `http://${(await readFile(args[at + 1]!, 'utf8')).trim()}`;
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  throw new Error('the stack runs no Envoy with an admin address');
+}
+
+/** Envoy's ext_proc counters (every ext_proc filter of the ingress listener counts together). */
+export async function extProcStats(stack: StackProcess): Promise<Record<string, number>> {
+  const text = await (await fetch(`${await envoyAdminUrl(stack)}/stats?filter=ext_proc`)).text();
+  const out: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    const m = /^http\.ingress\.ext_proc\.(\w+): (\d+)$/.exec(line.trim());
+    if (m) out[m[1]!] = Number(m[2]);
+  }
+  return out;
+}

@@ -47,4 +47,40 @@ describe('dev upstream: usage honours the request', () => {
     expect(responses).to.include({ input_tokens: 7, output_tokens: 20, total_tokens: 27 });
     expect(upstream.reported.map((r) => r.totalTokens)).to.deep.equal([19, 43, 22, 47, 25, 19, 27]);
   });
+
+  async function events(path: string, body: Record<string, unknown>): Promise<string[]> {
+    const res = await fetch(`${upstream.url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-dev-prompt-tokens': '7', 'x-dev-completion-tokens': '5' },
+      body: JSON.stringify(body),
+    });
+    expect(res.headers.get('content-type')).to.equal('text/event-stream');
+    return (await res.text()).split('\n\n').filter((e) => e !== '');
+  }
+
+  it('streams legacy completions and the Responses API in their own shapes', async () => {
+    const before = upstream.reported.length;
+    const plain = await events('/v1/completions', { prompt: 'x', stream: true });
+    expect(plain.at(-1)).to.equal('data: [DONE]');
+    expect(plain.some((e) => e.includes('"usage":{')), 'no usage unless asked').to.equal(false);
+    expect(plain[1]).to.contain('"object":"text_completion"').and.contain('"text":"Hello ');
+    const asked = await events('/v1/completions', { prompt: 'x', stream: true, stream_options: { include_usage: true } });
+    expect(asked.at(-2)).to.contain('"choices":[]').and.contain('"total_tokens":12');
+    const responses = await events('/v1/responses', { input: 'x', stream: true });
+    expect(responses[0]).to.match(/^event: response\.created\n/);
+    expect(responses.at(-1)).to.match(/^event: response\.completed\n/).and.contain('"total_tokens":12');
+    expect(responses.some((e) => e === 'data: [DONE]')).to.equal(false);
+    expect(upstream.reported.slice(before).map((r) => r.path)).to.deep.equal(['/v1/completions', '/v1/responses']);
+  });
+
+  it('answers a background Responses request queued, without usage', async () => {
+    const before = upstream.reported.length;
+    const res = await fetch(`${upstream.url}/v1/responses`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ input: 'x', background: true }),
+    });
+    expect(await res.json()).to.include({ status: 'queued', usage: null, background: true });
+    expect(upstream.reported.length).to.equal(before);
+  });
 });

@@ -96,6 +96,11 @@ describe('handoff: the Check to ext_proc, in metadata', () => {
     }
   });
 
+  it("round-trips a background request's output", () => {
+    const background: Handoff = { ...HANDOFF, backgroundOutput: 300 };
+    expect(decodeHandoff(viaEnvoy(encodeHandoff(background, '')))?.backgroundOutput).to.equal(300);
+  });
+
   it('keeps what it can do without: no model, no tenant, no reservation, no limit', () => {
     const minimal: Handoff = {
       id: HANDOFF.id,

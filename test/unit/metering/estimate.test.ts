@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import {
+  backgroundOutput,
   estimatePrompt,
   estimateReservation,
   quickPromptEstimate,
@@ -303,6 +304,15 @@ describe('metering/estimate', () => {
     // Only the first 32 K characters are tokenized: ~1/27 of the work, asserted loosely.
     expect(performance.now() - started).to.be.below(fullMs / 3);
     expect(estimate).to.be.within(exact * 0.95, exact * 1.05);
+  });
+
+  it('tells the output a background Responses request may produce out of sight: the limit it is sent', () => {
+    const body = { model: 'gpt-4o-mini', input: 'hi', background: true, max_output_tokens: 300 };
+    expect(backgroundOutput('/v1/responses', body, undefined)).to.equal(300);
+    expect(backgroundOutput('/v1/responses', body, 120), 'the limit ext_proc writes').to.equal(120);
+    expect(backgroundOutput('/v1/responses', { ...body, max_output_tokens: undefined }, undefined), 'unbounded: no budget applies').to.equal(undefined);
+    expect(backgroundOutput('/v1/responses', { ...body, background: false }, 120)).to.equal(undefined);
+    expect(backgroundOutput('/v1/chat/completions', body, 120)).to.equal(undefined);
   });
 
   it('never throws on garbage bodies', () => {

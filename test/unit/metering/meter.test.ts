@@ -160,6 +160,17 @@ describe('metering/meter', () => {
     expect(failing.finish('aborted')).to.include({ inputTokens: 20, source: 'estimated' });
   });
 
+  it('charges a background request without usage at least its whole output limit', async () => {
+    const queued = Buffer.from(JSON.stringify({ id: 'resp_1', object: 'response', status: 'queued', background: true, output: [], usage: null }));
+    const meter = new ResponseMeter(chatOpts({ endpoint: 'responses', stream: false, backgroundOutput: 300 }));
+    await run(meter, [queued]);
+    expect(meter.finish('complete')).to.deep.equal({ inputTokens: 20, outputTokens: 300, totalTokens: 320, source: 'estimated' });
+    // Usage that does arrive (the client stayed for the whole stream) is charged as it is.
+    const streamed = new ResponseMeter(chatOpts({ backgroundOutput: 300 }));
+    await run(streamed, [fixture('chat-with-usage.sse')]);
+    expect(streamed.finish('complete').source).to.equal('provider');
+  });
+
   it('estimates a complete stream that carried no usage from all of its deltas', async () => {
     const meter = new ResponseMeter(chatOpts());
     await run(meter, [fixture('chat-without-usage.sse')]);

@@ -223,6 +223,9 @@ describe('request/body', () => {
       '"max_output_tokens":true',
       '"stream":"true"',
       '"stream":1',
+      // More generations than a reservation counts (OpenAI's maximum, 128).
+      '"n":129',
+      '"best_of":1000',
     ]) {
       const denial = refusal(read(request({ body: `{"model":"gpt-4o",${extra}}` })));
       expect(denial, extra).to.include({ reason: 'invalid_body' });
@@ -230,5 +233,6 @@ describe('request/body', () => {
     expect(
       read(request({ body: '{"model":"gpt-4o","n":2,"max_tokens":null,"stream":false}' })),
     ).to.deep.include({ ok: true });
+    expect(read(request({ body: '{"model":"gpt-4o","n":128,"best_of":128}' }))).to.deep.include({ ok: true });
   });
 });
