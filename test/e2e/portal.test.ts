@@ -7,15 +7,8 @@
  */
 import { expect } from 'chai';
 import OpenAI from 'openai';
-import type { BudgetView } from '../../src/budgets/view.js';
-import { DevUpstream } from '../../src/dev/upstream.js';
-import { freePort } from '../../src/stack/ports.js';
-import { GATEWAY_AUDIENCE, TestOP } from '../helpers/oidc-op.js';
 import { signIn, TestBrowser, type Page } from '../helpers/oidc-user.js';
-import { startStack, type StackProcess } from '../helpers/stack.js';
-
-const PORTAL_CLIENT = 'tollgate-portal';
-const PORTAL_SECRET = 'portal-secret-0123456789abcdef';
+import { PORTAL_SECRET, withPortalStack } from '../helpers/portal.js';
 
 /** The numbers of one budget row on the Me page (`<data value>` of used / reserved / remaining). */
 function budgetRow(page: Page, name: string): { used: number; reserved: number; remaining: number } {
@@ -33,71 +26,25 @@ function csrfOf(page: Page): string {
 
 describe('e2e: the portal over HTTP (oidc-provider + real Envoy)', function () {
   this.timeout(120_000);
-  let op: TestOP;
-  let upstream: DevUpstream;
-  let stack: StackProcess;
-  let portal = '';
-
-  before(async () => {
-    const port = await freePort();
-    portal = `http://127.0.0.1:${port}`;
-    op = await TestOP.start({ web: { clientId: PORTAL_CLIENT, secret: PORTAL_SECRET, redirectUri: `${portal}/callback` } });
-    upstream = await DevUpstream.start();
-    stack = await startStack({
-      upstream: upstream.url,
-      config: `
-server: { grpc: 127.0.0.1:0, metrics: 127.0.0.1:0 }
-authentication:
-  - provider: { name: company-idp, issuer: ${op.issuer}, clientId: ${GATEWAY_AUDIENCE} }
-upstream:
-  apiKey: { env: TEST_UPSTREAM_KEY }
-rateLimits:
-  - { name: per-user, match: { path: "/v1/*" }, requestsPerUnit: 50, unit: minute }
-tokenBudgets:
-  - { tenant: acme, maxTokens: 100000, period: month }
-  - { user: ada@example.com, maxTokens: 50000, period: day }
-portal:
-  listen: 127.0.0.1:${port}
-  provider: company-idp
-  clientId: ${PORTAL_CLIENT}
-  clientSecret: { env: PORTAL_SECRET }
-  publicUrl: ${portal}
-  resource: ${GATEWAY_AUDIENCE}
-`,
-      env: { TEST_UPSTREAM_KEY: 'sk-upstream', PORTAL_SECRET },
-    });
-  });
-
-  after(async () => {
-    await stack?.stop();
-    await upstream?.close();
-    await op?.close();
-  });
-
-  async function ledger(query: string): Promise<BudgetView> {
-    const base = (stack.ready.metrics ?? '').replace(/\/metrics$/, '');
-    const body = (await (await fetch(`${base}/budget?${query}`)).json()) as { budgets: BudgetView[] };
-    const view = body.budgets[0];
-    if (view === undefined) throw new Error(`no budget for ${query}`);
-    return view;
-  }
+  const e2e = withPortalStack();
+  const portal = (): string => e2e.url;
 
   async function signedIn(login: string): Promise<{ browser: TestBrowser; page: Page }> {
     const browser = new TestBrowser();
-    const page = await signIn(browser, `${portal}/login`, login);
-    expect(page.url, page.html).to.equal(`${portal}/`);
+    const page = await signIn(browser, `${portal()}/login`, login);
+    expect(page.url, page.html).to.equal(`${portal()}/`);
     expect(page.status, page.html).to.equal(200);
     return { browser, page };
   }
 
   async function tokenOf(browser: TestBrowser, page: Page): Promise<string> {
-    const res = await browser.post(`${portal}/token`, { 'x-csrf-token': csrfOf(page), origin: portal });
+    const res = await browser.post(`${portal()}/token`, { 'x-csrf-token': csrfOf(page), origin: portal() });
     expect(res.status, res.html).to.equal(200);
     return (JSON.parse(res.html) as { token: string }).token;
   }
 
   it('shows a sign-in page with a strict CSP and no session', async () => {
-    const res = await fetch(`${portal}/`);
+    const res = await fetch(`${portal()}/`);
     expect(res.status).to.equal(200);
     expect(res.headers.get('content-security-policy')).to.include("script-src 'self'").and.include("default-src 'none'");
     expect(res.headers.get('x-content-type-options')).to.equal('nosniff');
@@ -110,17 +57,11 @@ portal:
     const cookie = browser.cookie('tollgate_portal');
     expect(cookie).to.be.a('string');
     const token = await tokenOf(browser, page);
-    const sdk = new OpenAI({ baseURL: `${stack.ready.envoy}/v1`, apiKey: token, maxRetries: 0 });
+    const sdk = new OpenAI({ baseURL: `${e2e.stack.ready.envoy}/v1`, apiKey: token, maxRetries: 0 });
     for (let i = 0; i < 2; i++) await sdk.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `hi ${i}` }] });
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      const b = await ledger('user=ada@example.com');
-      if (b.reserved === 0 && (b.used ?? 0) > 0) break;
-      if (Date.now() > deadline) throw new Error('the calls did not settle');
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    const me = await browser.get(`${portal}/`);
-    const [user, tenant] = await Promise.all([ledger('user=ada@example.com'), ledger('tenant=acme')]);
+    await e2e.settled('user=ada@example.com');
+    const me = await browser.get(`${portal()}/`);
+    const [user, tenant] = await Promise.all([e2e.ledger('user=ada@example.com'), e2e.ledger('tenant=acme')]);
     expect(budgetRow(me, 'user:ada@example.com')).to.deep.equal({ used: user.used, reserved: user.reserved, remaining: user.remaining });
     expect(budgetRow(me, 'tenant:acme')).to.deep.equal({ used: tenant.used, reserved: tenant.reserved, remaining: tenant.remaining });
     expect(user.used).to.be.greaterThan(0);
@@ -142,43 +83,43 @@ portal:
     const claims = JSON.parse(Buffer.from(bobToken.split('.')[1] ?? '', 'base64url').toString()) as { sub: string };
     expect(claims.sub).to.equal('bob');
     // Bob's cookie with Ada's CSRF token: refused.
-    const cross = await bob.browser.post(`${portal}/token`, { 'x-csrf-token': csrfOf(ada.page) });
+    const cross = await bob.browser.post(`${portal()}/token`, { 'x-csrf-token': csrfOf(ada.page) });
     expect(cross.status).to.equal(403);
     // No cookie at all.
-    expect((await fetch(`${portal}/token`, { method: 'POST', headers: { 'x-csrf-token': csrfOf(ada.page) } })).status).to.equal(401);
+    expect((await fetch(`${portal()}/token`, { method: 'POST', headers: { 'x-csrf-token': csrfOf(ada.page) } })).status).to.equal(401);
     // A cross-site origin, even with the right token.
-    const foreign = await ada.browser.post(`${portal}/token`, { 'x-csrf-token': csrfOf(ada.page), origin: 'https://evil.example' });
+    const foreign = await ada.browser.post(`${portal()}/token`, { 'x-csrf-token': csrfOf(ada.page), origin: 'https://evil.example' });
     expect(foreign.status).to.equal(403);
   });
 
   it('signs out only with the CSRF token, and the session is gone afterwards', async () => {
     const { browser, page } = await signedIn('ada');
     const form = { 'content-type': 'application/x-www-form-urlencoded' };
-    expect((await browser.post(`${portal}/logout`, form, 'csrf=wrong')).status).to.equal(403);
-    expect((await browser.get(`${portal}/`)).html).to.include('Signed in as');
+    expect((await browser.post(`${portal()}/logout`, form, 'csrf=wrong')).status).to.equal(403);
+    expect((await browser.get(`${portal()}/`)).html).to.include('Signed in as');
     const sessionId = browser.cookie('tollgate_portal') ?? '';
-    const out = await browser.post(`${portal}/logout`, form, `csrf=${encodeURIComponent(csrfOf(page))}`);
-    expect(out.url).to.equal(`${portal}/`);
+    const out = await browser.post(`${portal()}/logout`, form, `csrf=${encodeURIComponent(csrfOf(page))}`);
+    expect(out.url).to.equal(`${portal()}/`);
     expect(out.html).to.include('href="/login"');
     expect(browser.cookie('tollgate_portal')).to.equal(undefined);
     // The old session id, replayed by hand, is dead on the server too.
-    const replay = await fetch(`${portal}/token`, { method: 'POST', headers: { cookie: `tollgate_portal=${sessionId}`, 'x-csrf-token': csrfOf(page) } });
+    const replay = await fetch(`${portal()}/token`, { method: 'POST', headers: { cookie: `tollgate_portal=${sessionId}`, 'x-csrf-token': csrfOf(page) } });
     expect(replay.status).to.equal(401);
-    const home = await fetch(`${portal}/`, { headers: { cookie: `tollgate_portal=${sessionId}` } });
+    const home = await fetch(`${portal()}/`, { headers: { cookie: `tollgate_portal=${sessionId}` } });
     expect(await home.text()).to.not.include('Signed in as');
   });
 
   it('a callback without a sign-in of its own is refused', async () => {
-    const res = await fetch(`${portal}/callback?code=x&state=y`);
+    const res = await fetch(`${portal()}/callback?code=x&state=y`);
     expect(res.status).to.equal(400);
     expect(await res.text()).to.include('expired or was already used');
   });
 
   it('never writes a token to a log line', async () => {
     const browser = new TestBrowser();
-    const page = await signIn(browser, `${portal}/login`, 'bob');
+    const page = await signIn(browser, `${portal()}/login`, 'bob');
     const token = await tokenOf(browser, page);
-    const logs = stack.logs.join('\n');
+    const logs = e2e.stack.logs.join('\n');
     expect(logs).to.include('portal: signed in');
     expect(logs).to.not.include(token);
     expect(logs).to.not.include(token.split('.')[2] ?? 'x');
