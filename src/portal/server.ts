@@ -138,7 +138,9 @@ export function portalHandler(deps: PortalDeps): { handle: (req: IncomingMessage
   async function callback(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const pendingId = parseCookies(req.headers.cookie).get(PENDING);
     const started = pending.take(pendingId);
-    const query = (req.url ?? '').slice((req.url ?? '').indexOf('?') >= 0 ? (req.url ?? '').indexOf('?') : (req.url ?? '').length);
+    // The raw query as the IdP sent it (`?code=…&state=…&iss=…`), for openid-client to check.
+    const url = req.url ?? '';
+    const query = url.includes('?') ? url.slice(url.indexOf('?')) : '';
     const cleared = [clear(PENDING)];
     if (started === undefined) {
       return html(res, 400, signInPage('That sign-in expired or was already used: sign in again.'), { 'set-cookie': cleared });
