@@ -19,6 +19,7 @@ const LAYERS = [
   'response', // the response side (ext_proc) as named phases
   'edge', // Envoy's protos and shapes: the only code that knows them
   'server', // the gRPC and HTTP servers
+  'portal', // the self-service portal (its own HTTP listener)
   'app.ts', // the composition root
   'stack', // real Envoy + the sidecar on one machine
   'dev', // the development issuer and upstream

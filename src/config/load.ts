@@ -21,6 +21,7 @@ import {
 } from './validate-sections.js';
 import { readStore } from './validate-store.js';
 import { readPricing } from './validate-pricing.js';
+import { readPortal } from './validate-portal.js';
 
 const TOP_LEVEL_KEYS = [
   'server',
@@ -35,6 +36,7 @@ const TOP_LEVEL_KEYS = [
   'store',
   'logging',
   'metrics',
+  'portal',
 ] as const;
 
 /**
@@ -139,6 +141,8 @@ function validate(text: string): { problems: ConfigProblem[]; config: Config | u
   if (pricing !== undefined) Object.assign(config, { pricing });
   const metrics = readMetrics(f.get('metrics'));
   if (metrics !== undefined) Object.assign(config, { metrics });
+  const portal = readPortal(f.get('portal'), config.authentication, config.server.workers);
+  if (portal !== undefined) Object.assign(config, { portal });
   return { problems: ctx.problems, config };
 }
 

@@ -261,4 +261,35 @@ export interface Config {
   readonly logging: LoggingConfig;
   /** Absent = defaults (no per-user labels, 100 values per label). */
   readonly metrics?: MetricsConfig;
+  /** The self-service portal (docs/portal.md); absent = off. */
+  readonly portal?: PortalConfig;
+}
+
+/**
+ * The self-service portal: its own HTTP listener where a developer signs in with the IdP
+ * (authorization code + PKCE) and sees the "Me" view. Absent = no listener.
+ */
+export interface PortalConfig {
+  /** host:port of the portal's HTTP listener (port 0 = any free port). */
+  readonly listen: string;
+  /** The `authentication` provider the portal signs in with; its issuer is the IdP. */
+  readonly provider: string;
+  /** The portal's own OAuth client id at the IdP (a web client with redirect `<publicUrl>/callback`). */
+  readonly clientId: string;
+  /** The client's secret; absent = a public client (PKCE only). */
+  readonly clientSecret?: SecretRef;
+  /** The portal's URL as the browser sees it; the redirect URI is `<publicUrl>/callback`. */
+  readonly publicUrl: string;
+  /** Scopes asked for (default `openid email profile`; `openid` is always included). */
+  readonly scope: string;
+  /** RFC 8707 `resource` sent with the authorization request, for IdPs that mint the gateway's audience that way. */
+  readonly resource?: string;
+  /** Which token signs the developer in and is offered for copying: `access` (default) or `id`. */
+  readonly token: 'access' | 'id';
+  /** The SDK base URL shown in the snippets (e.g. `https://llm.example.com/v1`); absent = a placeholder. */
+  readonly gatewayUrl?: string;
+  /** Seconds a session lasts at most (it also ends when its token expires). Default 28800. */
+  readonly sessionTtlSeconds: number;
+  /** The most sessions kept in memory; the oldest is dropped past it. Default 10000. */
+  readonly maxSessions: number;
 }

@@ -28,7 +28,7 @@ import type { Cursor } from './validate-core.js';
 
 const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(\d{1,5})$/;
 
-function readHostPort(cur: Cursor | undefined): string | undefined {
+export function readHostPort(cur: Cursor | undefined): string | undefined {
   const s = readString(cur);
   if (s === undefined || cur === undefined) return undefined;
   const m = HOST_PORT.exec(s);

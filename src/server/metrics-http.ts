@@ -5,9 +5,8 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Metrics } from '../telemetry/metrics.js';
-import { splitHostPort } from './address.js';
+import { listenHttp } from './address.js';
 
 export interface MetricsServer {
   readonly url: string;
@@ -49,7 +48,6 @@ export async function startMetricsServer(
   metrics: Metrics,
   routes: Readonly<Record<string, Route>> = {},
 ): Promise<MetricsServer> {
-  const { host, port } = splitHostPort(address);
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const route = Object.hasOwn(routes, path) ? routes[path] : undefined;
@@ -67,19 +65,6 @@ export async function startMetricsServer(
     }
     res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
-  const bound = (server.address() as AddressInfo).port;
-  const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
-  return {
-    url: `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${bound}/metrics`,
-    port: bound,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  const listening = await listenHttp(server, address);
+  return { url: `${listening.base}/metrics`, port: listening.port, close: listening.close };
 }

@@ -42,8 +42,11 @@ export class TestOP {
     this.server = server;
   }
 
-  /** `revocation: false` starts a provider without a revocation endpoint. */
-  static async start(opts: { revocation?: boolean } = {}): Promise<TestOP> {
+  /**
+   * `revocation: false` starts a provider without a revocation endpoint; `web` adds a confidential
+   * web client (the portal) with its secret and redirect URI.
+   */
+  static async start(opts: { revocation?: boolean; web?: { clientId: string; secret: string; redirectUri: string } } = {}): Promise<TestOP> {
     const server = createServer();
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -60,6 +63,19 @@ export class TestOP {
           response_types: ['code'],
           redirect_uris: ['http://127.0.0.1/callback'],
         },
+        ...(opts.web !== undefined
+          ? [
+              {
+                client_id: opts.web.clientId,
+                client_secret: opts.web.secret,
+                application_type: 'web' as const,
+                token_endpoint_auth_method: 'client_secret_post' as const,
+                grant_types: ['authorization_code'],
+                response_types: ['code'],
+                redirect_uris: [opts.web.redirectUri],
+              },
+            ]
+          : []),
       ],
       jwks: { keys: [{ ...privateKey.export({ format: 'jwk' }), kid: 'op-login-1', alg: 'RS256', use: 'sig' }] },
       findAccount: (_ctx: unknown, sub: string) => ({ accountId: sub, claims: () => ({ sub, email: USERS[sub]?.email }) }),

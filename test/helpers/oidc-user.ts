@@ -25,6 +25,16 @@ export class TestBrowser {
     return this.load(url, { method: 'GET' });
   }
 
+  /** A POST with this browser's cookies (what a page's script or form sends), redirects followed. */
+  async post(url: string, headers: Record<string, string>, body = ''): Promise<Page> {
+    return this.load(url, { method: 'POST', headers, body });
+  }
+
+  /** The value of a cookie the browser holds. */
+  cookie(name: string): string | undefined {
+    return this.cookies.get(name);
+  }
+
   /** Submits `form` with its hidden fields, `extra` on top (a button's name=value, a typed login). */
   async submit(page: Page, form: Form, extra: Record<string, string> = {}): Promise<Page> {
     const target = new URL(form.action || page.url, page.url).href;

@@ -1,0 +1,135 @@
+/**
+ * The portal's routes without sockets: requests and responses as plain objects, a sign-in client
+ * that fails or is never reached, sessions planted directly. What is checked: the security
+ * headers, CSRF and Origin on every state-changing request, one-use sign-ins, logout.
+ */
+import { Readable } from 'node:stream';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { expect } from 'chai';
+import type { Identity } from '../../../src/domain/identity.js';
+import type { PortalConfig } from '../../../src/config/schema.js';
+import type { PortalClient } from '../../../src/portal/oidc.js';
+import { portalHandler } from '../../../src/portal/server.js';
+import { logSink, testConfig } from '../../helpers/unit.js';
+import { MemoryStore } from '../../../src/store/memory.js';
+
+const PORTAL: PortalConfig = {
+  listen: '127.0.0.1:0',
+  provider: 'corp',
+  clientId: 'portal',
+  publicUrl: 'https://portal.example.com',
+  scope: 'openid',
+  token: 'access',
+  sessionTtlSeconds: 3600,
+  maxSessions: 10,
+};
+
+const ADA: Identity = {
+  provider: 'corp',
+  issuer: 'https://idp.example.com',
+  subject: 'ada',
+  user: 'ada@example.com',
+  groups: [],
+  claims: { sub: 'ada' },
+  expiresAt: Math.floor(Date.now() / 1000) + 3600,
+};
+
+interface Answer {
+  status: number;
+  headers: Record<string, string | string[]>;
+  body: string;
+}
+
+function request(method: string, url: string, headers: Record<string, string> = {}, body = ''): IncomingMessage {
+  const req = Readable.from(body === '' ? [] : [Buffer.from(body)]) as unknown as IncomingMessage;
+  Object.assign(req, { method, url, headers });
+  return req;
+}
+
+function response(): { res: ServerResponse; answer: Answer } {
+  const answer: Answer = { status: 0, headers: {}, body: '' };
+  const res = {
+    headersSent: false,
+    writeHead(status: number, headers: Record<string, string | string[]>) {
+      answer.status = status;
+      answer.headers = headers;
+      return res;
+    },
+    end(body?: string) {
+      answer.body = body ?? '';
+    },
+  };
+  return { res: res as unknown as ServerResponse, answer };
+}
+
+describe('portal: routes', () => {
+  const { logger, raw } = logSink();
+  const failing = { start: () => Promise.reject(new Error('connect ECONNREFUSED')), finish: () => Promise.reject(new Error('unused')) };
+  const store = new MemoryStore();
+  const portal = portalHandler({
+    config: PORTAL,
+    client: failing as unknown as PortalClient,
+    verifier: () => ({ authenticate: () => Promise.reject(new Error('unused')) }),
+    me: () => ({ config: testConfig(), allowedModels: () => [], counters: store }),
+    logger,
+  });
+  const call = async (req: IncomingMessage): Promise<Answer> => {
+    const { res, answer } = response();
+    await portal.handle(req, res);
+    return answer;
+  };
+  const cookie = '__Host-tollgate_portal';
+
+  it('answers the sign-in page with the security headers when there is no session', async () => {
+    const a = await call(request('GET', '/'));
+    expect(a.status).to.equal(200);
+    expect(a.headers['content-security-policy']).to.include("default-src 'none'").and.include("frame-ancestors 'none'");
+    expect(a.headers['cache-control']).to.equal('no-store');
+    expect(a.body).to.include('href="/login"');
+  });
+
+  it('says the IdP is unreachable (502) when discovery fails, naming no secret', async () => {
+    const a = await call(request('GET', '/login'));
+    expect(a.status).to.equal(502);
+    expect(a.body).to.include('identity provider cannot be reached');
+  });
+
+  it('refuses a callback with no sign-in of its own', async () => {
+    const a = await call(request('GET', '/callback?code=abc&state=xyz'));
+    expect(a.status).to.equal(400);
+    expect(a.headers['set-cookie']).to.deep.equal(['__Host-tollgate_portal_signin=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0; Secure']);
+  });
+
+  it('hands the token out only to its session with its CSRF token and origin', async () => {
+    const id = portal.sessions.put({ identity: ADA, token: 'tok.en.value', csrf: 'csrf-1' });
+    const other = portal.sessions.put({ identity: ADA, token: 'other', csrf: 'csrf-2' });
+    expect((await call(request('POST', '/token', { 'x-csrf-token': 'csrf-1' }))).status).to.equal(401);
+    expect((await call(request('POST', '/token', { cookie: `${cookie}=${id}` }))).status).to.equal(403);
+    expect((await call(request('POST', '/token', { cookie: `${cookie}=${id}`, 'x-csrf-token': 'csrf-2' }))).status).to.equal(403);
+    const foreign = request('POST', '/token', { cookie: `${cookie}=${id}`, 'x-csrf-token': 'csrf-1', origin: 'https://evil.example' });
+    expect((await call(foreign)).status).to.equal(403);
+    const ok = await call(request('POST', '/token', { cookie: `${cookie}=${id}`, 'x-csrf-token': 'csrf-1', origin: 'https://portal.example.com' }));
+    expect(ok.status).to.equal(200);
+    expect(JSON.parse(ok.body)).to.include({ token: 'tok.en.value' });
+    portal.sessions.delete(other);
+  });
+
+  it('renders the Me page for a session and signs out with the CSRF token only', async () => {
+    const id = portal.sessions.put({ identity: ADA, token: 'tok', csrf: 'csrf-3' });
+    const me = await call(request('GET', '/', { cookie: `${cookie}=${id}` }));
+    expect(me.status).to.equal(200);
+    expect(me.body).to.include('ada@example.com');
+    const form = { cookie: `${cookie}=${id}`, 'content-type': 'application/x-www-form-urlencoded' };
+    expect((await call(request('POST', '/logout', form, 'csrf=nope'))).status).to.equal(403);
+    const out = await call(request('POST', '/logout', form, 'csrf=csrf-3'));
+    expect(out.status).to.equal(303);
+    expect(out.headers['set-cookie']).to.deep.equal([`${cookie}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0; Secure`]);
+    expect(portal.sessions.get(id)).to.equal(undefined);
+    expect((await call(request('POST', '/logout', form, 'x'.repeat(5000)))).status).to.equal(303);
+  });
+
+  it('answers 404 elsewhere and logs no token', async () => {
+    expect((await call(request('GET', '/admin'))).status).to.equal(404);
+    expect(raw.join('\n')).to.not.include('tok.en.value');
+  });
+});
