@@ -38,13 +38,16 @@ export interface SidecarFeatures {
 /**
  * Tollgate's configuration: authentication, one claim rule (group `bench` allowed, everything
  * else denied), a per-user request limit that never bites, and optionally a tenant budget
- * that never runs out and the Redis store. Logs at info: one audit line per decision, as in
+ * that never runs out and the Redis store; `maxConcurrent` (`--max-concurrent`) adds a
+ * concurrency limit to the per-user limit, to measure what one costs: only with ext_proc
+ * ((d), (f)), since without it nothing would free a slot. Logs at info: one audit line per decision, as in
  * production.
  */
 export function tollgateConfig(
   issuer: BenchIssuer,
   features: SidecarFeatures,
   redisUrl?: string,
+  maxConcurrent?: number,
 ): string {
   const headers = Object.entries(IDENTITY_HEADERS)
     .map(([h, claim]) => `  ${h}: ${claim}`)
@@ -73,7 +76,7 @@ rateLimits:
     match: { path: /v1/* }
     requestsPerUnit: 1000000000
     unit: minute
-logging: { level: info }
+${maxConcurrent !== undefined && features.budgets ? `    maxConcurrent: ${maxConcurrent}\n` : ''}logging: { level: info }
 `;
   if (features.budgets) {
     yaml += `tokenBudgets:
@@ -118,8 +121,9 @@ export function caseConfig(
   issuer: BenchIssuer,
   c: EnvoyCase,
   redisUrl?: string,
+  maxConcurrent?: number,
 ): { yaml: string; config: Config } {
-  const yaml = tollgateConfig(issuer, c.sidecar ?? AUTHZ_ONLY, redisUrl);
+  const yaml = tollgateConfig(issuer, c.sidecar ?? AUTHZ_ONLY, redisUrl, maxConcurrent);
   return { yaml, config: parseConfig(yaml, `bench configuration (${c.id})`) };
 }
 
@@ -186,6 +190,8 @@ export interface Profile {
   readonly checkUsers: readonly number[];
   readonly checkSeconds: number;
   readonly checkConcurrency: number;
+  /** `--max-concurrent N`: the sidecars' per-user limit also has `maxConcurrent: N`. */
+  readonly maxConcurrent?: number;
 }
 
 export const PROFILES: Readonly<Record<Profile['name'], Profile>> = {

@@ -3,7 +3,7 @@
  * adds to every model call against Envoy alone (a) and Envoy's own in-process filters (b).
  *
  *   node --import tsx bench/run.ts [--smoke] [--only a,b,c,d,e,f,check] [--check-users 1,1000]
- *                                  [--out FILE] [--json FILE] [--cpu-prof]
+ *                                  [--out FILE] [--json FILE] [--cpu-prof] [--max-concurrent N]
  *
  * Full runs write bench/RESULTS.md and bench/results.json; smoke runs write to a temporary
  * directory unless --out/--json say otherwise.
@@ -98,6 +98,7 @@ async function main(): Promise<number> {
       json: { type: 'string' },
       'cpu-prof': { type: 'boolean' },
       'check-users': { type: 'string' },
+      'max-concurrent': { type: 'string' },
     },
     strict: true,
   });
@@ -105,7 +106,14 @@ async function main(): Promise<number> {
   const checkUsers = values['check-users']?.split(',').map(Number);
   if (checkUsers?.some((n) => !Number.isInteger(n) || n < 1))
     throw new Error('bench: --check-users takes positive integers, e.g. 1,1000');
-  const profile: Profile = checkUsers === undefined ? base : { ...base, checkUsers };
+  const maxConcurrent = values['max-concurrent'] === undefined ? undefined : Number(values['max-concurrent']);
+  if (maxConcurrent !== undefined && (!Number.isInteger(maxConcurrent) || maxConcurrent < 1 || maxConcurrent > 100_000))
+    throw new Error('bench: --max-concurrent takes a whole number from 1 to 100000');
+  const profile: Profile = {
+    ...base,
+    ...(checkUsers !== undefined ? { checkUsers } : {}),
+    ...(maxConcurrent !== undefined ? { maxConcurrent } : {}),
+  };
   const selected = parts(values.only);
   const started = Date.now();
   const work = await mkdtemp(join(tmpdir(), 'tollgate-bench-'));
@@ -140,6 +148,7 @@ async function main(): Promise<number> {
       'token alg': 'ES256',
       'Check users': profile.checkUsers,
       'Check calls in flight': profile.checkConcurrency,
+      ...(profile.maxConcurrent !== undefined ? { 'per-user maxConcurrent': profile.maxConcurrent } : {}),
     },
     cases: [],
     checks: [],

@@ -87,7 +87,7 @@ export async function measureCase(
   let sidecar: Sidecar | undefined;
   let envoy: BenchEnvoy | undefined;
   try {
-    const { yaml, config } = caseConfig(shared.issuer, c, redisUrl);
+    const { yaml, config } = caseConfig(shared.issuer, c, redisUrl, profile.maxConcurrent);
     sidecar = await sidecarFor(c, shared, dir, yaml);
     envoy = await startBenchEnvoy(
       c.bootstrap({

@@ -8,6 +8,9 @@
  * - `release` is for responses that cost nothing (an upstream error, a request that never
  *   reached the upstream): the reservation is dropped and the audit line says `charged: 0`.
  *
+ * A reservation may also hold concurrency slots (unit `slot`, limits/rate-limit.ts): they are
+ * freed by the same store call, charged nothing, and left out of the line's `budgets`.
+ *
  * Neither ever throws: a settlement is the last thing done for a request and nothing can
  * act on a failure any more. So a failed store call is logged, and the audit line is still
  * written, with `settled: false` and the budget keys, at level `error`. That line carries
@@ -103,7 +106,7 @@ export class BudgetLedger {
       // An estimate (abort) is priced like provider usage; `source` marks both as estimated.
       const cost = handoff.price !== undefined ? costOfUsage(handoff.price, usage) : undefined;
       const units = r?.budgets.map((_, i) => r.units?.[i] ?? 'tokens') ?? [];
-      const amounts = units.map((unit) => (unit === 'usd' ? (cost ?? 0) : usage.totalTokens));
+      const amounts = units.map((unit) => (unit === 'usd' ? (cost ?? 0) : unit === 'slot' ? 0 : usage.totalTokens));
       let applied: Applied = { settled: true };
       if (r !== undefined && r.budgets.length > 0) {
         try {
@@ -112,6 +115,7 @@ export class BudgetLedger {
           const remainingCost: Record<string, string> = {};
           r.names.forEach((name, i) => {
             const unit = units[i] ?? 'tokens';
+            if (unit === 'slot') return;
             const limit = this.limits.get(`${unit} ${name}`);
             const used = result.used[i];
             if (limit === undefined || used === undefined) return;
@@ -120,9 +124,10 @@ export class BudgetLedger {
             // The budget gauges count tokens; cost budgets are read on /budget.
             if (unit === 'tokens' && result.degraded !== 'open') this.metrics?.recordBudget(name, used, limit);
           });
-          // `open` answered without Redis: nothing was charged, so the line must be replayable.
+          // `open` answered without Redis: nothing was charged, so the line must be replayable
+          // (unless only concurrency slots were held: nothing to charge).
           applied =
-            result.degraded === 'open'
+            result.degraded === 'open' && units.some((u) => u !== 'slot')
               ? { settled: false, degraded: 'open' }
               : {
                   settled: true,
@@ -187,6 +192,8 @@ export class BudgetLedger {
 
   private write(handoff: Handoff, applied: Applied, fields: Record<string, unknown>): void {
     const { identity, reservation } = handoff;
+    // Concurrency slots are no budget's: their keys need no replay, their names are limits'.
+    const budgetAt = (i: number): boolean => reservation?.units?.[i] !== 'slot';
     const line = {
       audit: 'usage',
       requestId: handoff.requestId,
@@ -199,7 +206,7 @@ export class BudgetLedger {
       path: handoff.path,
       ...fields,
       // A budget in tokens and USD has two counters but one name.
-      budgets: [...new Set(reservation?.names ?? [])],
+      budgets: [...new Set(reservation?.names.filter((_, i) => budgetAt(i)) ?? [])],
       settled: applied.settled,
       ...(applied.degraded !== undefined ? { degraded: applied.degraded } : {}),
       ...(applied.remaining !== undefined && Object.keys(applied.remaining).length > 0
@@ -209,7 +216,7 @@ export class BudgetLedger {
         ? { remainingCost: applied.remainingCost }
         : {}),
       // Keys only where someone may need to replay the line by hand.
-      ...(!applied.settled ? { budgetKeys: reservation?.budgets.map((b) => b.key) ?? [] } : {}),
+      ...(!applied.settled ? { budgetKeys: reservation?.budgets.filter((_, i) => budgetAt(i)).map((b) => b.key) ?? [] } : {}),
       ...(applied.error !== undefined ? { error: applied.error } : {}),
     };
     if (applied.settled) this.auditLog.info(line, fields['reason'] === undefined ? 'usage settled' : 'usage released');

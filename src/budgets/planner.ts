@@ -41,16 +41,11 @@ import { DEFAULT_FIT_TO_BUDGET, fitAmounts, fitCost, MIN_CAPPED_OUTPUT, outputLi
 import { formatUsd, outputTokensWithin, type ModelPrice } from '../metering/pricing.js';
 import { pricingFromConfig, type Pricing } from '../metering/prices.js';
 import { deny } from '../domain/denials.js';
+import { DEFAULT_RESERVATION_TTL_SECONDS } from '../limits/admit.js';
 import { formatResetDuration, retryAfterSeconds } from '../limits/rate-headers.js';
 import type { Identity } from '../domain/identity.js';
 
-/**
- * How long an unsettled reservation holds its tokens (`metering.reservationTtlSeconds`).
- * Longer than any stream Envoy keeps open (its idle timeout is 300 s), so a live request
- * never loses its reservation; short enough that a crashed replica's reservations come back
- * within minutes.
- */
-export const DEFAULT_RESERVATION_TTL_SECONDS = 900;
+export { DEFAULT_RESERVATION_TTL_SECONDS } from '../limits/admit.js';
 
 export type BudgetKind = 'tenant' | 'group' | 'user';
 

@@ -16,7 +16,13 @@ export function admitStep(planners: readonly Planner[], store: Store): CheckStep
       const grant = verdict.ok;
       Object.assign(check.responseHeaders, grant.responseHeaders);
       Object.assign(check.metadata, grant.metadata);
-      if (grant.reservation !== undefined) check.reservation = grant.reservation;
+      const reservation = grant.reservation;
+      if (reservation !== undefined) {
+        check.reservation = reservation;
+        // Refused or failed later in the Check, the request never reaches ext_proc: free now
+        // what it holds rather than leave its slots to the reservation TTL.
+        check.undo.push(() => store.release(reservation.budgets, reservation.id, check.now));
+      }
       if (grant.promptEstimate !== undefined) check.promptEstimate = grant.promptEstimate;
       if (grant.outputLimit !== undefined) check.outputLimit = grant.outputLimit;
       if (grant.price !== undefined) check.price = grant.price;

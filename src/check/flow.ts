@@ -122,6 +122,7 @@ export class CheckFlow {
       this.deps.logger.error({ err, requestId: request.id }, 'decision failed');
       decision = { deny: deny('internal_error', 'Tollgate could not decide on this request.') };
     }
+    if (decision.deny !== undefined) await this.undo(check);
     const latencyMs = performance.now() - started;
     probe.trace?.end(
       {
@@ -151,6 +152,17 @@ export class CheckFlow {
       }
     }
     return { allow: allowance(check) };
+  }
+
+  /** Gives back what steps took for a Check that ends refused (release failures expire on their own). */
+  private async undo(check: CheckState): Promise<void> {
+    for (const step of check.undo.splice(0)) {
+      try {
+        await step();
+      } catch (err) {
+        this.deps.logger.warn({ err, requestId: check.request.id }, 'could not release a refused request\'s reservation; it expires on its own');
+      }
+    }
   }
 
   /**

@@ -158,13 +158,13 @@ function rulesFor(config: Config, identity: Identity): MeRule[] {
 async function rateLimitsFor(config: Config, identity: Identity, counters: CounterReader, now: number): Promise<MeRateLimit[]> {
   const read = counters.readWindow?.bind(counters);
   return Promise.all(
-    limitsFor(config, identity).map(async ({ config: limit, buckets }) => {
+    limitsFor(config, identity).map(async ({ config: limit, requestsPerUnit, unit, buckets }) => {
       const requests = scope(limit.match);
       return {
         name: limit.name,
         key: limit.key,
-        requestsPerUnit: limit.requestsPerUnit,
-        unit: limit.unit,
+        requestsPerUnit,
+        unit,
         ...(requests !== undefined ? { requests } : {}),
         buckets: await Promise.all(
           buckets.map(async (key): Promise<MeBucket> => {
@@ -173,7 +173,7 @@ async function rateLimitsFor(config: Config, identity: Identity, counters: Count
             return {
               key,
               count: w.count,
-              remaining: Math.max(0, limit.requestsPerUnit - w.count),
+              remaining: Math.max(0, requestsPerUnit - w.count),
               ...(w.resetMs !== undefined ? { resetsAt: new Date(now + w.resetMs).toISOString() } : {}),
             };
           }),

@@ -70,6 +70,11 @@ export class CheckState {
   readonly responseHeaders: Record<string, string> = {};
   /** JSON-able ext_authz dynamic metadata from the steps (access logs, ext_proc). */
   readonly metadata: Record<string, unknown> = {};
+  /**
+   * What to give back when the Check ends refused or failed after a step took something (the
+   * admission's reservation and concurrency slots): run once by CheckFlow, never on an allow.
+   */
+  readonly undo: (() => Promise<void>)[] = [];
 
   constructor(request: InboundRequest, now: number, handoffId: string) {
     this.request = request;

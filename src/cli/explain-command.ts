@@ -177,7 +177,9 @@ export function formatExplanation(e: Explanation): string {
     for (const l of e.limits) {
       const now = l.kind === 'budget'
         ? `used ${l.current ?? 0} + reserved ${l.reserved ?? 0}, would reserve ${l.wouldReserve ?? 0}`
-        : `hits ${l.current ?? '?'}`;
+        : l.kind === 'concurrency'
+          ? `in flight ${l.current ?? '?'}`
+          : `hits ${l.current ?? '?'}`;
       lines.push(`  ${l.kind} ${l.name} [${l.key}]: limit ${l.limit}, ${now}, remaining ${l.remaining}${l.refused ? '  <- REFUSES' : ''}`);
     }
   }

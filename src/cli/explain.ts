@@ -51,12 +51,15 @@ export interface ExplainRequest {
 }
 
 export interface LimitLine {
-  readonly kind: 'rate-limit' | 'budget';
+  readonly kind: 'rate-limit' | 'concurrency' | 'budget';
   /** The rate limit's name, or the budget's `kind:subject`. */
   readonly name: string;
   readonly key: string;
   readonly limit: number;
-  /** Hits in the window, or tokens used (+ reserved) in the budget; undefined when unknown. */
+  /**
+   * Hits in the window, requests in flight (concurrency), or tokens used (+ reserved) in the
+   * budget; undefined when unknown.
+   */
   readonly current?: number;
   readonly reserved?: number;
   /** Tokens the request would reserve (budgets). */
@@ -327,6 +330,19 @@ function limitLines(config: Config, admission: PeekStore['admissions'][number], 
     };
   });
   for (const [i, b] of request.budgets.entries()) {
+    // A concurrency limit's slots (`cc:<limit>[:<value>]`): its in-flight requests are reserved.
+    if (b.key.startsWith('cc:')) {
+      lines.push({
+        kind: 'concurrency',
+        name: limitName(b.key),
+        key: b.key,
+        limit: b.limit,
+        current: budgets[i]?.reserved ?? 0,
+        remaining: result.remaining[i] ?? 0,
+        refused: refused?.kind === 'budget' && refused.index === i,
+      });
+      continue;
+    }
     lines.push({
       kind: 'budget',
       name: budgetNames.get(b.key) ?? b.key,
@@ -342,7 +358,7 @@ function limitLines(config: Config, admission: PeekStore['admissions'][number], 
   return lines;
 }
 
-/** A rate limit's name from its bucket key `rl:<name>[:<value>]` (limits/rate-limit.ts). */
+/** A rate limit's name from its bucket key `rl:` or `cc:<name>[:<value>]` (limits/rate-limit.ts). */
 function limitName(key: string): string {
   const [, name = key] = key.split(':');
   try {

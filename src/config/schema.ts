@@ -107,11 +107,21 @@ export interface AuthorizationConfig {
 
 export type RateUnit = 'second' | 'minute' | 'hour' | 'day';
 
+/**
+ * A request rate limit (`requestsPerUnit` per `unit`), a concurrency limit (`maxConcurrent`
+ * requests in flight), or both on the same buckets: an entry has at least one of the two.
+ */
 export interface RateLimitConfig {
   readonly name: string;
   readonly match: RequestMatch;
-  readonly requestsPerUnit: number;
-  readonly unit: RateUnit;
+  /** With `unit`: requests per window. */
+  readonly requestsPerUnit?: number;
+  readonly unit?: RateUnit;
+  /**
+   * Requests in flight per bucket: a request holds its slot from admission until its
+   * response ends (or it is released), at most `metering.reservationTtlSeconds`.
+   */
+  readonly maxConcurrent?: number;
   /** Claim key naming the bucket (`user`, `tenant`, `groups` or a claim path). */
   readonly key: string;
 }

@@ -29,6 +29,8 @@ const MODES = ['enforce', 'shadow'] as const;
 const ACTIONS = ['allow', 'deny'] as const;
 const UNITS: readonly RateUnit[] = ['second', 'minute', 'hour', 'day'];
 const PERIODS: readonly BudgetPeriod[] = ['minute', 'hour', 'day', 'week', 'month'];
+/** Each slot is one entry in the store; a limit past this is a typo, not a concurrency. */
+const MAX_CONCURRENT = 100_000;
 
 /** Absent `match` matches every request (useful for a final catch-all rule). */
 export function readMatch(cur: Cursor | undefined): RequestMatch {
@@ -130,18 +132,27 @@ export function readRateLimits(cur: Cursor | undefined): RateLimitConfig[] {
   const items = readList(cur, true) ?? [];
   const out: { cfg: RateLimitConfig; nameCur: Cursor | undefined }[] = [];
   for (const item of items) {
-    const f = readMap(item, ['name', 'match', 'requestsPerUnit', 'unit', 'key']);
+    const f = readMap(item, ['name', 'match', 'requestsPerUnit', 'unit', 'maxConcurrent', 'key']);
     if (f === undefined) continue;
     const nameCur = required(item, f, 'name');
     const name = readString(nameCur);
+    // A window (`requestsPerUnit` per `unit`), a concurrency limit, or both: never neither.
+    const windowed = f.has('requestsPerUnit') || f.has('unit');
+    if (!windowed && !f.has('maxConcurrent')) {
+      report(item, 'needs `requestsPerUnit` with `unit` (requests per window), `maxConcurrent` (requests in flight) or both');
+    }
+    const requestsPerUnit = windowed
+      ? readInt(required(item, f, 'requestsPerUnit'), 1, Number.MAX_SAFE_INTEGER) ?? 1
+      : undefined;
+    const unit = windowed ? readEnum(required(item, f, 'unit'), UNITS) ?? 'second' : undefined;
+    const maxConcurrent = readInt(f.get('maxConcurrent'), 1, MAX_CONCURRENT);
     out.push({
       nameCur: name !== undefined ? nameCur : undefined,
       cfg: {
         name: name ?? '',
         match: readMatch(f.get('match')),
-        requestsPerUnit:
-          readInt(required(item, f, 'requestsPerUnit'), 1, Number.MAX_SAFE_INTEGER) ?? 1,
-        unit: readEnum(required(item, f, 'unit'), UNITS) ?? 'second',
+        ...(requestsPerUnit !== undefined && unit !== undefined ? { requestsPerUnit, unit } : {}),
+        ...(maxConcurrent !== undefined ? { maxConcurrent } : {}),
         key: readString(f.get('key')) ?? 'user',
       },
     });

@@ -34,6 +34,7 @@ const SHAPES: Readonly<Record<ReasonCode, Shape>> = {
   body_too_large: { status: 413, type: 'invalid_request_error', code: 'request_too_large' },
   rate_limited: { status: 429, type: 'requests', code: 'rate_limit_exceeded' },
   token_rate_limited: { status: 429, type: 'tokens', code: 'rate_limit_exceeded' },
+  concurrency_limited: { status: 429, type: 'requests', code: 'rate_limit_exceeded' },
   budget_exhausted: { status: 429, type: 'insufficient_quota', code: 'insufficient_quota' },
   store_unavailable: { status: 503, type: 'server_error', code: 'service_unavailable' },
   internal_error: { status: 500, type: 'server_error', code: 'internal_error' },

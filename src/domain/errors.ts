@@ -29,6 +29,7 @@ export type ReasonCode =
   // 429
   | 'rate_limited'
   | 'token_rate_limited'
+  | 'concurrency_limited'
   | 'budget_exhausted'
   // 503 / 500
   | 'store_unavailable'

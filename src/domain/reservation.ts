@@ -19,6 +19,15 @@ export interface BudgetRef {
 export type BudgetUnit = 'tokens' | 'usd';
 
 /**
+ * What a reservation's counter holds: a budget's tokens or micro-dollars, or `slot`, one
+ * request in flight under a concurrency limit (`rateLimits[].maxConcurrent`). A slot is
+ * stored as a reservation of 1 in a counter of `maxConcurrent` that is never charged: it is
+ * taken in the same admission, released or settled (to 0) with the budgets, and expires with
+ * them after the reservation TTL.
+ */
+export type CounterUnit = BudgetUnit | 'slot';
+
+/**
  * A model's prices as pico-dollars per token (USD per million tokens × 10⁶), integers; what a
  * request's usage is priced at (metering/pricing.ts).
  */
@@ -31,19 +40,22 @@ export interface TokenPrice {
   readonly reasoning?: number;
 }
 
-/** Tokens (or micro-dollars) reserved at admission in every applicable budget. */
+/**
+ * Tokens (or micro-dollars) reserved at admission in every applicable budget, and the
+ * concurrency slots the request holds.
+ */
 export interface Reservation {
   /** Reservation id in the store (equals the admission id). */
   readonly id: string;
   /** The budgets it was reserved in (store keys with their period end). */
   readonly budgets: readonly BudgetRef[];
-  /** Human names of those budgets for logs, e.g. `tenant:marketing`. */
+  /** Human names of those budgets for logs, e.g. `tenant:marketing` (a slot: its limit's name). */
   readonly names: readonly string[];
   /**
    * Reserved in each budget (the worst case, or less when capped), same order as `budgets`:
    * tokens, or micro-dollars where `units` says `usd`.
    */
   readonly reserved: readonly number[];
-  /** The unit of each budget counter; absent = all `tokens`. */
-  readonly units?: readonly BudgetUnit[];
+  /** The unit of each counter; absent = all `tokens`. */
+  readonly units?: readonly CounterUnit[];
 }

@@ -13,7 +13,7 @@
  * and otherwise charges an aborted prompt at the Check's quick estimate.
  */
 import type { Identity } from '../domain/identity.js';
-import type { BudgetUnit, Reservation, TokenPrice } from '../domain/reservation.js';
+import type { CounterUnit, Reservation, TokenPrice } from '../domain/reservation.js';
 
 export interface Handoff {
   /** The hand-off id: also the budget reservation's id. */
@@ -75,9 +75,10 @@ interface Details {
   bo?: number;
   /**
    * reservation: [budget key, period end ms, amount reserved, budget name] per budget, with a
-   * fifth `usd` for a cost budget's counter (the amount in micro-dollars)
+   * fifth `usd` for a cost budget's counter (the amount in micro-dollars), or `slot` for a
+   * concurrency limit's slot (key expiry, 1, the limit's name)
    */
-  r?: ([string, number, number, string] | [string, number, number, string, 'usd'])[];
+  r?: ([string, number, number, string] | [string, number, number, string, 'usd' | 'slot'])[];
   /** price: input, output, cached input, reasoning (pico-dollars per token) */
   pr?: { i: number; o: number; c?: number; r?: number };
   /** claims the rules read, for the model-list filter (model-list requests only) */
@@ -97,7 +98,8 @@ export function encodeHandoff(handoff: Handoff, groups: string): Record<string, 
   if (reservation !== undefined && reservation.budgets.length > 0) {
     details.r = reservation.budgets.map((b, i) => {
       const entry: [string, number, number, string] = [b.key, b.expiresAtMs, reservation.reserved[i] ?? 0, reservation.names[i] ?? ''];
-      return reservation.units?.[i] === 'usd' ? [...entry, 'usd'] : entry;
+      const unit = reservation.units?.[i];
+      return unit === 'usd' || unit === 'slot' ? [...entry, unit] : entry;
     });
   }
   const price = handoff.price;
@@ -174,18 +176,18 @@ function decodeReservation(id: string, value: unknown): Reservation | undefined 
   const budgets: { key: string; expiresAtMs: number }[] = [];
   const reserved: number[] = [];
   const names: string[] = [];
-  const units: BudgetUnit[] = [];
+  const units: CounterUnit[] = [];
   for (const entry of value) {
     if (!Array.isArray(entry) || entry.length > 5) return null;
     const [key, expiresAtMs, amount, name, unit] = entry as unknown[];
     if (typeof key !== 'string' || !isCount(expiresAtMs) || !isCount(amount) || typeof name !== 'string') return null;
-    if (unit !== undefined && unit !== 'usd') return null;
+    if (unit !== undefined && unit !== 'usd' && unit !== 'slot') return null;
     budgets.push({ key, expiresAtMs });
     reserved.push(amount);
     names.push(name);
     units.push(unit ?? 'tokens');
   }
-  return { id, budgets, names, reserved, ...(units.includes('usd') ? { units } : {}) };
+  return { id, budgets, names, reserved, ...(units.some((u) => u !== 'tokens') ? { units } : {}) };
 }
 
 /** undefined: no price; null: one that is not well formed. */

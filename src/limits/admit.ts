@@ -14,6 +14,14 @@ import type { Reservation, TokenPrice } from '../domain/reservation.js';
 import type { InboundRequest } from '../domain/request.js';
 import type { EndpointInfo } from '../request/endpoint.js';
 
+/**
+ * How long an unsettled reservation holds its tokens, or a concurrency slot its place
+ * (`metering.reservationTtlSeconds`). Longer than any stream Envoy keeps open (its idle timeout
+ * is 300 s), so a live request never loses its reservation; short enough that a crashed
+ * replica's reservations come back within minutes.
+ */
+export const DEFAULT_RESERVATION_TTL_SECONDS = 900;
+
 /** What a planner reads about an authenticated request. */
 export interface PlanInput {
   readonly request: InboundRequest;
@@ -36,7 +44,10 @@ export interface PlanGrant {
   readonly responseHeaders?: Readonly<Record<string, string>>;
   /** Extra JSON-able metadata for ext_authz dynamic metadata (access logs, ext_proc). */
   readonly metadata?: Readonly<Record<string, unknown>>;
-  /** Tokens reserved in the request's budgets; settled by ext_proc. */
+  /**
+   * Tokens reserved in the request's budgets, and the concurrency slots it holds; settled by
+   * ext_proc. The grants' reservations are one (one id), their counters joined.
+   */
   readonly reservation?: Reservation;
   /** Prompt tokens estimated for a metered request. */
   readonly promptEstimate?: number;
@@ -194,10 +205,25 @@ function merge(grants: readonly PlanGrant[]): PlanGrant {
   for (const g of grants) {
     if (g.responseHeaders) out.responseHeaders = { ...out.responseHeaders, ...g.responseHeaders };
     if (g.metadata) out.metadata = { ...out.metadata, ...g.metadata };
-    if (g.reservation !== undefined) out.reservation = g.reservation;
+    if (g.reservation !== undefined) out.reservation = joinReservations(out.reservation, g.reservation);
     if (g.promptEstimate !== undefined) out.promptEstimate = g.promptEstimate;
     if (g.outputLimit !== undefined) out.outputLimit = g.outputLimit;
     if (g.price !== undefined) out.price = g.price;
   }
   return out;
+}
+
+/** Two plans' reservations under the one admission id, as one: counters of both, in order. */
+function joinReservations(a: Reservation | undefined, b: Reservation): Reservation {
+  if (a === undefined) return b;
+  const units = a.units !== undefined || b.units !== undefined
+    ? [...a.budgets.map((_, i) => a.units?.[i] ?? 'tokens'), ...b.budgets.map((_, i) => b.units?.[i] ?? 'tokens')]
+    : undefined;
+  return {
+    id: a.id,
+    budgets: [...a.budgets, ...b.budgets],
+    names: [...a.names, ...b.names],
+    reserved: [...a.reserved, ...b.reserved],
+    ...(units !== undefined ? { units } : {}),
+  };
 }

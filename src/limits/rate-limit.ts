@@ -12,13 +12,23 @@
  * counts per team, not per "everyone" group). A caller with no value for the key shares one
  * bucket, `rl:<limit>`, with every other such caller: stricter than skipping the limit,
  * which would let a missing claim escape it.
+ *
+ * Concurrency. A limit with `maxConcurrent` also holds one slot per bucket (`cc:<limit>:<value>`)
+ * while the request is in flight. A slot is a reservation of 1 in a counter of `maxConcurrent`
+ * that is never charged (store.ts budget semantics): taken in the same all-or-nothing store
+ * call, carried to ext_proc in the request's reservation and freed where it is settled or
+ * released (end of the response, abort, upstream error, request not forwarded), and otherwise
+ * expired by the store after the reservation TTL, so a crashed replica's slots come back on
+ * their own.
  */
 import { createHash } from 'node:crypto';
 import type { Config, RateLimitConfig, RateUnit } from '../config/schema.js';
 import { compileGlobs, type GlobMatcher } from '../policy/glob.js';
 import { claimValues, compileMatch, type CompiledMatch } from '../policy/match.js';
-import type { WindowHit, WindowState } from '../store/store.js';
+import type { BudgetItem, WindowHit, WindowState } from '../store/store.js';
+import type { Reservation } from '../domain/reservation.js';
 import {
+  DEFAULT_RESERVATION_TTL_SECONDS,
   nothingToCount,
   type CounterPlan,
   type PlanAnswer,
@@ -40,6 +50,18 @@ export const UNIT_MS: Readonly<Record<RateUnit, number>> = {
 /** Longest encoded bucket value kept verbatim; longer ones are hashed to bound key size. */
 export const MAX_VALUE_LENGTH = 128;
 
+/**
+ * How long a slot counter's key outlives the newest slot in it: each admission sets the key's
+ * expiry to its own slot's plus this, so replicas' clock skew cannot end the key early.
+ */
+const SLOT_KEY_GRACE_MS = 60_000;
+
+/**
+ * `retry-after` of a concurrency refusal: nothing says when a request in flight ends, so the
+ * caller is asked to try again shortly (the OpenAI SDKs retry a 429 after it on their own).
+ */
+export const CONCURRENCY_RETRY_AFTER_SECONDS = 1;
+
 /** Per matching limit and request: admitted, refused by this limit, or store unavailable. */
 export type RateLimitResult = 'allowed' | 'limited' | 'unavailable';
 
@@ -57,32 +79,41 @@ interface CompiledLimit {
   readonly matches: CompiledMatch;
   /** The limit's own globs on its bucket key, when it has any. */
   readonly keyFilter: GlobMatcher | undefined;
-  readonly windowMs: number;
+  /** Undefined for a concurrency-only limit. */
+  readonly windowMs: number | undefined;
 }
 
-/** Store key of one bucket; exported for tests and operators' tooling. */
-export function bucketKey(limitName: string, value: string | undefined): string {
+/**
+ * Store key of one bucket: its window (`rl:`) or its concurrency slots (`cc:`); exported for
+ * tests and operators' tooling.
+ */
+export function bucketKey(limitName: string, value: string | undefined, kind: 'rl' | 'cc' = 'rl'): string {
   const name = encodeURIComponent(limitName);
-  if (value === undefined) return `rl:${name}`;
+  if (value === undefined) return `${kind}:${name}`;
   let v = encodeURIComponent(value);
   if (v.length > MAX_VALUE_LENGTH)
     v = `sha256.${createHash('sha256').update(value).digest('base64url')}`;
-  return `rl:${name}:${v}`;
+  return `${kind}:${name}:${v}`;
 }
 
 export class RateLimitPlanner implements Planner {
   private readonly limits: readonly CompiledLimit[];
   private readonly onOutcome: RateLimitOptions['onOutcome'];
+  /** How long a slot is held when its request is never settled (the reservation TTL). */
+  private readonly ttlMs: number;
 
   /** Compiles every limit's match once; build a new planner when the config changes. */
-  constructor(config: Pick<Config, 'rateLimits'>, options: RateLimitOptions = {}) {
+  constructor(config: Pick<Config, 'rateLimits'> & { readonly metering?: Config['metering'] }, options: RateLimitOptions = {}) {
     this.onOutcome = options.onOutcome;
+    this.ttlMs = (config.metering?.reservationTtlSeconds ?? DEFAULT_RESERVATION_TTL_SECONDS) * 1000;
     this.limits = config.rateLimits.map(compileLimit);
   }
 
   plan(ctx: PlanInput): CounterPlan {
     const windows: WindowHit[] = [];
     const owners: CompiledLimit[] = [];
+    const slots: BudgetItem[] = [];
+    const slotOwners: CompiledLimit[] = [];
     const input = {
       path: ctx.request.path,
       method: ctx.request.method,
@@ -91,36 +122,64 @@ export class RateLimitPlanner implements Planner {
     };
     for (const limit of this.limits) {
       if (!limit.matches(input).matched) continue;
-      for (const key of bucketKeys(limit, ctx.identity)) {
-        windows.push({ key, limit: limit.config.requestsPerUnit, windowMs: limit.windowMs });
-        owners.push(limit);
+      const { requestsPerUnit, maxConcurrent } = limit.config;
+      for (const value of bucketValues(limit, ctx.identity)) {
+        if (requestsPerUnit !== undefined && limit.windowMs !== undefined) {
+          windows.push({ key: bucketKey(limit.config.name, value), limit: requestsPerUnit, windowMs: limit.windowMs });
+          owners.push(limit);
+        }
+        if (maxConcurrent !== undefined) {
+          const key = bucketKey(limit.config.name, value, 'cc');
+          const expiresAtMs = ctx.now + this.ttlMs + SLOT_KEY_GRACE_MS;
+          slots.push({ key, limit: maxConcurrent, amount: 1, minAmount: 1, expiresAtMs });
+          slotOwners.push(limit);
+        }
       }
     }
-    if (windows.length === 0) return nothingToCount();
+    if (windows.length === 0 && slots.length === 0) return nothingToCount();
     return {
       windows,
-      budgets: [],
-      render: (answer) => this.render(owners, answer),
+      budgets: slots,
+      ...(slots.length > 0 ? { reservationTtlMs: this.ttlMs } : {}),
+      render: (answer) => this.render(owners, slots, slotOwners, answer),
       unavailable: () => {
-        this.report(owners, 'unavailable');
+        this.report([...owners, ...slotOwners], 'unavailable');
         const message = 'The rate-limit store is unavailable. Please try again shortly.';
         return deny('store_unavailable', message, { headers: { 'retry-after': '1' } });
       },
     };
   }
 
-  private render(owners: readonly CompiledLimit[], answer: PlanAnswer): PlanVerdict {
+  private render(
+    owners: readonly CompiledLimit[],
+    slots: readonly BudgetItem[],
+    slotOwners: readonly CompiledLimit[],
+    answer: PlanAnswer,
+  ): PlanVerdict {
     const refused = answer.refusedBy;
+    if (refused?.kind === 'budget') {
+      const limit = slotOwners[refused.index]?.config;
+      if (limit?.maxConcurrent === undefined) throw new Error('store denied an unknown concurrency slot');
+      this.onOutcome?.(limit.name, 'limited');
+      return {
+        deny: deny(
+          'concurrency_limited',
+          `Concurrency limit reached for ${limit.name}: Limit ${limit.maxConcurrent} requests in flight. ` +
+            'Please try again when one of them has finished.',
+          { headers: { 'retry-after': String(CONCURRENCY_RETRY_AFTER_SECONDS) }, rule: limit.name },
+        ),
+      };
+    }
     if (refused !== undefined) {
-      const limit = refused.kind === 'window' ? owners[refused.index]?.config : undefined;
+      const limit = owners[refused.index]?.config;
       const state = answer.windows[refused.index];
-      if (limit === undefined || state === undefined)
+      if (limit?.unit === undefined || state === undefined)
         throw new Error('store denied an unknown window');
       this.onOutcome?.(limit.name, 'limited');
       return {
         deny: deny(
           'rate_limited',
-          `Rate limit reached for ${limit.name} on requests per ${limit.unit}: Limit ${limit.requestsPerUnit}. ` +
+          `Rate limit reached for ${limit.name} on requests per ${limit.unit}: Limit ${String(limit.requestsPerUnit)}. ` +
             `Please try again in ${formatResetDuration(state.resetMs)}.`,
           {
             headers: { 'retry-after': retryAfterSeconds(state.resetMs), ...rateHeaders(state) },
@@ -130,15 +189,27 @@ export class RateLimitPlanner implements Planner {
       };
     }
 
-    this.report(owners, 'allowed');
+    this.report([...owners, ...slotOwners], 'allowed');
     const metadata =
       answer.degraded !== undefined ? { rateLimitDegraded: answer.degraded } : undefined;
     // With `open` nothing was counted, so there is no truthful remaining count to advertise.
     const tightest = answer.degraded === 'open' ? undefined : tightestOf(answer.windows);
+    // The slots travel to ext_proc with the budgets' reservation (same id), freed with it.
+    const reservation: Reservation | undefined =
+      slots.length > 0
+        ? {
+            id: answer.reservationId,
+            budgets: slots.map((s) => ({ key: s.key, expiresAtMs: s.expiresAtMs })),
+            names: slotOwners.map((o) => o.config.name),
+            reserved: answer.reserved,
+            units: slots.map(() => 'slot' as const),
+          }
+        : undefined;
     return {
       ok: {
         ...(tightest !== undefined ? { responseHeaders: rateHeaders(tightest) } : {}),
         ...(metadata !== undefined ? { metadata } : {}),
+        ...(reservation !== undefined ? { reservation } : {}),
       },
     };
   }
@@ -156,7 +227,7 @@ function compileLimit(limit: RateLimitConfig): CompiledLimit {
     config: limit,
     matches: compileMatch(limit.match),
     keyFilter: globs !== undefined ? compileGlobs(globs) : undefined,
-    windowMs: UNIT_MS[limit.unit],
+    windowMs: limit.unit !== undefined ? UNIT_MS[limit.unit] : undefined,
   };
 }
 
@@ -164,30 +235,37 @@ function compileLimit(limit: RateLimitConfig): CompiledLimit {
 export interface CallerLimit {
   readonly config: RateLimitConfig;
   readonly windowMs: number;
+  readonly requestsPerUnit: number;
+  readonly unit: RateUnit;
   /** The store keys this caller's requests count in, as the planner would hit them. */
   readonly buckets: readonly string[];
 }
 
 /**
- * The limits that can count this caller's requests: those whose `match.claims` the caller
- * meets (their path, methods and models then say which requests). Read-only: nothing is hit.
+ * The request-rate limits that can count this caller's requests: those whose `match.claims` the
+ * caller meets (their path, methods and models then say which requests). A limit with only
+ * `maxConcurrent` has no window and is not listed. Read-only: nothing is hit.
  */
 export function limitsFor(config: Pick<Config, 'rateLimits'>, identity: Identity): CallerLimit[] {
   return config.rateLimits.flatMap((limit) => {
     const compiled = compileLimit(limit);
+    const { requestsPerUnit, unit } = limit;
+    if (compiled.windowMs === undefined || requestsPerUnit === undefined || unit === undefined) return [];
     const claimsOnly = compileMatch({ claims: limit.match.claims });
     if (!claimsOnly({ path: '/', method: 'GET', identity }).matched) return [];
-    return [{ config: limit, windowMs: compiled.windowMs, buckets: bucketKeys(compiled, identity) }];
+    const buckets = bucketValues(compiled, identity).map((v) => bucketKey(limit.name, v));
+    return [{ config: limit, windowMs: compiled.windowMs, requestsPerUnit, unit, buckets }];
   });
 }
 
-function bucketKeys(limit: CompiledLimit, identity: Identity): string[] {
+/** The bucket values of a request under a limit; `undefined` is the shared no-value bucket. */
+function bucketValues(limit: CompiledLimit, identity: Identity): (string | undefined)[] {
   const filter = limit.keyFilter;
   const values = claimValues(identity, limit.config.key).filter(
     (v) => filter === undefined || filter(v),
   );
-  if (values.length === 0) return [bucketKey(limit.config.name, undefined)];
-  return [...new Set(values)].map((v) => bucketKey(limit.config.name, v));
+  if (values.length === 0) return [undefined];
+  return [...new Set(values)];
 }
 
 /** Least remaining wins; on a tie, the one that takes longer to reset. */

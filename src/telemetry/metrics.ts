@@ -34,8 +34,11 @@ export interface UsageRecord {
 export interface ReservationRecord {
   readonly names: readonly string[];
   readonly reserved: readonly number[];
-  /** Per budget; `usd` amounts are micro-dollars, not tokens. Absent = all tokens. */
-  readonly units?: readonly ('tokens' | 'usd')[];
+  /**
+   * Per budget; `usd` amounts are micro-dollars, not tokens, and a `slot` is a concurrency
+   * limit's request in flight, not a budget. Absent = all tokens.
+   */
+  readonly units?: readonly ('tokens' | 'usd' | 'slot')[];
 }
 
 /** What the ledger needs: usage, budget levels, reservations closed. */
@@ -188,10 +191,11 @@ export class Metrics {
   }
 
   private reservation(r: ReservationRecord, sign: 1 | -1): void {
-    if (r.names.length === 0) return;
+    // Concurrency slots ride on the reservation but are no budget's.
+    if (!r.names.some((_, k) => r.units?.[k] !== 'slot')) return;
     this.i.reservations.add(sign);
     r.names.forEach((name, k) => {
-      if (r.units?.[k] === 'usd') return;
+      if (r.units?.[k] === 'usd' || r.units?.[k] === 'slot') return;
       const tokens = r.reserved[k] ?? 0;
       if (tokens > 0)
         this.i.reservedTokens.add(sign * tokens, { budget: this.budgets.value(name) });

@@ -54,6 +54,21 @@ describe('RedisStore against a real redis-server', function () {
     expect(await a.readBudget('shared-b', T0)).to.deep.equal({ used: 120, reserved: 0 });
   });
 
+  it('a replica that dies holding concurrency slots leaks none: they expire after the TTL', async () => {
+    const [a, b] = [await connect(), await connect()];
+    const ttlMs = 400;
+    const take = (store: RedisStore, id: string) => {
+      const now = Date.now();
+      const slot = { key: 'cc:crash:ann', limit: 2, amount: 1, minAmount: 1, expiresAtMs: now + ttlMs + 60_000 };
+      return store.admit({ windows: [], budgets: [slot], reservationId: id, ttlMs }, now);
+    };
+    expect((await Promise.all([take(a, 'a1'), take(a, 'a2')])).map((r) => r.allowed)).to.deep.equal([true, true]);
+    await a.close(); // gone without releasing anything
+    expect((await take(b, 'b1')).allowed).to.equal(false);
+    await new Promise((r) => setTimeout(r, ttlMs + 50));
+    expect((await Promise.all([take(b, 'b2'), take(b, 'b3'), take(b, 'b4')])).map((r) => r.allowed).sort()).to.deep.equal([false, true, true]);
+  });
+
   it('200 concurrent hits on a limit of 50 across two stores admit exactly 50, all-or-nothing', async () => {
     const stores = [await connect(), await connect()];
     const results = await Promise.all(

@@ -16,7 +16,10 @@ import { createStore, type CreatedStore } from '../../../src/store/index.js';
 import { RedisServer } from '../../helpers/redis-server.js';
 import { budget, config, ctx } from '../../unit/budgets/helpers.js';
 
-/** Three limits and two budgets that all apply to the helpers' chat request (ann, tenant acme). */
+/**
+ * Three limits (one with a concurrency limit too) and two budgets that all apply to the
+ * helpers' chat request (ann, tenant acme).
+ */
 function threeLimitsTwoBudgets(): Config {
   return {
     ...config([
@@ -29,6 +32,8 @@ function threeLimitsTwoBudgets(): Config {
         match: { claims: {} },
         requestsPerUnit: 100,
         unit: 'minute',
+        // and a concurrency limit: its slot is taken in the same script, freed in the same settle
+        maxConcurrent: 100,
         key: 'user',
       },
       {
@@ -60,7 +65,7 @@ function clientCommands(client: Redis): { names: string[]; stop(): void } {
   return { names, stop: () => (client.sendCommand = send) };
 }
 
-describe('one Redis round trip per admission (3 limits + 2 budgets)', function () {
+describe('one Redis round trip per admission (3 limits, one with a concurrency limit, + 2 budgets)', function () {
   this.timeout(20_000);
   let server: RedisServer;
   let raw: Redis;
@@ -135,7 +140,7 @@ describe('one Redis round trip per admission (3 limits + 2 budgets)', function (
     expect(sent.names, 'commands the client sent').to.have.length(1);
     expect(cold.direct.map((s) => s[1]?.toLowerCase())).to.deep.equal(['eval']);
 
-    // Warm: one EVALSHA naming all 3 windows and 2 × 2 budget keys; the rest runs inside Redis.
+    // Warm: one EVALSHA naming all 3 windows and 3 × 2 slot and budget keys; the rest runs inside Redis.
     await raw.config('RESETSTAT');
     sent.names.length = 0;
     const warm = await watched(async () => {
@@ -150,7 +155,7 @@ describe('one Redis round trip per admission (3 limits + 2 budgets)', function (
     );
     for (const cmd of warm.direct) {
       expect(cmd[1]?.toLowerCase()).to.equal('evalsha');
-      expect(cmd[3], 'keys: 3 windows + 2 budgets × (hash, zset)').to.equal('7');
+      expect(cmd[3], 'keys: 3 windows + (1 slot counter + 2 budgets) × (hash, zset)').to.equal('9');
     }
     expect(warm.lua, 'the script’s own work, inside Redis').to.be.greaterThan(5 * 7);
     const stats = await raw.info('commandstats');
@@ -160,7 +165,9 @@ describe('one Redis round trip per admission (3 limits + 2 budgets)', function (
     // And it counted: 6 admissions in every window and both budgets.
     const last = await admit(6);
     expect(last.responseHeaders?.['x-ratelimit-remaining-requests']).to.equal('3'); // chat: 10/min
-    expect(last.reservation?.budgets).to.have.length(2);
+    // Its one reservation: the per-user slot, then both budgets; 7 slots held (none settled yet).
+    expect(last.reservation?.units).to.deep.equal(['slot', 'tokens', 'tokens']);
+    expect(await raw.hget(`rt:${last.reservation?.budgets[0]?.key ?? ''}`, 'reserved')).to.equal('7');
   });
 
   it('a settlement is one more', async () => {
@@ -171,11 +178,13 @@ describe('one Redis round trip per admission (3 limits + 2 budgets)', function (
     );
     const r = await stage.run(ctx({ now: Date.now(), maxTokens: 10, handoffId: 'settle-me' }));
     if (!('ok' in r) || r.ok.reservation === undefined) throw new Error('not admitted');
-    const { budgets, id } = r.ok.reservation;
-    const settled = await watched(() => created.store.settle(budgets, id, budgets.map(() => 42), Date.now()));
+    const { budgets, id, units } = r.ok.reservation;
+    // As the ledger settles: the slot to 0 (freed), each budget to its usage.
+    const amounts = budgets.map((_, i) => (units?.[i] === 'slot' ? 0 : 42));
+    const settled = await watched(() => created.store.settle(budgets, id, amounts, Date.now()));
     // EVAL the first time this connection settles, EVALSHA after: one command either way.
     expect(settled.direct).to.have.length(1);
     expect(settled.direct[0]?.[1]?.toLowerCase()).to.match(/^eval(sha)?$/);
-    expect(settled.direct[0]?.[3], 'keys: 2 budgets × (hash, zset)').to.equal('4');
+    expect(settled.direct[0]?.[3], 'keys: (1 slot counter + 2 budgets) × (hash, zset)').to.equal('6');
   });
 });

@@ -11,6 +11,7 @@ import { AuthorizeStep } from '../../../src/check/authorize.js';
 import { CheckFlow, checkSteps } from '../../../src/check/flow.js';
 import { Responder } from '../../../src/check/respond.js';
 import { MemoryStore } from '../../../src/store/memory.js';
+import { RateLimitPlanner } from '../../../src/limits/rate-limit.js';
 import { budget, config, identity, logSink, T0 } from '../budgets/helpers.js';
 
 const KEY = 'tb:tenant:acme:2026-11';
@@ -111,5 +112,40 @@ describe('check/CheckFlow hand-offs', () => {
     tick(16 * 60_000); // past metering.reservationTtlSeconds (900 s by default)
     const state = await store.readBudget(KEY, T0 + 16 * 60_000);
     expect(state).to.deep.equal({ used: 0, reserved: 0 });
+  });
+
+  it('gives back the reservation and the slot of a request that fails after admission', async () => {
+    const store = new MemoryStore();
+    const base = config([budget({ tenant: 'acme', maxTokens: 1000 })]);
+    const cfg = { ...base, rateLimits: [{ name: 'streams', match: { claims: {} }, maxConcurrent: 1, key: 'user' }] };
+    const { logger, lines } = logSink();
+    const steps = checkSteps({
+      verifier: { authenticate: () => Promise.resolve(identity()) },
+      authorize: new AuthorizeStep(cfg.authorization),
+      planners: [new RateLimitPlanner(cfg), new BudgetPlanner(cfg)],
+      store,
+      responder: new Responder(cfg, { tenants: {} }),
+    });
+    let failing = true;
+    // The last step (hand-off) breaking, as a bug or a lost dependency would.
+    const broken = steps.map((step) =>
+      step.name !== 'hand-off' ? step : { ...step, run: (c: Parameters<typeof step.run>[0]) => (failing ? Promise.reject(new Error('boom')) : step.run(c)) },
+    );
+    const gateway = new CheckFlow({ config: cfg, steps: broken, logger, now: () => T0 });
+    const req = {
+      id: 'req-1',
+      method: 'POST',
+      path: '/v1/chat/completions',
+      headers: { authorization: 'Bearer stub.verified.token-for-the-gateway-test', 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 100 }),
+    };
+    expect((await gateway.decide(req)).deny?.reason).to.equal('internal_error');
+    expect(await store.readBudget(KEY, T0)).to.deep.equal({ used: 0, reserved: 0 });
+    expect(await store.readBudget('cc:streams:ann%40myorg.com', T0)).to.deep.equal({ used: 0, reserved: 0 });
+    failing = false;
+    expect((await gateway.decide(req)).allow).to.not.equal(undefined);
+    // Allowed, it holds its slot (ext_proc frees it): the next one is refused.
+    expect((await gateway.decide(req)).deny?.reason).to.equal('concurrency_limited');
+    expect(lines.filter((l) => l['msg'] === 'decision failed')).to.have.length(1);
   });
 });

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { expect } from 'chai';
 import { parseConfig } from '../../../src/config/load.js';
 import { Explainer } from '../../../src/cli/explain.js';
-import { traceLine } from '../../../src/cli/explain-command.js';
+import { formatExplanation, traceLine } from '../../../src/cli/explain-command.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import { PeekStore } from '../../../src/store/peek.js';
 
@@ -71,6 +71,27 @@ describe('cli/explain: the live Check, explained', () => {
     const e = await explainer.explain({ caller: { anonymous: true }, method: 'GET', path: '/v1/models' });
     expect(e).to.include({ decision: 'deny', status: 401, reason: 'missing_token' });
     expect(e.rules).to.deep.equal([]);
+  });
+});
+
+describe('cli/explain: a concurrency limit', () => {
+  it('shows the bucket with its requests in flight, and the refusal when no slot is free', async () => {
+    const text = (await readFile(OKTA, 'utf8')).replace(/^rateLimits:\n/m, 'rateLimits:\n  - { name: streams, maxConcurrent: 2 }\n');
+    const config = parseConfig(text, OKTA);
+    const counters = new MemoryStore();
+    const explainer = new Explainer(config, { counters });
+    const req = { caller: { claims: { sub: 'bob', groups: ['product-eng'], team: 'product-eng' } }, method: 'POST', path: '/v1/chat/completions', body: chat('gpt-4.1') };
+    const slot = { key: 'cc:streams:bob', limit: 2, amount: 1, minAmount: 1, expiresAtMs: Date.now() + 600_000 };
+    await counters.admit({ windows: [], budgets: [slot], reservationId: 'held-1', ttlMs: 600_000 }, Date.now());
+    const e = await explainer.explain(req);
+    expect(e.decision).to.equal('allow');
+    expect(e.limits.find((l) => l.kind === 'concurrency')).to.deep.equal({ kind: 'concurrency', name: 'streams', key: 'cc:streams:bob', limit: 2, current: 1, remaining: 0, refused: false });
+    expect(formatExplanation(e)).to.include('concurrency streams [cc:streams:bob]: limit 2, in flight 1, remaining 0');
+    await counters.admit({ windows: [], budgets: [slot], reservationId: 'held-2', ttlMs: 600_000 }, Date.now());
+    const refused = await explainer.explain(req);
+    expect(refused).to.include({ decision: 'deny', status: 429, reason: 'concurrency_limited', rule: 'streams' });
+    expect(refused.limits.find((l) => l.kind === 'concurrency')).to.include({ current: 2, refused: true });
+    expect(refused.response?.headers).to.include({ 'retry-after': '1', 'x-tollgate-reason': 'concurrency_limited' });
   });
 });
 

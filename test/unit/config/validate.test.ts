@@ -177,6 +177,37 @@ describe('config/validate: inline cases', () => {
     ]);
   });
 
+  it('checks concurrency limits: maxConcurrent, requestsPerUnit with unit, or both; never neither', () => {
+    const text = `${MINIMAL}rateLimits:
+  - name: none
+    key: user
+  - name: zero
+    maxConcurrent: 0
+  - name: half
+    maxConcurrent: 2
+    unit: minute
+  - name: typo
+    maxConcurrent: "2"
+`;
+    expect(describeProblems(text)).to.deep.equal([
+      '4: rateLimits[0]: needs `requestsPerUnit` with `unit` (requests per window), `maxConcurrent` (requests in flight) or both',
+      '7: rateLimits[1].maxConcurrent: must be between 1 and 100000, got 0',
+      '8: rateLimits[2].requestsPerUnit: is required',
+      '12: rateLimits[3].maxConcurrent: expected an integer, got the string "2"',
+    ]);
+  });
+
+  it('reads a concurrency-only limit, and one with a window too', () => {
+    const cfg = parseConfig(`${MINIMAL}rateLimits:
+  - { name: streams, maxConcurrent: 2, key: tenant }
+  - { name: both, maxConcurrent: 5, requestsPerUnit: 60, unit: minute }
+`, 'test.yaml');
+    expect(cfg.rateLimits).to.deep.equal([
+      { name: 'streams', match: { claims: {} }, maxConcurrent: 2, key: 'tenant' },
+      { name: 'both', match: { claims: {} }, requestsPerUnit: 60, unit: 'minute', maxConcurrent: 5, key: 'user' },
+    ]);
+  });
+
   it('checks token budgets: one subject, positive integer, IANA zone', () => {
     const text = `${MINIMAL}tokenBudgets:
   - { maxTokens: 10, period: day }

@@ -380,5 +380,80 @@ export function describeStoreContract(title: string, make: () => Promise<Store> 
         expect(await store.readBudget(keys.b1, T0)).to.deep.equal({ used: 0, reserved: 0 });
       });
     });
+
+    describe('concurrency slots: a reservation of 1 in a counter never charged', () => {
+      const TTL = 5000;
+      // As limits/rate-limit.ts asks for one: the key outlives its newest slot.
+      const slot = (key: string, limit: number): BudgetItem => ({
+        key,
+        limit,
+        amount: 1,
+        minAmount: 1,
+        expiresAtMs: T0 + TTL + 60_000,
+      });
+      const take = (key: string, limit: number, id: string, now = T0) =>
+        store.admit({ windows: [], budgets: [slot(key, limit)], reservationId: id, ttlMs: TTL }, now);
+      const ref = (key: string) => ({ key, expiresAtMs: T0 + TTL + 60_000 });
+
+      it('admits up to the limit in flight, refuses the next, and a release frees one slot', async () => {
+        const key = uniq('cc');
+        const taken = await Promise.all(['a', 'b', 'c'].map((id) => take(key, 2, id)));
+        expect(taken.map((r) => r.allowed).sort()).to.deep.equal([false, true, true]);
+        const refused = taken.find((r) => !r.allowed);
+        expect(refused?.refusedBy).to.deep.equal({ kind: 'budget', index: 0 });
+        expect(await store.readBudget(key, T0)).to.deep.equal({ used: 0, reserved: 2 });
+        const holder = taken.findIndex((r) => r.allowed);
+        await store.release([ref(key)], ['a', 'b', 'c'][holder] as string, T0);
+        expect(await store.readBudget(key, T0)).to.deep.equal({ used: 0, reserved: 1 });
+        expect((await take(key, 2, 'd')).allowed).to.equal(true);
+        expect((await take(key, 2, 'e')).allowed).to.equal(false);
+      });
+
+      it('settling to 0 frees the slot and charges nothing', async () => {
+        const key = uniq('cc');
+        await take(key, 1, 'a');
+        const s = await store.settle([ref(key)], 'a', [0], T0);
+        expect(s.used).to.deep.equal([0]);
+        expect(await store.readBudget(key, T0)).to.deep.equal({ used: 0, reserved: 0 });
+        expect((await take(key, 1, 'b')).allowed).to.equal(true);
+      });
+
+      it('a slot nobody releases expires after the TTL (a crashed replica cannot leak it)', async () => {
+        const key = uniq('cc');
+        await take(key, 1, 'lost');
+        expect((await take(key, 1, 'b', T0 + TTL - 1)).allowed).to.equal(false);
+        expect((await take(key, 1, 'c', T0 + TTL)).allowed).to.equal(true);
+      });
+
+      it('is all-or-nothing with windows and budgets in the one admission', async () => {
+        const [cc, w, b] = [uniq('cc'), uniq('w'), uniq('b')];
+        const budget = { key: b, limit: 100, amount: 60, minAmount: 60, expiresAtMs: PERIOD_END };
+        const admit = (id: string) =>
+          store.admit(
+            { windows: [{ key: w, limit: 10, windowMs: 60_000 }], budgets: [slot(cc, 2), budget], reservationId: id, ttlMs: TTL },
+            T0,
+          );
+        expect((await admit('r1')).allowed).to.equal(true);
+        // The budget has 40 left: refused, and neither the slot nor the window is taken.
+        const r2 = await admit('r2');
+        expect(r2.refusedBy).to.deep.equal({ kind: 'budget', index: 1 });
+        expect(await store.readBudget(cc, T0)).to.deep.equal({ used: 0, reserved: 1 });
+        expect(r2.windows[0]?.remaining).to.equal(9);
+        // The slots are full: refused by the slot, nothing reserved in the budget.
+        await take(cc, 2, 'other');
+        await store.release([{ key: b, expiresAtMs: PERIOD_END }], 'r1', T0);
+        const r3 = await admit('r3');
+        expect(r3.refusedBy).to.deep.equal({ kind: 'budget', index: 0 });
+        expect(r3.reserved).to.deep.equal([0, 0]);
+        expect(await store.readBudget(b, T0)).to.deep.equal({ used: 0, reserved: 0 });
+        // Settling the admission frees its slot with its tokens, in one call.
+        await store.settle([ref(cc)], 'r1', [0], T0);
+        const r4 = await admit('r4');
+        expect(r4.allowed).to.equal(true);
+        const s = await store.settle([ref(cc), { key: b, expiresAtMs: PERIOD_END }], 'r4', [0, 25], T0);
+        expect(s.used).to.deep.equal([0, 25]);
+        expect(await store.readBudget(cc, T0)).to.deep.equal({ used: 0, reserved: 1 });
+      });
+    });
   });
 }
