@@ -4,7 +4,7 @@
  * swaps it in at once (Live), so a request in flight finishes with the configuration it
  * started with, and every callback reads the generation in force when it runs.
  */
-import type { Config } from './config/schema.js';
+import { DEFAULT_DAILY_USAGE, type Config } from './config/schema.js';
 import { resolveMetricsToken, resolveSecret } from './config/secrets.js';
 import { BudgetLedger } from './budgets/ledger.js';
 import { exchangeFactory } from './response/flow.js';
@@ -281,6 +281,7 @@ export class App {
         allowedModels: (identity, candidates) => live.current.authorize.allowedModels(identity, candidates),
         counters: live.current.store.store,
       }),
+      usage: () => ({ book: live.current.store.usage, days: live.current.check.config.metering.dailyUsage ?? DEFAULT_DAILY_USAGE }),
       logger,
     });
   }
@@ -328,7 +329,11 @@ export class App {
       onReservation: (reservation) => metrics.reservationOpened(reservation),
     });
     const { authorize } = parts;
-    const ledger = new BudgetLedger(config, store.store, { logger, metrics });
+    const ledger = new BudgetLedger(config, store.store, {
+      logger,
+      metrics,
+      usage: { book: store.usage, days: config.metering.dailyUsage ?? DEFAULT_DAILY_USAGE },
+    });
     const check = new CheckFlow({ config, steps: checkSteps(parts), logger, tracing });
     check.onDecision((decision, latencyMs) => metrics.recordDecision(decision, latencyMs));
     check.onStage((stage, latencyMs, outcome) => metrics.recordStage(stage, latencyMs, outcome));

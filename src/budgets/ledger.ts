@@ -23,6 +23,9 @@ import type { Usage } from '../metering/usage.js';
 import { budgetLimits, budgetName } from './planner.js';
 import { costOfUsage, formatMicros } from '../metering/pricing.js';
 import type { Degraded, Store } from '../store/store.js';
+import type { UsageBook } from '../store/usage-book.js';
+import type { DailyUsageConfig } from '../config/schema.js';
+import { periodWindow } from './period.js';
 import { auditLogger, type Logger } from '../telemetry/logger.js';
 import type { UsageMetrics } from '../telemetry/metrics.js';
 import type { Handoff } from '../handoff/handoff.js';
@@ -48,6 +51,8 @@ export type ReleaseReason = `upstream_status_${number}` | 'not_metered' | 'not_f
 
 export interface LedgerDeps {
   readonly logger: Logger;
+  /** The usage book and how it keeps days; absent (or `keepDays: 0`) = no tallies. */
+  readonly usage?: { readonly book: UsageBook; readonly days: DailyUsageConfig };
   /** `gen_ai.client.token.usage`, tokens by source, budget levels, open reservations. */
   readonly metrics?: UsageMetrics;
   readonly now?: () => number;
@@ -78,6 +83,7 @@ export class BudgetLedger {
   /** Writes the usage lines: built from named fields, none keyed by outside names. */
   private readonly auditLog: Logger;
   private readonly metrics: LedgerDeps['metrics'];
+  private readonly usage: LedgerDeps['usage'];
   private readonly now: () => number;
   /** `<unit> <budget name>` → its limit, to report what is left after a settlement. */
   private readonly limits: ReadonlyMap<string, number>;
@@ -87,6 +93,7 @@ export class BudgetLedger {
     this.logger = deps.logger;
     this.auditLog = auditLogger(deps.logger, []);
     this.metrics = deps.metrics;
+    this.usage = deps.usage !== undefined && deps.usage.days.keepDays > 0 ? deps.usage : undefined;
     this.now = deps.now ?? Date.now;
     this.limits = new Map(
       config.tokenBudgets.flatMap((b) => budgetLimits(b).map(({ unit, limit }) => [`${unit} ${budgetName(b)}`, limit])),
@@ -156,8 +163,37 @@ export class BudgetLedger {
         latencyMs: Math.round(outcome.latencyMs * 1000) / 1000,
       });
       this.record(handoff, usage, cost);
+      await this.tally(handoff, usage, cost);
     } catch (err) {
       this.safeError(err, handoff, 'settlement failed');
+    }
+  }
+
+  /**
+   * Adds the request to its day in the usage book (the portal's charts). A report, not the
+   * ledger: a failed write is logged and dropped; the audit line above has every number.
+   */
+  private async tally(handoff: Handoff, usage: Usage, costMicros: number | undefined): Promise<void> {
+    const book = this.usage;
+    if (book === undefined) return;
+    const day = periodWindow('day', book.days.timeZone, this.now());
+    try {
+      await book.book.tally({
+        day: day.id,
+        tenant: handoff.identity.tenant ?? '',
+        user: handoff.identity.user,
+        model: handoff.model ?? '',
+        inputTokens: usage.inputTokens,
+        outputTokens: usage.outputTokens,
+        estimatedTokens: usage.source === 'provider' ? 0 : usage.totalTokens,
+        costMicros: costMicros ?? 0,
+        expiresAtMs: day.endMs + book.days.keepDays * 86_400_000,
+      });
+    } catch (err) {
+      this.logger.warn(
+        { requestId: handoff.requestId, reason: errorMessage(err) },
+        'daily usage tally not written (the usage line has the numbers)',
+      );
     }
   }
 

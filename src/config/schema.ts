@@ -161,7 +161,22 @@ export interface MeteringConfig {
   readonly reservationTtlSeconds?: number;
   /** Absent = `refuse` (DEFAULT_FIT_TO_BUDGET in budgets/fit.ts). */
   readonly fitToBudget?: FitToBudget;
+  /** Absent = DEFAULT_DAILY_USAGE. */
+  readonly dailyUsage?: DailyUsageConfig;
 }
+
+/**
+ * The usage book (store/usage-book.ts): per-day, per-user, per-model tallies written at
+ * settlement for the portal's charts and Owners view.
+ */
+export interface DailyUsageConfig {
+  /** Days a day's tallies are kept after it ends; 0 = no tallies written. */
+  readonly keepDays: number;
+  /** IANA zone whose calendar days the tallies follow (use your budgets' zone). */
+  readonly timeZone: string;
+}
+
+export const DEFAULT_DAILY_USAGE: DailyUsageConfig = { keepDays: 62, timeZone: 'UTC' };
 
 /**
  * One model's prices, as pico-dollars per token (= USD per million tokens × 10⁶, so `2.50` is
@@ -302,4 +317,14 @@ export interface PortalConfig {
   readonly sessionTtlSeconds: number;
   /** The most sessions kept in memory; the oldest is dropped past it. Default 10000. */
   readonly maxSessions: number;
+  /** Who sees the Owners view; absent = nobody. */
+  readonly owners?: PortalOwners;
+}
+
+/** The Owners view's audience, by the signed-in identity's mapped groups. */
+export interface PortalOwners {
+  /** Members see every tenant. */
+  readonly groups: readonly string[];
+  /** Members see their own tenant (`*`: every member of a tenant sees it). */
+  readonly tenantGroups: readonly string[];
 }

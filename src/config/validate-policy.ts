@@ -220,7 +220,7 @@ function readMaxCost(cur: Cursor | undefined): number | undefined {
   return micros;
 }
 
-function readTimeZone(cur: Cursor | undefined): string | undefined {
+export function readTimeZone(cur: Cursor | undefined): string | undefined {
   const tz = readString(cur);
   if (tz === undefined || cur === undefined) return undefined;
   try {

@@ -1,6 +1,6 @@
 /** `portal`: the self-service portal's listener and its OAuth client (docs/portal.md). */
-import type { PortalConfig, ProviderConfig } from './schema.js';
-import { readEnum, readHttpUrl, readInt, readMap, readString, report, required } from './validate-core.js';
+import type { PortalConfig, PortalOwners, ProviderConfig } from './schema.js';
+import { readEnum, readHttpUrl, readInt, readMap, readString, readStrings, report, required } from './validate-core.js';
 import type { Cursor } from './validate-core.js';
 import { readHostPort, readSecretRef } from './validate-sections.js';
 
@@ -16,7 +16,22 @@ const KEYS = [
   'gatewayUrl',
   'sessionTtlSeconds',
   'maxSessions',
+  'owners',
 ] as const;
+
+/** `owners`: `groups` see every tenant's usage, `tenantGroups` their own tenant's (`*`: every member). */
+function readOwners(cur: Cursor | undefined): PortalOwners | undefined {
+  if (cur === undefined) return undefined;
+  const f = readMap(cur, ['groups', 'tenantGroups']);
+  if (f === undefined) return undefined;
+  const groups = readStrings(f.get('groups')) ?? [];
+  const tenantGroups = readStrings(f.get('tenantGroups')) ?? [];
+  if (groups.length === 0 && tenantGroups.length === 0) {
+    report(cur, 'names nobody: list `groups` (every tenant) and/or `tenantGroups` (their own tenant)');
+    return undefined;
+  }
+  return { groups, tenantGroups };
+}
 
 export const PORTAL_DEFAULTS = {
   scope: 'openid email profile',
@@ -73,6 +88,7 @@ export function readPortal(
   const gatewayUrl = readHttpUrl(f.get('gatewayUrl'));
   const sessionTtlSeconds = readInt(f.get('sessionTtlSeconds'), 60, 7 * 86400);
   const maxSessions = readInt(f.get('maxSessions'), 1, 1_000_000);
+  const owners = readOwners(f.get('owners'));
   if (listen === undefined || provider === undefined || clientId === undefined || publicUrl === undefined) return undefined;
   if (secretCur !== undefined && clientSecret === undefined) return undefined;
   const scopes = (scope ?? PORTAL_DEFAULTS.scope).split(/\s+/).filter((s) => s !== '');
@@ -88,5 +104,6 @@ export function readPortal(
     ...(gatewayUrl !== undefined ? { gatewayUrl: gatewayUrl.replace(/\/+$/, '') } : {}),
     sessionTtlSeconds: sessionTtlSeconds ?? PORTAL_DEFAULTS.sessionTtlSeconds,
     maxSessions: maxSessions ?? PORTAL_DEFAULTS.maxSessions,
+    ...(owners !== undefined ? { owners } : {}),
   };
 }

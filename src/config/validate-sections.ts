@@ -1,7 +1,9 @@
 /** The infrastructure sections: server, upstream, identityHeaders, metering, store, logging, metrics. */
 import { isMap, isScalar } from 'yaml';
-import { DEFAULT_MAX_LABEL_VALUES, DEFAULT_MAX_REQUEST_BYTES, FIT_TO_BUDGET } from './schema.js';
+import { DEFAULT_DAILY_USAGE, DEFAULT_MAX_LABEL_VALUES, DEFAULT_MAX_REQUEST_BYTES, FIT_TO_BUDGET } from './schema.js';
+import { readTimeZone } from './validate-policy.js';
 import type {
+  DailyUsageConfig,
   IdentityHeaders,
   LoggingConfig,
   MeteringConfig,
@@ -196,16 +198,29 @@ export function readIdentityHeaders(cur: Cursor | undefined): IdentityHeaders {
 export function readMetering(cur: Cursor | undefined): MeteringConfig {
   const defaults: MeteringConfig = { defaultMaxOutputTokens: 4096 };
   if (cur === undefined) return defaults;
-  const f = readMap(cur, ['defaultMaxOutputTokens', 'reservationTtlSeconds', 'fitToBudget'], true);
+  const f = readMap(cur, ['defaultMaxOutputTokens', 'reservationTtlSeconds', 'fitToBudget', 'dailyUsage'], true);
   if (f === undefined) return defaults;
   // Unset stays unset, so the budget stage's documented defaults apply.
   const ttl = readInt(f.get('reservationTtlSeconds'), 10, 7 * 86_400);
   const fit = readEnum(f.get('fitToBudget'), FIT_TO_BUDGET);
+  const daily = readDailyUsage(f.get('dailyUsage'));
   return {
     defaultMaxOutputTokens:
       readInt(f.get('defaultMaxOutputTokens'), 1, 10_000_000) ?? defaults.defaultMaxOutputTokens,
     ...(ttl !== undefined ? { reservationTtlSeconds: ttl } : {}),
     ...(fit !== undefined ? { fitToBudget: fit } : {}),
+    ...(daily !== undefined ? { dailyUsage: daily } : {}),
+  };
+}
+
+/** `metering.dailyUsage`: `keepDays` 0..400 (0 = off), `timeZone` an IANA zone. */
+function readDailyUsage(cur: Cursor | undefined): DailyUsageConfig | undefined {
+  if (cur === undefined) return undefined;
+  const f = readMap(cur, ['keepDays', 'timeZone'], true);
+  if (f === undefined) return undefined;
+  return {
+    keepDays: readInt(f.get('keepDays'), 0, 400) ?? DEFAULT_DAILY_USAGE.keepDays,
+    timeZone: readTimeZone(f.get('timeZone')) ?? DEFAULT_DAILY_USAGE.timeZone,
   };
 }
 

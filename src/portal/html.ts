@@ -5,12 +5,11 @@
  */
 import type { MeBudget, MeRateLimit, MeView } from '../check/me.js';
 
-/** HTML-escapes text for element content and quoted attribute values. */
-export function esc(value: unknown): string {
-  return String(value).replace(/[&<>"'`]/g, (c) => `&#${c.charCodeAt(0)};`);
-}
+import { esc } from './escape.js';
 
-const n = (v: number | undefined): string => (v === undefined ? '–' : v.toLocaleString('en-US'));
+export { esc };
+
+export const n = (v: number | undefined): string => (v === undefined ? '–' : v.toLocaleString('en-US'));
 
 export function layout(title: string, body: string, opts: { csrf?: string } = {}): string {
   return `<!doctype html>
@@ -52,7 +51,7 @@ function row(cells: readonly string[], header = false): string {
   return `<tr>${cells.map((c) => `<${tag}>${c}</${close}>`).join('')}</tr>`;
 }
 
-function table(id: string, caption: string, head: readonly string[], rows: readonly (readonly string[])[], empty: string): string {
+export function table(id: string, caption: string, head: readonly string[], rows: readonly (readonly string[])[], empty: string): string {
   if (rows.length === 0) return `<p id="${id}">${esc(empty)}</p>`;
   return `<table id="${id}">
 <caption>${esc(caption)}</caption>
@@ -128,12 +127,12 @@ ${block('snippet-python', 'Python', python)}
 }
 
 /** The "Me" page: exactly the MeView `describeCaller` returned, rendered, nothing recomputed. */
-export function mePage(view: MeView, opts: { csrf: string; gatewayUrl?: string }): string {
+export function mePage(view: MeView, opts: { csrf: string; gatewayUrl?: string; usage?: string; owners?: boolean }): string {
   const id = view.identity;
   const claims = Object.entries(view.claims).map(([k, v]) => [esc(k), esc(typeof v === 'string' ? v : JSON.stringify(v))]);
   const rules = view.rules.map((r) => [esc(r.name), esc(r.action), esc(r.mode), esc(r.applies ? 'yes' : 'no')]);
   const body = `<h1>Signed in as <span id="user">${esc(id.user)}</span></h1>
-<form method="post" action="/logout" id="logout">
+${opts.owners === true ? '<nav aria-label="Portal"><a href="/owners" id="owners-link">Owners view</a></nav>\n' : ''}<form method="post" action="/logout" id="logout">
 <input type="hidden" name="csrf" value="${esc(opts.csrf)}">
 <button type="submit">Sign out</button>
 </form>
@@ -163,6 +162,7 @@ ${table('rate-limits', 'Your rate limits now', ['Limit', 'Counter', 'Allowed', '
 <h2 id="budgets-h">Token budgets</h2>
 ${table('budgets', 'Your budgets this period (tokens)', ['Budget', 'Period', 'Used', 'Reserved', 'Remaining', 'Limit', 'Cost', 'Resets'], budgetRows(view.budgets), 'No budget applies to you.')}
 </section>
+${opts.usage ?? ''}
 ${snippets(opts.gatewayUrl)}
 <p class="at">Read at ${esc(view.at)}. <a href="/">Refresh</a></p>`;
   return layout('Me', body, { csrf: opts.csrf });

@@ -9,7 +9,11 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { IdentityVerifier } from '../check/authenticate.js';
 import { describeCaller, type MeSources } from '../check/me.js';
-import type { PortalConfig } from '../config/schema.js';
+import type { DailyUsageConfig, PortalConfig } from '../config/schema.js';
+import { monthToDate, userDays } from '../budgets/usage-report.js';
+import type { UsageBook } from '../store/usage-book.js';
+import { ownerScope, ownersData } from './owners.js';
+import { dailySection, ownersPage } from './usage-html.js';
 import type { Identity } from '../domain/identity.js';
 import { listenHttp } from '../server/address.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -31,6 +35,8 @@ export interface PortalDeps {
   readonly client: PortalClient;
   readonly verifier: () => IdentityVerifier;
   readonly me: () => MeSources;
+  /** The usage book and how it keeps days (the live store's). */
+  readonly usage: () => { readonly book: UsageBook; readonly days: DailyUsageConfig };
   readonly logger: Logger;
   readonly now?: () => number;
 }
@@ -45,6 +51,8 @@ export interface PortalServer {
 /** Seconds a sign-in may take at the IdP. */
 const SIGN_IN_TTL_S = 600;
 const MAX_FORM_BYTES = 4096;
+/** Rows per ranking on the Owners page. */
+const OWNERS_TOP = 50;
 
 const CSP = [
   "default-src 'none'",
@@ -114,15 +122,54 @@ export function portalHandler(deps: PortalDeps): { handle: (req: IncomingMessage
     return csrfMatches(session.csrf, submitted);
   }
 
+  /** Reads for a page; a store that cannot be read is logged and answered with a 503 page. */
+  async function read<T>(res: ServerResponse, what: () => Promise<T>): Promise<T | undefined> {
+    const value = await what().catch((err: unknown) => {
+      logger.warn({ reason: err instanceof Error ? err.message : String(err) }, 'portal: the store could not be read');
+      return undefined;
+    });
+    if (value === undefined) html(res, 503, errorPage('Not available', 'Your counters cannot be read right now; try again shortly.'));
+    return value;
+  }
+
+  /** My tokens per day this month, or nothing when no tallies are kept. */
+  async function myDays(identity: Identity): Promise<string> {
+    const { book, days } = deps.usage();
+    if (days.keepDays === 0) return '';
+    const { month, days: ids } = monthToDate(now(), days.timeZone);
+    return dailySection(month.id, await userDays(book, identity.tenant ?? '', identity.user, ids));
+  }
+
   async function home(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const found = sessionOf(req);
     if (found === undefined) return html(res, 200, signInPage());
-    const view = await describeCaller(deps.me(), found.session.identity, now()).catch((err: unknown) => {
-      logger.warn({ err }, 'portal: the store could not be read');
-      return undefined;
+    const identity = found.session.identity;
+    const page = await read(res, async () => {
+      const [view, usage] = await Promise.all([describeCaller(deps.me(), identity, now()), myDays(identity)]);
+      return mePage(view, {
+        csrf: found.session.csrf,
+        usage,
+        owners: ownerScope(config.owners, identity) !== undefined,
+        ...(config.gatewayUrl !== undefined ? { gatewayUrl: config.gatewayUrl } : {}),
+      });
     });
-    if (view === undefined) return html(res, 503, errorPage('Not available', 'Your counters cannot be read right now; try again shortly.'));
-    html(res, 200, mePage(view, { csrf: found.session.csrf, ...(config.gatewayUrl !== undefined ? { gatewayUrl: config.gatewayUrl } : {}) }));
+    if (page !== undefined) html(res, 200, page);
+  }
+
+  /** `GET /owners[?tenant=]`: only for `portal.owners`, and only the tenants their scope names. */
+  async function owners(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const found = sessionOf(req);
+    if (found === undefined) return redirect(res, '/');
+    const scope = ownerScope(config.owners, found.session.identity);
+    const refused = (): void => html(res, 403, errorPage('Not yours', 'The Owners view of that tenant is not open to you.'));
+    if (scope === undefined) return refused();
+    const asked = new URL(req.url ?? '/', 'http://portal').searchParams.get('tenant');
+    const { book, days } = deps.usage();
+    const me = deps.me();
+    const data = await read(res, async () => (await ownersData({ config: me.config, counters: me.counters, book, days }, scope, asked, now())) ?? null);
+    if (data === undefined) return;
+    if (data === null) return refused();
+    html(res, 200, ownersPage({ csrf: found.session.csrf, top: OWNERS_TOP, ...data }));
   }
 
   async function login(res: ServerResponse): Promise<void> {
@@ -198,6 +245,8 @@ export function portalHandler(deps: PortalDeps): { handle: (req: IncomingMessage
     switch (route) {
       case 'GET /':
         return home(req, res);
+      case 'GET /owners':
+        return owners(req, res);
       case 'GET /login':
         return login(res);
       case 'GET /callback':

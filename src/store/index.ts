@@ -12,11 +12,13 @@ import { GuardedStore, type GuardedStoreOptions } from './guarded.js';
 import { MemoryStore } from './memory.js';
 import type { RedisStore } from './redis.js';
 import type { CounterSource, Store } from './store.js';
+import { MemoryUsageBook, type UsageBook } from './usage-book.js';
 
 export type { Store } from './store.js';
 export { GuardedStore, type BreakerState } from './guarded.js';
 export { MemoryStore } from './memory.js';
 export type { RedisStore } from './redis.js';
+export type { UsageBook, UsageRow, UsageTally } from './usage-book.js';
 
 export interface CreatedStore {
   readonly store: Store;
@@ -29,6 +31,8 @@ export interface CreatedStore {
   readonly guarded?: GuardedStore;
   /** Present with `store.redis`: the client, e.g. to await `ready()` at start-up. */
   readonly redis?: RedisStore;
+  /** Per-day usage tallies (usage-book.ts), beside the counters in the same store. */
+  readonly usage: UsageBook;
 }
 
 export async function createStore(
@@ -41,9 +45,9 @@ export async function createStore(
   const r = config.redis;
   if (r === undefined) {
     const memory = new MemoryStore();
-    return { store: memory, counters: memory };
+    return { store: memory, counters: memory, usage: new MemoryUsageBook() };
   }
-  const { RedisStore } = await import('./redis.js');
+  const [{ RedisStore }, { RedisUsageBook }] = await Promise.all([import('./redis.js'), import('./redis-usage.js')]);
   // Secrets are read now, at start-up (and on a reload that changes `store:`).
   const url = r.url === undefined ? undefined : typeof r.url === 'string' ? r.url : resolveSecretSync(r.url, 'store.redis.url').trim();
   const ca = typeof r.tls === 'object' ? readCaFileSync(r.tls.ca.file, 'store.redis.tls.ca') : undefined;
@@ -68,5 +72,6 @@ export async function createStore(
     timeoutMs: r.timeoutMs,
     onUnavailable: r.onUnavailable,
   });
-  return { store: guarded, counters: redis, guarded, redis };
+  const usage = new RedisUsageBook(redis.client, redis.keyPrefix, r.timeoutMs);
+  return { store: guarded, counters: redis, guarded, redis, usage };
 }

@@ -109,6 +109,11 @@ export class RedisStore implements Store {
   /** The last connection error, for diagnostics; the guarded store counts failures itself. */
   lastError: Error | undefined;
 
+  /** Every key's prefix (with a Cluster, the deployment's hash tag). */
+  get keyPrefix(): string {
+    return this.prefix;
+  }
+
   constructor(options: RedisStoreOptions) {
     const maxDelay = options.maxReconnectDelayMs ?? 1000;
     // Verification is never turned off; a CA only replaces Node's store as what is trusted.

@@ -26,6 +26,20 @@ metering: { defaultMaxOutputTokens: 512, reservationTtlSeconds: 120 }
     expect(problems[0]).to.match(/metering\.reservationTtlSeconds: must be between 10 and 604800, got 1/);
   });
 
+  it('reads metering.dailyUsage (keepDays 0..400, an IANA zone), unset by default', () => {
+    expect(parseConfig(MINIMAL).metering.dailyUsage).to.equal(undefined);
+    expect(parseConfig(`${MINIMAL}metering: { dailyUsage: { keepDays: 0, timeZone: europe/berlin } }\n`).metering.dailyUsage).to.deep.equal({
+      keepDays: 0,
+      timeZone: 'Europe/Berlin',
+    });
+    expect(parseConfig(`${MINIMAL}metering: { dailyUsage: { timeZone: UTC } }\n`).metering.dailyUsage).to.deep.equal({ keepDays: 62, timeZone: 'UTC' });
+    const problems = describeProblems(`${MINIMAL}metering:\n  dailyUsage: { keepDays: 500, timeZone: Mars/Olympus }\n`);
+    expect(problems.map((p) => p.replace(/^\d+: /, ''))).to.have.members([
+      'metering.dailyUsage.keepDays: must be between 0 and 400, got 500',
+      'metering.dailyUsage.timeZone: unknown IANA time zone "Mars/Olympus" (for example UTC or Europe/Berlin)',
+    ]);
+  });
+
   it('reads metering.fitToBudget (refuse | cap), unset by default (= refuse)', () => {
     expect(parseConfig(MINIMAL).metering.fitToBudget).to.equal(undefined);
     expect(parseConfig(`${MINIMAL}metering: { fitToBudget: cap }\n`).metering).to.deep.equal({

@@ -49,7 +49,7 @@ describe('config: portal', () => {
   colour: blue
 `);
     expect(problems).to.have.members([
-      '11: portal.colour: unknown key `colour` (expected one of: listen, provider, clientId, clientSecret, publicUrl, scope, resource, token, gatewayUrl, sessionTtlSeconds, maxSessions)',
+      '11: portal.colour: unknown key `colour` (expected one of: listen, provider, clientId, clientSecret, publicUrl, scope, resource, token, gatewayUrl, sessionTtlSeconds, maxSessions, owners)',
       '4: portal.clientId: is required',
       '4: portal.listen: expected host:port (port 0-65535, 0 = any free port), got "nowhere"',
       '5: portal.provider: names no provider of `authentication` (have: corp)',
@@ -59,6 +59,15 @@ describe('config: portal', () => {
       '9: portal.sessionTtlSeconds: must be between 60 and 604800, got 5',
       '10: portal.maxSessions: must be between 1 and 1000000, got 0',
     ]);
+  });
+
+  it('reads who sees the Owners view, and refuses an owners block naming nobody', () => {
+    const owners = parseConfig(`${PORTAL}  owners: { groups: [llm-platform], tenantGroups: "*" }\n`).portal?.owners;
+    expect(owners).to.deep.equal({ groups: ['llm-platform'], tenantGroups: ['*'] });
+    expect(describeProblems(`${PORTAL}  owners: {}\n`)).to.deep.equal([
+      '8: portal.owners: names nobody: list `groups` (every tenant) and/or `tenantGroups` (their own tenant)',
+    ]);
+    expect(describeProblems(`${PORTAL}  owners: { admins: [x] }\n`)[0]).to.match(/portal\.owners\.admins: unknown key `admins`/);
   });
 
   it('needs a single process: sessions live in memory', () => {

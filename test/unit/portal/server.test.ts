@@ -7,7 +7,8 @@ import { Readable } from 'node:stream';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { expect } from 'chai';
 import type { Identity } from '../../../src/domain/identity.js';
-import type { PortalConfig } from '../../../src/config/schema.js';
+import { DEFAULT_DAILY_USAGE, type PortalConfig } from '../../../src/config/schema.js';
+import { MemoryUsageBook } from '../../../src/store/usage-book.js';
 import type { PortalClient } from '../../../src/portal/oidc.js';
 import { portalHandler } from '../../../src/portal/server.js';
 import { logSink, testConfig } from '../../helpers/unit.js';
@@ -71,6 +72,7 @@ describe('portal: routes', () => {
     client: failing as unknown as PortalClient,
     verifier: () => ({ authenticate: () => Promise.reject(new Error('unused')) }),
     me: () => ({ config: testConfig(), allowedModels: () => [], counters: store }),
+    usage: () => ({ book: new MemoryUsageBook(), days: DEFAULT_DAILY_USAGE }),
     logger,
   });
   const call = async (req: IncomingMessage): Promise<Answer> => {
