@@ -133,3 +133,70 @@ describe('portal: routes', () => {
     expect(raw.join('\n')).to.not.include('tok.en.value');
   });
 });
+
+describe('portal: routes with an expiring token', () => {
+  const { logger, raw } = logSink();
+  const store = new MemoryStore();
+  const revoked: string[] = [];
+  let refreshOk = true;
+  const idp = {
+    refresh: (rt: string) => (refreshOk ? Promise.resolve({ token: `fresh-${rt}`, refreshToken: rt }) : Promise.reject(new Error('invalid_grant'))),
+    revoke: (rt: string) => {
+      revoked.push(rt);
+      return Promise.reject(new Error('the IdP is down'));
+    },
+  };
+  const portal = portalHandler({
+    config: PORTAL,
+    client: idp as unknown as PortalClient,
+    verifier: () => ({ authenticate: () => Promise.resolve({ ...ADA, expiresAt: Math.floor(Date.now() / 1000) + 600 }) }),
+    me: () => ({ config: testConfig(), allowedModels: () => [], counters: store }),
+    logger,
+  });
+  const call = async (req: IncomingMessage): Promise<Answer> => {
+    const { res, answer } = response();
+    await portal.handle(req, res);
+    return answer;
+  };
+  const cookie = '__Host-tollgate_portal';
+  const expiring = (csrf: string): string =>
+    portal.sessions.put({ identity: { ...ADA, expiresAt: Math.floor(Date.now() / 1000) + 30 }, token: 'old', refreshToken: `rt-${csrf}`, csrf });
+  const post = (id: string, csrf: string): IncomingMessage => request('POST', '/token', { cookie: `${cookie}=${id}`, 'x-csrf-token': csrf });
+
+  it('POST /token hands out a refreshed token when the old one has less than a minute left', async () => {
+    refreshOk = true;
+    const id = expiring('c1');
+    const a = await call(post(id, 'c1'));
+    expect(a.status).to.equal(200);
+    const body = JSON.parse(a.body) as { token: string; expiresAt: string };
+    expect(body.token).to.equal('fresh-rt-c1');
+    expect(Date.parse(body.expiresAt) - Date.now()).to.be.greaterThan(500_000);
+    expect(Object.keys(body), 'the refresh token never leaves the server').to.deep.equal(['token', 'expiresAt']);
+  });
+
+  it('a failed refresh ends the session: POST /token answers 401 JSON, the page asks to sign in again', async () => {
+    refreshOk = false;
+    const id = expiring('c2');
+    const a = await call(post(id, 'c2'));
+    expect(a.status).to.equal(401);
+    expect(JSON.parse(a.body)).to.deep.equal({ error: 'session ended: sign in again' });
+    expect(portal.sessions.get(id)).to.equal(undefined);
+    const other = expiring('c3');
+    const page = await call(request('GET', '/', { cookie: `${cookie}=${other}` }));
+    expect(page.status).to.equal(200);
+    expect(page.body).to.include('Your session ended').and.include('href="/login"');
+    expect(page.headers['set-cookie']).to.deep.equal([`${cookie}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0; Secure`]);
+  });
+
+  it('logout revokes the refresh token, and a failed revocation does not block it', async () => {
+    refreshOk = true;
+    const id = expiring('c4');
+    const form = { cookie: `${cookie}=${id}`, 'content-type': 'application/x-www-form-urlencoded' };
+    const out = await call(request('POST', '/logout', form, 'csrf=c4'));
+    expect(out.status).to.equal(303);
+    expect(revoked).to.deep.equal(['rt-c4']);
+    expect(portal.sessions.get(id)).to.equal(undefined);
+    await new Promise((r) => setImmediate(r));
+    expect(raw.join('\n')).to.include('did not revoke the refresh token').and.not.include('rt-c');
+  });
+});
