@@ -75,6 +75,9 @@ export class PortalClient {
       code_challenge_method: 'S256',
       state: pending.state,
       nonce: pending.nonce,
+      // A refresh token only when the config asks for one; most IdPs grant offline_access only
+      // when consent is asked for explicitly (as `tollgate login` does).
+      ...(this.portal.scope.split(' ').includes('offline_access') ? { prompt: 'consent' } : {}),
       ...(this.portal.resource !== undefined ? { resource: this.portal.resource } : {}),
     });
     return { url: url.href, pending };

@@ -40,7 +40,7 @@ describe('portal: session refresh', () => {
         await new Promise((r) => setTimeout(r, 5));
         return answer(rt);
       },
-      verifier: () => ({ authenticate: (header) => Promise.resolve(subjectOf(header.slice('Bearer '.length))) }),
+      verifier: () => ({ authenticate: (header) => Promise.resolve(subjectOf((header ?? '').slice('Bearer '.length))) }),
       logger: log.logger,
       now: () => clock,
     });
