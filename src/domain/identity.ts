@@ -14,3 +14,9 @@ export interface Identity {
   /** Token expiry, epoch seconds. */
   readonly expiresAt: number;
 }
+
+/**
+ * A token with less than this many seconds left is refreshed before it is handed out (`tollgate
+ * token`, the portal's copy button and page), so a request made with it does not expire in flight.
+ */
+export const REFRESH_MARGIN_S = 60;

@@ -10,6 +10,10 @@ pre{background:#f0f0f0;padding:.75rem;overflow-x:auto}
 .button,button{display:inline-block;background:#1f3a5f;color:#fff;border:0;border-radius:4px;padding:.45rem .9rem;font:inherit;text-decoration:none;cursor:pointer}
 a:focus,button:focus{outline:3px solid #f5a623;outline-offset:2px}
 .notice{background:#fff3cd;padding:.5rem}
+.chart{display:block;max-width:40rem;margin:.5rem 0}.chart .axis{stroke:#555}.chart .tick{font-size:11px;fill:#333}
+.chart .bar{fill:#1f3a5f}.chart .limit{stroke:#b00020;stroke-width:2}.chart .pace{stroke:#888;stroke-dasharray:4 4}
+.chart polyline.used{fill:none;stroke:#1f3a5f;stroke-width:2}.chart circle.used{fill:#1f3a5f}
+nav ul{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:.75rem}
 `;
 
 /**

@@ -19,6 +19,8 @@ export interface PendingSignIn {
 export interface SignedIn {
   /** The token that signs the developer in (`portal.token`): verified next by the Check's authenticator. */
   readonly token: string;
+  /** The refresh token, when the IdP issued one: kept server-side in the session only. */
+  readonly refreshToken?: string;
 }
 
 function isLoopback(hostname: string): boolean {
@@ -73,6 +75,9 @@ export class PortalClient {
       code_challenge_method: 'S256',
       state: pending.state,
       nonce: pending.nonce,
+      // A refresh token only when the config asks for one; most IdPs grant offline_access only
+      // when consent is asked for explicitly (as `tollgate login` does).
+      ...(this.portal.scope.split(' ').includes('offline_access') ? { prompt: 'consent' } : {}),
       ...(this.portal.resource !== undefined ? { resource: this.portal.resource } : {}),
     });
     return { url: url.href, pending };
@@ -86,10 +91,35 @@ export class PortalClient {
       config,
       current,
       { pkceCodeVerifier: pending.codeVerifier, expectedState: pending.state, expectedNonce: pending.nonce, idTokenExpected: true },
-      this.portal.resource !== undefined ? { resource: this.portal.resource } : undefined,
+      this.resourceParameter(),
     );
+    return this.signedIn(tokens);
+  }
+
+  /** Uses the refresh token (with `resource` when configured); the IdP may rotate it. */
+  async refresh(refreshToken: string): Promise<SignedIn> {
+    const config = await this.configuration();
+    const tokens = await client.refreshTokenGrant(config, refreshToken, this.resourceParameter());
+    const signedIn = this.signedIn(tokens);
+    return signedIn.refreshToken !== undefined ? signedIn : { ...signedIn, refreshToken };
+  }
+
+  /** Revokes the refresh token; false when the IdP offers no revocation. */
+  async revoke(refreshToken: string): Promise<boolean> {
+    const config = await this.configuration();
+    if (config.serverMetadata().revocation_endpoint === undefined) return false;
+    await client.tokenRevocation(config, refreshToken, { token_type_hint: 'refresh_token' });
+    return true;
+  }
+
+  private resourceParameter(): Record<string, string> | undefined {
+    return this.portal.resource !== undefined ? { resource: this.portal.resource } : undefined;
+  }
+
+  private signedIn(tokens: client.TokenEndpointResponse): SignedIn {
     const token = this.portal.token === 'id' ? tokens.id_token : tokens.access_token;
     if (token === undefined || token === '') throw new Error(`the IdP returned no ${this.portal.token} token`);
-    return { token };
+    const refreshToken = tokens.refresh_token;
+    return { token, ...(refreshToken !== undefined && refreshToken !== '' ? { refreshToken } : {}) };
   }
 }

@@ -20,14 +20,10 @@ import type { Logger } from '../telemetry/logger.js';
 import { PORTAL_CSS, PORTAL_JS } from './assets.js';
 import { errorPage, mePage, signInPage } from './html.js';
 import type { PendingSignIn, PortalClient } from './oidc.js';
+import { SessionRefresher, type PortalSession } from './refresh.js';
 import { cookieName, csrfMatches, ExpiringMap, parseCookies, randomId, setCookie } from './session.js';
 
-/** A signed-in developer. The token stays server-side; only the copy button's POST returns it. */
-export interface PortalSession {
-  readonly identity: Identity;
-  readonly token: string;
-  readonly csrf: string;
-}
+export type { PortalSession } from './refresh.js';
 
 /** The live parts the portal reads per request (a reload swaps them). */
 export interface PortalDeps {
@@ -108,6 +104,16 @@ export function portalHandler(deps: PortalDeps): { handle: (req: IncomingMessage
   const sessions = new ExpiringMap<PortalSession>({ ttlMs: config.sessionTtlSeconds * 1000, max: config.maxSessions, now });
   const pending = new ExpiringMap<PendingSignIn>({ ttlMs: SIGN_IN_TTL_S * 1000, max: config.maxSessions, now });
   const clear = (name: string): string => setCookie(name, '', { secure, maxAge: 0 });
+  const refresher = new SessionRefresher({ sessions, refresh: (rt) => client.refresh(rt), verifier: deps.verifier, logger, now });
+  const ENDED = 'Your session ended: its token could not be renewed. Sign in again.';
+
+  /** The request's session with a token fresh enough to use; `ended` when its refresh failed. */
+  async function freshSessionOf(req: IncomingMessage): Promise<{ id: string; session: PortalSession } | 'ended' | undefined> {
+    const found = sessionOf(req);
+    if (found === undefined) return undefined;
+    const fresh = await refresher.fresh(found.id, found.session);
+    return 'session' in fresh ? { id: found.id, session: fresh.session } : 'ended';
+  }
 
   function sessionOf(req: IncomingMessage): { id: string; session: PortalSession } | undefined {
     const id = parseCookies(req.headers.cookie).get(SESSION);
@@ -141,8 +147,9 @@ export function portalHandler(deps: PortalDeps): { handle: (req: IncomingMessage
   }
 
   async function home(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const found = sessionOf(req);
+    const found = await freshSessionOf(req);
     if (found === undefined) return html(res, 200, signInPage());
+    if (found === 'ended') return html(res, 200, signInPage(ENDED), { 'set-cookie': [clear(SESSION)] });
     const identity = found.session.identity;
     const page = await read(res, async () => {
       const [view, usage] = await Promise.all([describeCaller(deps.me(), identity, now()), myDays(identity)]);
@@ -158,8 +165,8 @@ export function portalHandler(deps: PortalDeps): { handle: (req: IncomingMessage
 
   /** `GET /owners[?tenant=]`: only for `portal.owners`, and only the tenants their scope names. */
   async function owners(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const found = sessionOf(req);
-    if (found === undefined) return redirect(res, '/');
+    const found = await freshSessionOf(req);
+    if (found === undefined || found === 'ended') return redirect(res, '/');
     const scope = ownerScope(config.owners, found.session.identity);
     const refused = (): void => html(res, 403, errorPage('Not yours', 'The Owners view of that tenant is not open to you.'));
     if (scope === undefined) return refused();
@@ -199,8 +206,9 @@ export function portalHandler(deps: PortalDeps): { handle: (req: IncomingMessage
     }
     let identity: Identity;
     let token: string;
+    let refreshToken: string | undefined;
     try {
-      ({ token } = await client.finish(query, started));
+      ({ token, refreshToken } = await client.finish(query, started));
       identity = await deps.verifier().authenticate(`Bearer ${token}`);
     } catch (err) {
       // Messages only: an error object could carry the IdP's response.
@@ -211,8 +219,9 @@ export function portalHandler(deps: PortalDeps): { handle: (req: IncomingMessage
       logger.warn({ provider: identity.provider }, 'portal: sign-in failed: the token is from another provider');
       return html(res, 400, signInPage('Sign-in failed: the token is from another provider.'), { 'set-cookie': cleared });
     }
-    const expiresAt = identity.expiresAt * 1000;
-    const id = sessions.put({ identity, token, csrf: randomId() }, expiresAt);
+    // With a refresh token the session outlives its first token, up to sessionTtlSeconds.
+    const expiresAt = refreshToken !== undefined ? Infinity : identity.expiresAt * 1000;
+    const id = sessions.put({ identity, token, ...(refreshToken !== undefined ? { refreshToken } : {}), csrf: randomId() }, expiresAt);
     const maxAge = Math.max(0, Math.min(config.sessionTtlSeconds, Math.floor((expiresAt - now()) / 1000)));
     logger.info({ user: identity.user, provider: identity.provider }, 'portal: signed in');
     redirect(res, '/', [...cleared, setCookie(SESSION, id, { secure, maxAge })]);
@@ -226,16 +235,28 @@ export function portalHandler(deps: PortalDeps): { handle: (req: IncomingMessage
       return html(res, 403, errorPage('Refused', 'That request did not come from your portal page.'));
     }
     sessions.delete(found.id);
+    revokeQuietly(found.session);
     logger.info({ user: found.session.identity.user }, 'portal: signed out');
     redirect(res, '/', [clear(SESSION)]);
   }
 
-  function token(req: IncomingMessage, res: ServerResponse): void {
-    const found = sessionOf(req);
-    const json = (status: number, body: unknown): void => send(res, status, 'application/json', `${JSON.stringify(body)}\n`);
-    if (found === undefined) return json(401, { error: 'not signed in' });
+  /** Best effort, in the background: logout never waits for nor fails on the IdP. */
+  function revokeQuietly(session: PortalSession): void {
+    if (session.refreshToken === undefined) return;
+    client.revoke(session.refreshToken).catch((err: unknown) => {
+      logger.warn({ reason: err instanceof Error ? err.message : String(err) }, 'portal: the IdP did not revoke the refresh token');
+    });
+  }
+
+  async function token(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const json = (status: number, body: unknown, extra: Record<string, string | string[]> = {}): void =>
+      send(res, status, 'application/json', `${JSON.stringify(body)}\n`, extra);
+    const signedIn = sessionOf(req);
+    if (signedIn === undefined) return json(401, { error: 'not signed in' });
     const submitted = req.headers['x-csrf-token'];
-    if (!csrfOk(req, found.session, typeof submitted === 'string' ? submitted : undefined)) return json(403, { error: 'missing or wrong CSRF token' });
+    if (!csrfOk(req, signedIn.session, typeof submitted === 'string' ? submitted : undefined)) return json(403, { error: 'missing or wrong CSRF token' });
+    const found = await freshSessionOf(req);
+    if (found === undefined || found === 'ended') return json(401, { error: 'session ended: sign in again' }, { 'set-cookie': [clear(SESSION)] });
     json(200, { token: found.session.token, expiresAt: new Date(found.session.identity.expiresAt * 1000).toISOString() });
   }
 

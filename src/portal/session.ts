@@ -62,6 +62,17 @@ export class ExpiringMap<T> {
     return value;
   }
 
+  /**
+   * Replaces the value under a live id, keeping its deadline (a refreshed session stays bounded
+   * by the time it was first put for); false when the id is gone or expired.
+   */
+  replace(id: string, value: T): boolean {
+    const e = this.entries.get(id);
+    if (e === undefined || e.expiresAt <= this.now()) return false;
+    this.entries.set(id, { value, expiresAt: e.expiresAt });
+    return true;
+  }
+
   delete(id: string | undefined): void {
     if (id !== undefined) this.entries.delete(id);
   }

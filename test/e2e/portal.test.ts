@@ -8,7 +8,7 @@
 import { expect } from 'chai';
 import OpenAI from 'openai';
 import { signIn, TestBrowser, type Page } from '../helpers/oidc-user.js';
-import { PORTAL_SECRET, withPortalStack } from '../helpers/portal.js';
+import { PORTAL_CLIENT, PORTAL_SECRET, withPortalStack } from '../helpers/portal.js';
 
 /** The numbers of one budget row on the Me page (`<data value>` of used / reserved / remaining). */
 function budgetRow(page: Page, name: string): { used: number; reserved: number; remaining: number } {
@@ -115,6 +115,78 @@ describe('e2e: the portal over HTTP (oidc-provider + real Envoy)', function () {
     expect(await res.text()).to.include('expired or was already used');
   });
 
+  /** Seconds until `token`'s `exp`. */
+  const secondsLeft = (token: string): number =>
+    (JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as { exp: number }).exp - Date.now() / 1000;
+  /** Waits until `token` has less than the 60 s refresh margin left. */
+  const untilRefreshDue = (token: string): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, (secondsLeft(token) - 59.5) * 1000)));
+
+  it('refreshes the token once it has less than a minute left: one refresh for parallel copies, a new token the gateway accepts', async () => {
+    e2e.op.accessTokenTtl = 62; // just over the refresh margin at sign-in
+    try {
+      const { browser, page } = await signedIn('ada');
+      const first = await tokenOf(browser, page);
+      expect(secondsLeft(first)).to.be.greaterThan(59);
+      await untilRefreshDue(first);
+      const before = e2e.op.tokenRequests.length;
+      const copies = await Promise.all([tokenOf(browser, page), tokenOf(browser, page), tokenOf(browser, page)]);
+      expect(e2e.op.tokenRequests.length - before, 'one refresh for the three requests').to.equal(1);
+      expect(new Set(copies).size).to.equal(1);
+      const renewed = copies[0] ?? '';
+      expect(renewed).to.not.equal(first);
+      expect(secondsLeft(renewed)).to.be.greaterThan(60);
+      const sdk = new OpenAI({ baseURL: `${e2e.stack.ready.envoy}/v1`, apiKey: renewed, maxRetries: 0 });
+      const answer = await sdk.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'after a refresh' }] });
+      expect(answer.choices.length).to.be.greaterThan(0);
+      expect((await browser.get(`${portal()}/`)).html).to.include('Signed in as <span id="user">ada@example.com</span>');
+    } finally {
+      e2e.op.accessTokenTtl = 3600;
+    }
+  });
+
+  it('a refresh token revoked at the IdP ends the session: 401 for the copy, the sign-in page with a message', async () => {
+    e2e.op.accessTokenTtl = 62;
+    try {
+      const { browser, page } = await signedIn('bob');
+      const token = await tokenOf(browser, page);
+      const refreshToken = e2e.op.refreshTokens.at(-1) ?? '';
+      const revoked = await fetch(`${e2e.op.issuer}/token/revocation`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ token: refreshToken, token_type_hint: 'refresh_token', client_id: PORTAL_CLIENT, client_secret: PORTAL_SECRET }),
+      });
+      expect(revoked.status).to.equal(200);
+      await untilRefreshDue(token);
+      const res = await browser.post(`${portal()}/token`, { 'x-csrf-token': csrfOf(page), origin: portal() });
+      expect(res.status).to.equal(401);
+      expect(JSON.parse(res.html)).to.deep.equal({ error: 'session ended: sign in again' });
+      const home = await browser.get(`${portal()}/`);
+      expect(home.html).to.include('href="/login"').and.not.include('Signed in as');
+      expect(e2e.stack.logs.join('\n')).to.include('portal: session ended: its token could not be refreshed');
+    } finally {
+      e2e.op.accessTokenTtl = 3600;
+    }
+  });
+
+  it('signing out revokes the refresh token at the IdP', async () => {
+    const { browser, page } = await signedIn('ada');
+    const refreshToken = e2e.op.refreshTokens.at(-1) ?? '';
+    const form = { 'content-type': 'application/x-www-form-urlencoded' };
+    await browser.post(`${portal()}/logout`, form, `csrf=${encodeURIComponent(csrfOf(page))}`);
+    const deadline = Date.now() + 5000;
+    let status = 200;
+    while (status === 200 && Date.now() < deadline) {
+      const res = await fetch(`${e2e.op.issuer}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken, client_id: PORTAL_CLIENT, client_secret: PORTAL_SECRET }),
+      });
+      status = res.status;
+      if (status === 200) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(status, 'the IdP refuses the revoked refresh token').to.equal(400);
+  });
+
   it('never writes a token to a log line', async () => {
     const browser = new TestBrowser();
     const page = await signIn(browser, `${portal()}/login`, 'bob');
@@ -124,6 +196,7 @@ describe('e2e: the portal over HTTP (oidc-provider + real Envoy)', function () {
     expect(logs).to.not.include(token);
     expect(logs).to.not.include(token.split('.')[2] ?? 'x');
     expect(logs).to.not.include(PORTAL_SECRET);
+    for (const refreshToken of e2e.op.refreshTokens) expect(logs).to.not.include(refreshToken);
     expect(logs).to.not.include(browser.cookie('tollgate_portal') ?? 'x');
   });
 });

@@ -34,6 +34,8 @@ export class TestOP {
   /** The next this many token requests are answered `slow_down` without reaching the provider. */
   slowDownNext = 0;
   readonly tokenRequests: TokenRequest[] = [];
+  /** Every refresh token the provider issued, newest last (for a test to revoke one at the provider). */
+  readonly refreshTokens: string[] = [];
   readonly issuer: string;
   private readonly server: Server;
 
@@ -70,7 +72,7 @@ export class TestOP {
                 client_secret: opts.web.secret,
                 application_type: 'web' as const,
                 token_endpoint_auth_method: 'client_secret_post' as const,
-                grant_types: ['authorization_code'],
+                grant_types: ['authorization_code', 'refresh_token'],
                 response_types: ['code'],
                 redirect_uris: [opts.web.redirectUri],
               },
@@ -119,6 +121,8 @@ export class TestOP {
         }
         await next();
         op.tokenRequests.push({ at: Date.now(), status: ctx.status });
+        const issued = (ctx.body as { refresh_token?: unknown } | undefined)?.refresh_token;
+        if (typeof issued === 'string') op.refreshTokens.push(issued);
         return;
       }
       await next();

@@ -54,6 +54,7 @@ portal:
   clientId: ${PORTAL_CLIENT}
   clientSecret: { env: PORTAL_SECRET }
   publicUrl: ${url}
+  scope: openid email offline_access
   resource: ${GATEWAY_AUDIENCE}
 `,
       env: { TEST_UPSTREAM_KEY: 'sk-upstream', PORTAL_SECRET },

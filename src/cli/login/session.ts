@@ -3,10 +3,10 @@
  * of a login (`tollgate logout`).
  */
 import { deleteLogin, readLogin, withProfileLock, writeLogin, type CachedLogin } from './cache.js';
+import { REFRESH_MARGIN_S } from '../../domain/identity.js';
 import { LoginError, profileFlag, refresh, revoke } from './oidc.js';
 
-/** A token with less than this left is refreshed first, so a request made with it does not expire in flight. */
-export const REFRESH_MARGIN_S = 60;
+export { REFRESH_MARGIN_S };
 
 export function printedToken(login: CachedLogin): string {
   if (login.token === 'id') {

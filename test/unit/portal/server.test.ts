@@ -3,83 +3,13 @@
  * that fails or is never reached, sessions planted directly. What is checked: the security
  * headers, CSRF and Origin on every state-changing request, one-use sign-ins, logout.
  */
-import { Readable } from 'node:stream';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { expect } from 'chai';
-import type { Identity } from '../../../src/domain/identity.js';
-import { DEFAULT_DAILY_USAGE, type PortalConfig } from '../../../src/config/schema.js';
-import { MemoryUsageBook } from '../../../src/store/usage-book.js';
 import type { PortalClient } from '../../../src/portal/oidc.js';
-import { portalHandler } from '../../../src/portal/server.js';
-import { logSink, testConfig } from '../../helpers/unit.js';
-import { MemoryStore } from '../../../src/store/memory.js';
-
-const PORTAL: PortalConfig = {
-  listen: '127.0.0.1:0',
-  provider: 'corp',
-  clientId: 'portal',
-  publicUrl: 'https://portal.example.com',
-  scope: 'openid',
-  token: 'access',
-  sessionTtlSeconds: 3600,
-  maxSessions: 10,
-};
-
-const ADA: Identity = {
-  provider: 'corp',
-  issuer: 'https://idp.example.com',
-  subject: 'ada',
-  user: 'ada@example.com',
-  groups: [],
-  claims: { sub: 'ada' },
-  expiresAt: Math.floor(Date.now() / 1000) + 3600,
-};
-
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[]>;
-  body: string;
-}
-
-function request(method: string, url: string, headers: Record<string, string> = {}, body = ''): IncomingMessage {
-  const req = Readable.from(body === '' ? [] : [Buffer.from(body)]) as unknown as IncomingMessage;
-  Object.assign(req, { method, url, headers });
-  return req;
-}
-
-function response(): { res: ServerResponse; answer: Answer } {
-  const answer: Answer = { status: 0, headers: {}, body: '' };
-  const res = {
-    headersSent: false,
-    writeHead(status: number, headers: Record<string, string | string[]>) {
-      answer.status = status;
-      answer.headers = headers;
-      return res;
-    },
-    end(body?: string) {
-      answer.body = body ?? '';
-    },
-  };
-  return { res: res as unknown as ServerResponse, answer };
-}
+import { ADA, portalWith, request } from './fakes.js';
 
 describe('portal: routes', () => {
-  const { logger, raw } = logSink();
-  const failing = { start: () => Promise.reject(new Error('connect ECONNREFUSED')), finish: () => Promise.reject(new Error('unused')) };
-  const store = new MemoryStore();
-  const portal = portalHandler({
-    config: PORTAL,
-    client: failing as unknown as PortalClient,
-    verifier: () => ({ authenticate: () => Promise.reject(new Error('unused')) }),
-    me: () => ({ config: testConfig(), allowedModels: () => [], counters: store }),
-    usage: () => ({ book: new MemoryUsageBook(), days: DEFAULT_DAILY_USAGE }),
-    logger,
-  });
-  const call = async (req: IncomingMessage): Promise<Answer> => {
-    const { res, answer } = response();
-    await portal.handle(req, res);
-    return answer;
-  };
+  const { portal, call, raw } = portalWith();
   const cookie = '__Host-tollgate_portal';
 
   it('answers the sign-in page with the security headers when there is no session', async () => {
@@ -133,5 +63,62 @@ describe('portal: routes', () => {
   it('answers 404 elsewhere and logs no token', async () => {
     expect((await call(request('GET', '/admin'))).status).to.equal(404);
     expect(raw.join('\n')).to.not.include('tok.en.value');
+  });
+});
+
+describe('portal: routes with an expiring token', () => {
+  const revoked: string[] = [];
+  let refreshOk = true;
+  const idp = {
+    refresh: (rt: string) => (refreshOk ? Promise.resolve({ token: `fresh-${rt}`, refreshToken: rt }) : Promise.reject(new Error('invalid_grant'))),
+    revoke: (rt: string) => {
+      revoked.push(rt);
+      return Promise.reject(new Error('the IdP is down'));
+    },
+  };
+  const { portal, call, raw } = portalWith({
+    client: idp as unknown as PortalClient,
+    verifier: () => ({ authenticate: () => Promise.resolve({ ...ADA, expiresAt: Math.floor(Date.now() / 1000) + 600 }) }),
+  });
+  const cookie = '__Host-tollgate_portal';
+  const expiring = (csrf: string): string =>
+    portal.sessions.put({ identity: { ...ADA, expiresAt: Math.floor(Date.now() / 1000) + 30 }, token: 'old', refreshToken: `rt-${csrf}`, csrf });
+  const post = (id: string, csrf: string): IncomingMessage => request('POST', '/token', { cookie: `${cookie}=${id}`, 'x-csrf-token': csrf });
+
+  it('POST /token hands out a refreshed token when the old one has less than a minute left', async () => {
+    refreshOk = true;
+    const id = expiring('c1');
+    const a = await call(post(id, 'c1'));
+    expect(a.status).to.equal(200);
+    const body = JSON.parse(a.body) as { token: string; expiresAt: string };
+    expect(body.token).to.equal('fresh-rt-c1');
+    expect(Date.parse(body.expiresAt) - Date.now()).to.be.greaterThan(500_000);
+    expect(Object.keys(body), 'the refresh token never leaves the server').to.deep.equal(['token', 'expiresAt']);
+  });
+
+  it('a failed refresh ends the session: POST /token answers 401 JSON, the page asks to sign in again', async () => {
+    refreshOk = false;
+    const id = expiring('c2');
+    const a = await call(post(id, 'c2'));
+    expect(a.status).to.equal(401);
+    expect(JSON.parse(a.body)).to.deep.equal({ error: 'session ended: sign in again' });
+    expect(portal.sessions.get(id)).to.equal(undefined);
+    const other = expiring('c3');
+    const page = await call(request('GET', '/', { cookie: `${cookie}=${other}` }));
+    expect(page.status).to.equal(200);
+    expect(page.body).to.include('Your session ended').and.include('href="/login"');
+    expect(page.headers['set-cookie']).to.deep.equal([`${cookie}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0; Secure`]);
+  });
+
+  it('logout revokes the refresh token, and a failed revocation does not block it', async () => {
+    refreshOk = true;
+    const id = expiring('c4');
+    const form = { cookie: `${cookie}=${id}`, 'content-type': 'application/x-www-form-urlencoded' };
+    const out = await call(request('POST', '/logout', form, 'csrf=c4'));
+    expect(out.status).to.equal(303);
+    expect(revoked).to.deep.equal(['rt-c4']);
+    expect(portal.sessions.get(id)).to.equal(undefined);
+    await new Promise((r) => setImmediate(r));
+    expect(raw.join('\n')).to.include('did not revoke the refresh token').and.not.include('rt-c');
   });
 });
