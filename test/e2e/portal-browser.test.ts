@@ -85,11 +85,45 @@ describe('e2e: the portal in a real browser (chromium + playwright-core)', funct
     expect(await budgetNumbers(page, 'tenant:acme')).to.deep.equal({ used: tenant.used, reserved: tenant.reserved, remaining: tenant.remaining });
     expect(user.used).to.be.greaterThan(0);
     expect(await page.content()).to.not.include(token);
+    // Today's row of the daily usage: the three calls, their tokens as the user budget (per day) holds them.
+    const today = page.locator('#daily-usage tbody tr').filter({ has: page.locator(`td:text-is("${new Date().toISOString().slice(0, 10)}")`) });
+    expect(Number(await today.locator('data.requests').getAttribute('value'))).to.equal(3);
+    expect(Number(await today.locator('data.tokens').getAttribute('value'))).to.equal(user.used);
+    expect(await page.locator('#daily-chart rect.bar').count()).to.equal(new Date().getUTCDate());
     const shot = join(shots, 'me.png');
     await page.screenshot({ path: shot, fullPage: true });
     expect((await stat(shot)).size).to.be.greaterThan(1000);
     expect(cspErrors).to.deep.equal([]);
     await context.close();
+  });
+
+  it('opens the Owners view to owners only, with the numbers of the ledger', async () => {
+    const ada = await signedIn('ada'); // ml-team: owner of her tenant, acme
+    await ada.page.getByRole('link', { name: 'Owners view' }).click();
+    await ada.page.waitForURL(`${e2e.url}/owners`);
+    expect(await ada.page.locator('#owners-tenant').textContent()).to.equal('acme');
+    const tenant = await e2e.ledger('tenant=acme');
+    const total = Number(await ada.page.locator('#tenant-total data.tokens').getAttribute('value'));
+    expect(total).to.equal(tenant.used);
+    const line = ada.page.locator('p.budget-line[data-budget="tenant:acme"]');
+    expect(Number(await line.locator('data.used').getAttribute('value'))).to.equal(tenant.used);
+    expect(Number(await line.locator('data.remaining').getAttribute('value'))).to.equal(tenant.remaining);
+    const adaRow = ada.page.locator('#by-user tbody tr').filter({ has: ada.page.locator('td:text-is("ada@example.com")') });
+    expect(Number(await adaRow.locator('data.tokens').getAttribute('value'))).to.equal(total);
+    await ada.page.screenshot({ path: join(shots, 'owners.png'), fullPage: true });
+    // Not another tenant's.
+    expect((await ada.page.goto(`${e2e.url}/owners?tenant=globex`))?.status()).to.equal(403);
+    // Bob (sales) is no owner: no link, and the page is refused.
+    const bob = await signedIn('bob');
+    expect(await bob.page.locator('#owners-link').count()).to.equal(0);
+    expect((await bob.page.goto(`${e2e.url}/owners`))?.status()).to.equal(403);
+    // Cy (llm-platform) sees every tenant with usage, acme among them.
+    const cy = await signedIn('cy');
+    expect((await cy.page.goto(`${e2e.url}/owners?tenant=acme`))?.status()).to.equal(200);
+    expect(Number(await cy.page.locator('#tenant-total data.tokens').getAttribute('value'))).to.equal(tenant.used);
+    expect(await cy.page.locator('#tenants').textContent()).to.include('acme');
+    expect(cspErrors).to.deep.equal([]);
+    for (const c of [ada, bob, cy]) await c.context.close();
   });
 
   it("another user's session shows only theirs and cannot reach another's token", async () => {

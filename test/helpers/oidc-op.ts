@@ -17,6 +17,7 @@ export const CLI_CLIENT_ID = 'tollgate-cli';
 export const USERS: Record<string, { email: string; groups: string[]; tenant_id: string }> = {
   ada: { email: 'ada@example.com', groups: ['ml-team'], tenant_id: 'acme' },
   bob: { email: 'bob@example.com', groups: ['sales'], tenant_id: 'acme' },
+  cy: { email: 'cy@example.com', groups: ['llm-platform'], tenant_id: 'globex' },
 };
 
 export interface TokenRequest {

@@ -55,6 +55,7 @@ portal:
   clientSecret: { env: PORTAL_SECRET }
   publicUrl: ${url}
   scope: openid email offline_access
+  owners: { groups: [llm-platform], tenantGroups: [ml-team] }
   resource: ${GATEWAY_AUDIENCE}
 `,
       env: { TEST_UPSTREAM_KEY: 'sk-upstream', PORTAL_SECRET },
