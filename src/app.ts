@@ -20,6 +20,7 @@ import { RateLimitPlanner, type RateLimitOptions } from './limits/rate-limit.js'
 import type { PolicyObserver } from './policy/rules.js';
 import type { Store } from './store/store.js';
 import { createStore, type CreatedStore } from './store/index.js';
+import { applyHeapGrowing } from './server/heap.js';
 import { startGrpcServer } from './server/grpc.js';
 import { requireToken, startMetricsServer, type MetricsServer } from './server/metrics-http.js';
 import { budgetAnswer, budgetRoute, type BudgetAnswer, type BudgetRouteDeps } from './budgets/view.js';
@@ -208,6 +209,7 @@ export class App {
   }
 
   static async start(opts: AppOptions): Promise<App> {
+    applyHeapGrowing(opts.config.server.heapGrowingPercent);
     const metrics = new Metrics(opts.config.metrics);
     const tracing = opts.tracing ?? (await tracingFromEnv());
     // Settlements still running when SIGTERM comes are waited for (stop()), so usage is charged.
@@ -385,6 +387,7 @@ export class App {
     const previous = this.live.current;
     const next = await App.build(config, this.logger, this.metrics, previous);
     this.live.current = next;
+    applyHeapGrowing(config.server.heapGrowingPercent);
     this.metrics.configure(config.metrics);
     this.metrics.observeJwks(next.authenticator);
     if (previous.store !== next.store) await previous.store.store.close();

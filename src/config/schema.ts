@@ -60,6 +60,11 @@ export interface ServerConfig {
    */
   readonly workers: number | 'auto';
   /**
+   * How far (percent) V8 lets the old generation grow past the live heap before a full
+   * collection; 0 = V8's adaptive factor. Default DEFAULT_HEAP_GROWING_PERCENT.
+   */
+  readonly heapGrowingPercent: number;
+  /**
    * `GET /v1/tollgate/whoami` on the Envoy listener: the caller's own identity, models, rules,
    * limits and budgets, answered by the sidecar (`tollgate whoami`). Absent = on; `false` = the
    * path is an ordinary request.
@@ -71,6 +76,8 @@ export interface ServerConfig {
  * 72 MiB. OpenAI accepts up to 50 MB of images per request (20 MB each); sent inline as
  * base64 data URLs, that is about 67 MB of JSON, plus the text around it.
  */
+/** `server.heapGrowingPercent` default: the old generation may grow 30 % past the live heap (server/heap.ts). */
+export const DEFAULT_HEAP_GROWING_PERCENT = 30;
 export const DEFAULT_MAX_REQUEST_BYTES = 72 * 1024 * 1024;
 
 export interface UpstreamConfig {

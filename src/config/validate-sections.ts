@@ -1,6 +1,6 @@
 /** The infrastructure sections: server, upstream, identityHeaders, metering, store, logging, metrics. */
 import { isMap, isScalar } from 'yaml';
-import { DEFAULT_DAILY_USAGE, DEFAULT_MAX_LABEL_VALUES, DEFAULT_MAX_REQUEST_BYTES, FIT_TO_BUDGET } from './schema.js';
+import { DEFAULT_DAILY_USAGE, DEFAULT_HEAP_GROWING_PERCENT, DEFAULT_MAX_LABEL_VALUES, DEFAULT_MAX_REQUEST_BYTES, FIT_TO_BUDGET } from './schema.js';
 import { readTimeZone } from './validate-policy.js';
 import type {
   DailyUsageConfig,
@@ -71,9 +71,10 @@ export function readServer(cur: Cursor | undefined, sharedStore = false): Server
     shutdownGraceSeconds: 10,
     maxRequestBytes: DEFAULT_MAX_REQUEST_BYTES,
     workers: 1,
+    heapGrowingPercent: DEFAULT_HEAP_GROWING_PERCENT,
   };
   if (cur === undefined) return defaults;
-  const f = readMap(cur, ['grpc', 'metrics', 'metricsToken', 'shutdownGraceSeconds', 'maxRequestBytes', 'workers', 'whoami'], true);
+  const f = readMap(cur, ['grpc', 'metrics', 'metricsToken', 'shutdownGraceSeconds', 'maxRequestBytes', 'workers', 'heapGrowingPercent', 'whoami'], true);
   if (f === undefined) return defaults;
   const metricsCur = f.get('metrics');
   let metrics: string | undefined = defaults.metrics;
@@ -94,6 +95,8 @@ export function readServer(cur: Cursor | undefined, sharedStore = false): Server
     // 1 KiB .. 256 MiB: gRPC messages past that are refused by grpc-js (and Envoy's buffer grows with it).
     maxRequestBytes: readInt(f.get('maxRequestBytes'), 1024, 256 * 1024 * 1024) ?? defaults.maxRequestBytes,
     workers: readWorkers(f.get('workers'), sharedStore) ?? defaults.workers,
+    // 0 = V8's adaptive factor; past 400 % the setting no longer bounds anything V8 would not.
+    heapGrowingPercent: readInt(f.get('heapGrowingPercent'), 0, 400) ?? defaults.heapGrowingPercent,
     // Only `false` is kept: absent and `true` both mean on.
     ...(readBoolean(f.get('whoami')) === false ? { whoami: false } : {}),
   };

@@ -118,6 +118,14 @@ export function checkHeader(header: Readonly<Record<string, unknown>>): string {
       );
     }
   }
+  // jose understands one critical extension (b64), which a JWT must not use (RFC 7797 §7):
+  // a token that marks any extension critical is refused, as jwtVerify refuses it.
+  if (Object.hasOwn(header, 'crit')) {
+    throw new AuthenticationError(
+      'malformed_token',
+      'token header marks extensions as critical ("crit"); none is supported',
+    );
+  }
   if (header.kid !== undefined && typeof header.kid !== 'string') {
     throw new AuthenticationError('malformed_token', 'token header "kid" is not a string');
   }

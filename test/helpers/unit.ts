@@ -11,7 +11,7 @@ import { createLogger, type Logger } from '../../src/telemetry/logger.js';
  */
 export function testConfig(over: Partial<Config> = {}): Config {
   return {
-    server: { grpc: '127.0.0.1:0', shutdownGraceSeconds: 1, maxRequestBytes: DEFAULT_MAX_REQUEST_BYTES, workers: 1 },
+    server: { grpc: '127.0.0.1:0', shutdownGraceSeconds: 1, maxRequestBytes: DEFAULT_MAX_REQUEST_BYTES, workers: 1, heapGrowingPercent: 0 },
     authentication: [],
     upstream: { tenants: {} },
     identityHeaders: {},

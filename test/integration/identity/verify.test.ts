@@ -127,6 +127,18 @@ describe('identity/verify: Authenticator', () => {
     }
   });
 
+  it('malformed_token for a correctly signed token that marks an extension critical ("crit")', async () => {
+    // jose signs (and its jwtVerify accepted) crit: ["b64"] with b64: true; an unknown extension
+    // it will not even sign, so that token is assembled by hand (refused before any signature).
+    const signed = await rsa.mint(claims, { header: { crit: ['b64'], b64: true } });
+    const [, payload, signature] = signed.split('.');
+    const header = Buffer.from(JSON.stringify({ alg: 'RS256', kid: 'k', crit: ['exp-ext'], 'exp-ext': 1 })).toString('base64url');
+    for (const token of [signed, `${header}.${payload}.${signature}`]) {
+      const err = await rejectsWith(auth.authenticate(bearer(token)), 'malformed_token');
+      expect(err.message).to.contain('"crit"');
+    }
+  });
+
   describe('alg_not_allowed', () => {
     it('refuses alg none', async () => {
       await rejectsWith(

@@ -37,6 +37,7 @@ describe('config/load: valid files', () => {
       shutdownGraceSeconds: 10,
       maxRequestBytes: 75497472,
       workers: 1,
+      heapGrowingPercent: 30,
     });
     expect(cfg.upstream).to.deep.equal({ apiKey: { env: 'OPENAI_API_KEY' }, tenants: {} });
     expect(cfg.identityHeaders).to.deep.equal({
@@ -72,6 +73,7 @@ describe('config/load: valid files', () => {
       shutdownGraceSeconds: 5,
       maxRequestBytes: 2097152,
       workers: 2,
+      heapGrowingPercent: 50,
     });
     const [corp, partners] = cfg.authentication;
     expect(corp?.audiences).to.deep.equal(['envoy-gateway', 'tollgate']);
@@ -137,7 +139,7 @@ describe('config/load: defaults', () => {
   it('applies every default to a minimal file', () => {
     const cfg = parseConfig(MINIMAL);
     expect(cfg).to.deep.equal({
-      server: { grpc: '0.0.0.0:9001', metrics: '0.0.0.0:9464', shutdownGraceSeconds: 10, maxRequestBytes: 75497472, workers: 1 },
+      server: { grpc: '0.0.0.0:9001', metrics: '0.0.0.0:9464', shutdownGraceSeconds: 10, maxRequestBytes: 75497472, workers: 1, heapGrowingPercent: 30 },
       authentication: [
         {
           name: 'corp',
@@ -170,7 +172,7 @@ describe('config/load: defaults', () => {
       metrics: '0.0.0.0:9464',
       shutdownGraceSeconds: 10,
       maxRequestBytes: 75497472,
-      workers: 1,
+      workers: 1, heapGrowingPercent: 30,
     });
   });
 
