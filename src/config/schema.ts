@@ -76,9 +76,10 @@ export interface ServerConfig {
  * 72 MiB. OpenAI accepts up to 50 MB of images per request (20 MB each); sent inline as
  * base64 data URLs, that is about 67 MB of JSON, plus the text around it.
  */
+export const DEFAULT_MAX_REQUEST_BYTES = 72 * 1024 * 1024;
+
 /** `server.heapGrowingPercent` default: the old generation may grow 30 % past the live heap (server/heap.ts). */
 export const DEFAULT_HEAP_GROWING_PERCENT = 30;
-export const DEFAULT_MAX_REQUEST_BYTES = 72 * 1024 * 1024;
 
 export interface UpstreamConfig {
   readonly apiKey?: SecretRef;

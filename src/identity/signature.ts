@@ -3,7 +3,7 @@
  * key jose imported. jose checks signatures through WebCrypto, which runs every verify as a
  * thread-pool job: a hand-off to another thread and back, and a promise, per token. The same
  * OpenSSL call made in place costs about 40 % less CPU per first-seen ES256 token
- * (bench/CHECK.md), and the main thread never waits on the pool. Everything else stays jose's:
+ * (docs/benchmarks.md), and the main thread never waits on the pool. Everything else stays jose's:
  * the key import (algorithm, curve, key type), and the claims (iss, aud, exp, nbf, skew) are
  * validated by jose's own claims-set check (verify.ts).
  *
