@@ -27,8 +27,7 @@ import { budgetAnswer, budgetRoute, type BudgetAnswer, type BudgetRouteDeps } fr
 import { countersAnswer, countersRoute, type CountersRouteDeps } from './server/counters.js';
 import { InFlight, retryUntilReady, splitGrace, within } from './server/lifecycle.js';
 import { Metrics } from './telemetry/metrics.js';
-import { PortalClient } from './portal/oidc.js';
-import { startPortalServer, type PortalServer } from './portal/server.js';
+import type { PortalServer } from './portal/server.js';
 import type { Logger } from './telemetry/logger.js';
 import { tracingFromEnv, type Tracing } from './telemetry/tracing.js';
 
@@ -274,6 +273,12 @@ export class App {
     const provider = config.authentication.find((p) => p.name === portal.provider);
     if (provider === undefined) throw new Error(`portal.provider ${portal.provider} is not a configured provider`);
     const secret = portal.clientSecret !== undefined ? await resolveSecret(portal.clientSecret) : undefined;
+    // Loaded only with a portal: the OpenID client and the pages are memory a sidecar without
+    // one does not carry (docs/benchmarks.md).
+    const [{ PortalClient }, { startPortalServer }] = await Promise.all([
+      import('./portal/oidc.js'),
+      import('./portal/server.js'),
+    ]);
     return startPortalServer({
       config: portal,
       client: new PortalClient(portal, provider.issuer, secret),

@@ -20,9 +20,21 @@ const BUNDLE_DIR = join(ROOT, 'node_modules', '.cache', 'tollgate-bench');
  * benchmark measures the memory and pauses of the deployed process.
  */
 export function imageNodeOptions(): string[] {
-  const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
-  const flag = /\bNODE_OPTIONS=(\S+)/.exec(dockerfile)?.[1];
+  const flag = /\bNODE_OPTIONS=(\S+)/.exec(dockerfile())?.[1];
   return flag === undefined ? [] : [flag];
+}
+
+/**
+ * The flags the image's ENTRYPOINT gives node itself, before the script: those NODE_OPTIONS
+ * does not accept (`--single-threaded-gc`).
+ */
+export function imageEntryFlags(): string[] {
+  const entry = JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(dockerfile())?.[1] ?? '[]') as string[];
+  return entry.slice(1).filter((arg) => arg.startsWith('--'));
+}
+
+function dockerfile(): string {
+  return readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
 }
 let bundled: Promise<string[]> | undefined;
 
@@ -105,6 +117,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   const args = [
     '--expose-gc',
     ...imageNodeOptions(),
+    ...imageEntryFlags(),
     ...(opts.nodeFlags ?? []),
     ...(await sidecarCommand()),
     '--config',

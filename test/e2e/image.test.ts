@@ -33,7 +33,7 @@ import {
   tool,
 } from '../helpers/deploy.js';
 import { spawnTracked, stopAllAfter } from '../helpers/processes.js';
-import { imageNodeOptions } from '../../bench/lib/sidecar.js';
+import { imageEntryFlags, imageNodeOptions } from '../../bench/lib/sidecar.js';
 
 const dockerfile = readRepoFile('Dockerfile');
 const pkg = JSON.parse(readRepoFile('package.json')) as {
@@ -127,7 +127,9 @@ describe('container image (Dockerfile)', function () {
       'node:${NODE_VERSION}-bookworm-slim',
     ]);
     const entry = JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(dockerfile)?.[1] ?? '[]') as string[];
-    expect(entry).to.deep.equal(['node', pkg.bin['tollgate']]);
+    expect(entry).to.deep.equal(['node', '--single-threaded-gc', pkg.bin['tollgate']]);
+    // The benchmark runs the sidecar with the same flags (bench/lib/sidecar.ts).
+    expect(imageEntryFlags()).to.deep.equal(['--single-threaded-gc']);
     // The young-generation cap (docs/benchmarks.md), also where a pod's NODE_OPTIONS replaces it.
     expect(imageNodeOptions()).to.deep.equal(['--max-semi-space-size=4']);
     const podEnv = container(podSpec(find(kustomize('k8s/base').objects, 'Deployment', 'tollgate')), 'tollgate').env ?? [];
