@@ -36,31 +36,53 @@ export interface UpstreamHeaders {
   readonly remove: readonly string[];
 }
 
+const NOTHING_REMOVED: readonly string[] = Object.freeze([]);
+
 export class Responder {
   private readonly headers: readonly (readonly [string, string])[];
   private readonly credentials: UpstreamCredentials;
   /**
-   * The verified-token cache hands out the same Identity object for every request with the
-   * same token, and the headers depend only on it and on this configuration.
+   * The identity headers of each verified identity. The verified-token cache hands out the
+   * same Identity object for every request with the same token, and these depend only on it
+   * and on this configuration; the entry lives as long as the cached identity.
    */
   private readonly computed = new WeakMap<Identity, UpstreamHeaders>();
+  /**
+   * The credential headers, per tenant with its own key (`upstream.tenants`) and once for
+   * everyone else: a few entries, not one per identity.
+   */
+  private readonly perTenant = new Map<string, UpstreamHeaders>();
+  private shared: UpstreamHeaders | undefined;
 
   constructor(config: Config, credentials: UpstreamCredentials) {
     this.credentials = credentials;
     this.headers = Object.entries(config.identityHeaders);
   }
 
-  /** Header mutations toward the upstream for a verified identity. */
-  upstreamHeaders(identity: Identity): UpstreamHeaders {
+  /** The identity headers for a verified identity (set, or removed when the claim is absent). */
+  identityHeaders(identity: Identity): UpstreamHeaders {
     let headers = this.computed.get(identity);
     if (headers === undefined) {
-      headers = this.compute(identity);
+      headers = this.computeIdentity(identity);
       this.computed.set(identity, headers);
     }
     return headers;
   }
 
-  private compute(identity: Identity): UpstreamHeaders {
+  /** The upstream key, project and organization for the identity's tenant. */
+  credentialHeaders(identity: Identity): UpstreamHeaders {
+    const tenant = identity.tenant;
+    if (tenant === undefined || !Object.hasOwn(this.credentials.tenants, tenant))
+      return (this.shared ??= this.computeCredentials(undefined));
+    let headers = this.perTenant.get(tenant);
+    if (headers === undefined) {
+      headers = this.computeCredentials(this.credentials.tenants[tenant]);
+      this.perTenant.set(tenant, headers);
+    }
+    return headers;
+  }
+
+  private computeIdentity(identity: Identity): UpstreamHeaders {
     const set: Record<string, string> = {};
     const remove: string[] = [];
     for (const [header, claim] of this.headers) {
@@ -69,7 +91,14 @@ export class Responder {
       if (value === undefined || value === '') remove.push(header);
       else set[header] = value;
     }
-    const tenantCreds = identity.tenant !== undefined ? this.credentials.tenants[identity.tenant] : undefined;
+    return { set, remove: remove.length === 0 ? NOTHING_REMOVED : remove.slice() };
+  }
+
+  private computeCredentials(
+    tenantCreds: UpstreamCredentials['tenants'][string] | undefined,
+  ): UpstreamHeaders {
+    const set: Record<string, string> = {};
+    const remove: string[] = [];
     const key = tenantCreds?.apiKey ?? this.credentials.apiKey;
     // The caller's JWT never travels upstream: replaced by the key, or removed when none is set.
     if (key !== undefined) set['authorization'] = `Bearer ${key}`;
@@ -88,9 +117,10 @@ export function respondStep(responder: Responder): CheckStep {
     name: 'respond',
     reported: false,
     run(check) {
-      const upstream = responder.upstreamHeaders(check.caller);
-      Object.assign(check.setHeaders, upstream.set);
-      check.removeHeaders.push(...upstream.remove, ...CREDENTIAL_HEADERS);
+      const identity = responder.identityHeaders(check.caller);
+      const credentials = responder.credentialHeaders(check.caller);
+      Object.assign(check.setHeaders, identity.set, credentials.set);
+      check.removeHeaders.push(...identity.remove, ...credentials.remove, ...CREDENTIAL_HEADERS);
       if (check.token !== undefined) {
         const removals = credentialRemovals(check.request, check.token);
         check.removeHeaders.push(...removals.headers);

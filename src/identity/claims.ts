@@ -125,6 +125,8 @@ export function sanitizeHeaderValue(value: string, maxLength = 1024): string {
  * Every other character, `%` included, is percent-encoded as UTF-8.
  */
 const PLAIN = /^[A-Za-z0-9\-._~!$&'()*+;=:@/]$/;
+/** A whole value of plain characters only: it is its own encoding. */
+const ALL_PLAIN = /^[A-Za-z0-9\-._~!$&'()*+;=:@/]*$/;
 
 /**
  * One claim value as identity-header text: percent-encoded UTF-8 for every character outside
@@ -133,6 +135,9 @@ const PLAIN = /^[A-Za-z0-9\-._~!$&'()*+;=:@/]$/;
  * splits on `,` and percent-decodes each element. Cut at `maxBytes` on a character boundary.
  */
 export function encodeClaimValue(value: string, maxBytes = Number.MAX_SAFE_INTEGER): string {
+  // The common case (ids, e-mail addresses, group names): the value itself, no copy. The
+  // identity headers of a cached identity then share their strings with its claims.
+  if (value.length <= maxBytes && ALL_PLAIN.test(value)) return value;
   let out = '';
   for (const ch of value) {
     // A lone surrogate has no UTF-8 form (encodeURIComponent would throw): U+FFFD stands in.

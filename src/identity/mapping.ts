@@ -38,14 +38,31 @@ export function toIdentity(config: ProviderConfig, payload: JWTPayload): Identit
     );
   }
   const [tenant] = claimStrings(getClaim(payload, config.claims.tenant));
+  shareConfiguredStrings(config, payload);
   return deepFreeze({
     provider: config.name,
     issuer: config.issuer,
     subject: sub ?? user,
     user,
-    groups: claimStrings(getClaim(payload, config.claims.groups)),
+    // A copy of exact length: the list is built by appending, which leaves room for 16 more
+    // elements, and a cached identity keeps it for the token's lifetime.
+    groups: claimStrings(getClaim(payload, config.claims.groups)).slice(),
     ...(tenant !== undefined ? { tenant } : {}),
     claims: payload,
     expiresAt: payload.exp as number,
   });
+}
+
+/**
+ * `iss` and a string `aud` were checked equal to the provider's issuer and one of its
+ * audiences; the payload takes the configuration's strings instead of its own copies, so the
+ * verified-token cache does not hold the same URL once per token. Values are unchanged.
+ */
+function shareConfiguredStrings(config: ProviderConfig, payload: JWTPayload): void {
+  if (payload.iss === config.issuer) payload.iss = config.issuer;
+  const aud = payload.aud;
+  if (typeof aud === 'string') {
+    const configured = config.audiences.find((a) => a === aud);
+    if (configured !== undefined) payload.aud = configured;
+  }
 }

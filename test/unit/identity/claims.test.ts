@@ -167,6 +167,9 @@ describe('identity/claims', () => {
 
     it('caps a long single value without cutting an escape', () => {
       expect(claimHeaderValue('y'.repeat(3000))).to.have.length(1024);
+      expect(claimHeaderValue('y'.repeat(1024))).to.have.length(1024);
+      expect(claimHeaderValue('y'.repeat(1025))).to.have.length(1024);
+      expect(claimHeaderValue(`${'y'.repeat(1023)}é`)).to.have.length(1023);
       const capped = claimHeaderValue('é'.repeat(400))!;
       expect(capped.length).to.be.at.most(1024);
       expect(decodeURIComponent(capped)).to.equal('é'.repeat(capped.length / 6));
