@@ -252,7 +252,8 @@ describe('metering/request-rewrite', () => {
             for (const [k, v] of Object.entries(limits)) if (v !== undefined) body[k] = v;
             const raw = JSON.stringify(body);
             const r = rewriteRequest(path, body, raw, { outputLimit: cap });
-            const sent = (r.body === undefined ? body : parsed(r.body)) as Record<string, unknown>;
+            // No new body: the upstream gets the raw bytes, as JSON reads them.
+            const sent = (r.body === undefined ? JSON.parse(raw) : parsed(r.body)) as Record<string, unknown>;
             const fields =
               path === CHAT ? ['max_completion_tokens', 'max_tokens'] : path === '/v1/completions' ? ['max_tokens'] : ['max_output_tokens'];
             const numeric = fields.filter((k) => typeof sent[k] === 'number');
