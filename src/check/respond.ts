@@ -91,6 +91,7 @@ export class Responder {
       if (value === undefined || value === '') remove.push(header);
       else set[header] = value;
     }
+    // Kept as long as the cached identity: an exact-length copy (appending leaves spare room).
     return { set, remove: remove.length === 0 ? NOTHING_REMOVED : remove.slice() };
   }
 

@@ -54,9 +54,10 @@ export function toIdentity(config: ProviderConfig, payload: JWTPayload): Identit
 }
 
 /**
- * `iss` and a string `aud` were checked equal to the provider's issuer and one of its
- * audiences; the payload takes the configuration's strings instead of its own copies, so the
- * verified-token cache does not hold the same URL once per token. Values are unchanged.
+ * An `iss` equal to the provider's issuer and a string `aud` equal to one of its audiences (what
+ * the verifier requires) become the configuration's own strings instead of the payload's
+ * copies, so the verified-token cache does not hold the same URL once per token. No value
+ * changes; anything else is left as it is.
  */
 function shareConfiguredStrings(config: ProviderConfig, payload: JWTPayload): void {
   if (payload.iss === config.issuer) payload.iss = config.issuer;
