@@ -40,16 +40,23 @@ const SCHEMES: Readonly<Record<string, Scheme>> = {
 /** The smallest RSA modulus jose accepts for RS* and PS*. */
 const MIN_RSA_BITS = 2048;
 
-const keyObjects = new WeakMap<CryptoKey, KeyObject>();
+interface NodeKey {
+  readonly object: KeyObject;
+  /** The RSA modulus length in bits; undefined for other key types. */
+  readonly rsaBits: number | undefined;
+}
 
-/** The node:crypto view of a key jose imported (made once per key). */
-function keyObjectOf(key: CryptoKey): KeyObject {
-  let object = keyObjects.get(key);
-  if (object === undefined) {
-    object = KeyObject.from(key);
-    keyObjects.set(key, object);
+const nodeKeys = new WeakMap<CryptoKey, NodeKey>();
+
+/** The node:crypto view of a key jose imported, and its RSA size (read once per key). */
+function nodeKeyOf(key: CryptoKey): NodeKey {
+  let known = nodeKeys.get(key);
+  if (known === undefined) {
+    const object = KeyObject.from(key);
+    known = { object, rsaBits: object.asymmetricKeyDetails?.modulusLength };
+    nodeKeys.set(key, known);
   }
-  return object;
+  return known;
 }
 
 /**
@@ -65,9 +72,8 @@ export function signatureValid(
 ): boolean {
   const scheme = SCHEMES[alg];
   if (scheme === undefined) throw new TypeError(`unsupported JWS algorithm ${alg}`);
-  const object = keyObjectOf(key);
+  const { object, rsaBits: bits } = nodeKeyOf(key);
   if (scheme.rsa === true) {
-    const bits = object.asymmetricKeyDetails?.modulusLength;
     if (bits === undefined || bits < MIN_RSA_BITS)
       throw new TypeError(`${alg} requires key modulusLength to be ${MIN_RSA_BITS} bits or larger`);
   }

@@ -10,6 +10,8 @@ import { describeValue } from './claims.js';
 export interface UnverifiedToken {
   readonly header: Readonly<Record<string, unknown>>;
   readonly payload: Readonly<Record<string, unknown>>;
+  /** The three base64url parts as the token spells them (the signature is checked over them). */
+  readonly parts: { readonly header: string; readonly payload: string; readonly signature: string };
 }
 
 /**
@@ -85,6 +87,7 @@ export function parseCompact(token: string): UnverifiedToken {
   return {
     header: decodeJsonObject(header, 'header'),
     payload: decodeJsonObject(payload, 'payload'),
+    parts: { header, payload, signature },
   };
 }
 

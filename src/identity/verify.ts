@@ -246,7 +246,7 @@ export class Authenticator {
     let failure: AuthenticationError | undefined;
     for (const provider of candidates) {
       try {
-        const identity = await this.#verifyWith(provider, token, parsed, alg, size);
+        const identity = await this.#verifyWith(provider, parsed, alg, size);
         return { identity, skew: provider.config.clockSkewSeconds };
       } catch (err) {
         failure = mapJoseError(err, provider.config, parsed);
@@ -258,7 +258,6 @@ export class Authenticator {
 
   async #verifyWith(
     provider: Provider,
-    token: string,
     parsed: UnverifiedToken,
     alg: string,
     size: number,
@@ -282,11 +281,12 @@ export class Authenticator {
     const nowMs = this.#now();
     // The signature in place with node:crypto (signature.ts); only a kid-less token has
     // several candidate keys, tried in turn.
-    const [header = '', body = '', signature = ''] = token.split('.');
+    const { header, payload: body, signature } = parsed.parts;
     const signed = Buffer.from(signature, 'base64url');
+    const signingInput = `${header}.${body}`;
     const verified = keys.some((key) => {
       this.#verifications += 1;
-      return signatureValid(allowed, key, `${header}.${body}`, signed);
+      return signatureValid(allowed, key, signingInput, signed);
     });
     if (!verified) throw new errors.JWSSignatureVerificationFailed();
     // The claims by jose's own claims-set check, on the payload exactly as signed: the same
