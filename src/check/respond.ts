@@ -40,7 +40,6 @@ const NOTHING_REMOVED: readonly string[] = Object.freeze([]);
 
 export class Responder {
   private readonly headers: readonly (readonly [string, string])[];
-  private readonly credentials: UpstreamCredentials;
   /**
    * The identity headers of each verified identity. The verified-token cache hands out the
    * same Identity object for every request with the same token, and these depend only on it
@@ -48,15 +47,19 @@ export class Responder {
    */
   private readonly computed = new WeakMap<Identity, UpstreamHeaders>();
   /**
-   * The credential headers, per tenant with its own key (`upstream.tenants`) and once for
-   * everyone else: a few entries, not one per identity.
+   * The credential headers, made at construction (a reload makes a new Responder): one set per
+   * tenant with its own key (`upstream.tenants`), one shared by everyone else.
    */
-  private readonly perTenant = new Map<string, UpstreamHeaders>();
-  private shared: UpstreamHeaders | undefined;
+  private readonly perTenant: ReadonlyMap<string, UpstreamHeaders>;
+  private readonly shared: UpstreamHeaders;
 
   constructor(config: Config, credentials: UpstreamCredentials) {
-    this.credentials = credentials;
     this.headers = Object.entries(config.identityHeaders);
+    this.shared = credentialHeadersFor(credentials.apiKey, undefined);
+    // A Map, not the tenants object: a tenant named `constructor` finds nothing here.
+    this.perTenant = new Map(
+      Object.entries(credentials.tenants).map(([tenant, own]) => [tenant, credentialHeadersFor(credentials.apiKey, own)]),
+    );
   }
 
   /** The identity headers for a verified identity (set, or removed when the claim is absent). */
@@ -71,15 +74,7 @@ export class Responder {
 
   /** The upstream key, project and organization for the identity's tenant. */
   credentialHeaders(identity: Identity): UpstreamHeaders {
-    const tenant = identity.tenant;
-    if (tenant === undefined || !Object.hasOwn(this.credentials.tenants, tenant))
-      return (this.shared ??= this.computeCredentials(undefined));
-    let headers = this.perTenant.get(tenant);
-    if (headers === undefined) {
-      headers = this.computeCredentials(this.credentials.tenants[tenant]);
-      this.perTenant.set(tenant, headers);
-    }
-    return headers;
+    return (identity.tenant !== undefined ? this.perTenant.get(identity.tenant) : undefined) ?? this.shared;
   }
 
   private computeIdentity(identity: Identity): UpstreamHeaders {
@@ -94,23 +89,25 @@ export class Responder {
     // Kept as long as the cached identity: an exact-length copy (appending leaves spare room).
     return { set, remove: remove.length === 0 ? NOTHING_REMOVED : remove.slice() };
   }
+}
 
-  private computeCredentials(
-    tenantCreds: UpstreamCredentials['tenants'][string] | undefined,
-  ): UpstreamHeaders {
-    const set: Record<string, string> = {};
-    const remove: string[] = [];
-    const key = tenantCreds?.apiKey ?? this.credentials.apiKey;
-    // The caller's JWT never travels upstream: replaced by the key, or removed when none is set.
-    if (key !== undefined) set['authorization'] = `Bearer ${key}`;
-    else remove.push('authorization');
-    // The gateway's key is billed, so the caller never picks the project or organization it bills.
-    if (tenantCreds?.project !== undefined) set['openai-project'] = tenantCreds.project;
-    else remove.push('openai-project');
-    if (tenantCreds?.organization !== undefined) set['openai-organization'] = tenantCreds.organization;
-    else remove.push('openai-organization');
-    return { set, remove };
-  }
+/** Header mutations that put the gateway's key (a tenant's own, else the default) upstream. */
+function credentialHeadersFor(
+  defaultKey: string | undefined,
+  tenantCreds: UpstreamCredentials['tenants'][string] | undefined,
+): UpstreamHeaders {
+  const set: Record<string, string> = {};
+  const remove: string[] = [];
+  const key = tenantCreds?.apiKey ?? defaultKey;
+  // The caller's JWT never travels upstream: replaced by the key, or removed when none is set.
+  if (key !== undefined) set['authorization'] = `Bearer ${key}`;
+  else remove.push('authorization');
+  // The gateway's key is billed, so the caller never picks the project or organization it bills.
+  if (tenantCreds?.project !== undefined) set['openai-project'] = tenantCreds.project;
+  else remove.push('openai-project');
+  if (tenantCreds?.organization !== undefined) set['openai-organization'] = tenantCreds.organization;
+  else remove.push('openai-organization');
+  return { set, remove };
 }
 
 export function respondStep(responder: Responder): CheckStep {
